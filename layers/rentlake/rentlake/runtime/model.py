@@ -319,6 +319,11 @@ class ChampionCache:
             self._checked_at = -math.inf
             self._bad.clear()
 
+    def bind(self, lake: Lake) -> None:
+        """Serve from ``lake`` unless already bound to that very object (keeps a loaded model then)."""
+        if self._lake is not lake:
+            self.use_lake(lake)
+
     def peek(self) -> LoadedModel | None:
         """The loaded model, without any I/O (``None`` before the first load)."""
         return self._current
