@@ -1,0 +1,110 @@
+"""What a CLI command gets: the lake, the functions' handlers, and where to print."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from rentlake.cli.errors import CliError
+from rentlake.lake import Lake
+
+_HANDLERS: dict[Path, ModuleType] = {}
+
+
+def find_functions_dir(explicit: str | None = None) -> Path:
+    """Locate the ``functions/`` folder: explicit, ``RENTLAKE_FUNCTIONS_DIR``, or beside the layer.
+
+    The package lives in ``layers/rentlake/rentlake`` of the repository, so the functions are three levels
+    up; the current directory is tried last.
+    """
+    import os
+
+    candidates = [explicit, os.environ.get("RENTLAKE_FUNCTIONS_DIR")]
+    here = Path(__file__).resolve()
+    candidates += [str(here.parents[4] / "functions"), str(Path.cwd() / "functions")]
+    for cand in candidates:
+        if cand and (Path(cand) / "ingest" / "app.py").exists():
+            return Path(cand).resolve()
+    raise CliError(
+        "cannot find the functions/ folder of rentlake; run from the repository or pass --functions-dir"
+    )
+
+
+@dataclass
+class Context:
+    """A command's view of the world."""
+
+    lake: Lake
+    functions_dir: Path
+    local_root: Path | None
+    quiet: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def create(
+        cls, *, bucket: str, database: str, functions_dir: Path, local_root: Path | None, quiet: bool
+    ) -> Context:
+        return cls(lake=Lake(bucket, database=database), functions_dir=functions_dir,
+                   local_root=local_root, quiet=quiet)
+
+    def progress(self, message: str) -> None:
+        """A progress line on stderr (long steps), unless --quiet."""
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def where(self, key: str) -> str:
+        """Where a user finds a lake object: a local file path, or its s3:// URI."""
+        if self.local_root is not None:
+            return str(self.local_root / "s3" / self.lake.bucket / key)
+        return self.lake.uri(key)
+
+    def handler(self, name: str) -> Any:
+        """The ``handler`` of ``functions/<name>/app.py``, imported once (as Lambda would)."""
+        path = self.functions_dir / name / "app.py"
+        if not path.exists():
+            raise CliError(f"no function named {name!r} (looked for {path})")
+        mod = _HANDLERS.get(path)
+        if mod is None:
+            spec = importlib.util.spec_from_file_location(f"rentlake_function_{name}", path)
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            _HANDLERS[path] = mod
+        return mod.handler
+
+    def invoke(self, name: str, event: dict[str, Any]) -> Any:
+        """Run a function's handler in process with a Lambda-like context.
+
+        What the handler prints (EMF metrics, logs) goes to stderr: stdout is the command's result.
+        """
+        import contextlib
+
+        handler = self.handler(name)
+        with contextlib.redirect_stdout(sys.stderr):
+            return handler(event, LambdaContext(name))
+
+    def emit_json(self, obj: Any) -> None:
+        print(json.dumps(obj, indent=2, ensure_ascii=False, default=str), file=self.out)
+
+
+class LambdaContext:
+    """The few attributes of Lambda's context object that Powertools and the handlers read."""
+
+    def __init__(self, name: str) -> None:
+        self.function_name = f"rentlake-{name}"
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:eu-west-3:000000000000:function:rentlake-{name}"
+        self.memory_limit_in_mb = 1024
+        self.aws_request_id = "local-" + str(int(time.time() * 1000))
+        self.log_group_name = f"/aws/lambda/rentlake-{name}"
+        self.log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000

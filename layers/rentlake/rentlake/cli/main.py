@@ -1,0 +1,118 @@
+"""Entry point of the ``rentlake`` command.
+
+By default every command runs against the embedded local lake (``./.rentlake``, no AWS account needed);
+with ``--bucket`` (or ``RENTLAKE_BUCKET``) it runs the same handlers against a real S3 bucket.
+
+Commands live in modules ``rentlake/cli/cmd_*.py``; each exposes ``register(subparsers)``, which adds a
+subparser and sets ``run(args, ctx) -> int`` as its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import pkgutil
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rentlake.cli.context import Context, find_functions_dir
+from rentlake.cli.errors import CliError
+
+EPILOG = """\
+The lake: by default an embedded S3 + Glue catalog (moto, on 127.0.0.1) stored in ./.rentlake
+(override with --lake-dir or RENTLAKE_HOME); open the files under .rentlake/s3/ to see every zone.
+With --bucket NAME (or RENTLAKE_BUCKET) the same commands run against real AWS (region from
+AWS_REGION, default eu-west-3).
+
+Typical session:
+  rentlake pipeline data/samples/house_intact.csv     # ingest + clean (+ later stages)
+  rentlake clean                                       # clean whatever is pending
+"""
+
+
+def _command_modules() -> list[str]:
+    pkg = importlib.import_module("rentlake.cli")
+    return sorted(
+        m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("cmd_")
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every discovered command."""
+    parser = argparse.ArgumentParser(
+        prog="rentlake",
+        description="rentlake: a serverless pipeline for estimating rents, runnable on your machine.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--lake-dir",
+        default=os.environ.get("RENTLAKE_HOME", ".rentlake"),
+        help="folder of the embedded local lake (default: ./.rentlake, or RENTLAKE_HOME)",
+    )
+    parser.add_argument(
+        "--bucket",
+        default=None,
+        help="run against this real S3 bucket instead of the embedded lake (or set RENTLAKE_BUCKET)",
+    )
+    parser.add_argument("--database", default=None, help="Glue database (default: rentlake)")
+    parser.add_argument(
+        "--functions-dir", default=None, help="folder of the Lambda functions (default: found from here)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _command_modules():
+        importlib.import_module(f"rentlake.cli.{name}").register(sub)
+    return parser
+
+
+@contextmanager
+def open_context(args: argparse.Namespace) -> Iterator[Context]:
+    """Connect to the lake the options name and yield a :class:`Context`."""
+    functions_dir = find_functions_dir(args.functions_dir)
+    bucket = args.bucket or os.environ.get("RENTLAKE_BUCKET") or ""
+    database = args.database or os.environ.get("RENTLAKE_GLUE_DATABASE") or "rentlake"
+    if bucket:
+        os.environ["RENTLAKE_BUCKET"] = bucket
+        os.environ["RENTLAKE_GLUE_DATABASE"] = database
+        os.environ.setdefault("AWS_REGION", "eu-west-3")
+        yield Context.create(
+            bucket=bucket, database=database, functions_dir=functions_dir, local_root=None, quiet=args.quiet
+        )
+        return
+    from rentlake.cli.local import embedded_lake
+
+    root = Path(args.lake_dir).resolve()
+    with embedded_lake(root, database=database) as local:
+        yield Context.create(
+            bucket=local.bucket, database=database, functions_dir=functions_dir, local_root=root,
+            quiet=args.quiet,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rentlake`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        if getattr(args, "needs_lake", True):
+            with open_context(args) as ctx:
+                return int(args.run(args, ctx) or 0)
+        return int(args.run(args, None) or 0)
+    except CliError as exc:
+        print(f"rentlake: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rentlake: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Configuration, read once from the environment.
+
+Every variable here is set by ``template.yaml`` for the deployed functions, and by the ``rentlake``
+command for the embedded local lake. Functions import :data:`SETTINGS` at module load, so a cold start
+reads the environment once; tests build their own :class:`Settings` with :func:`load`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_REGION = "eu-west-3"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a function needs to know about its deployment."""
+
+    bucket: str
+    region: str
+    glue_database: str
+    model_refresh_seconds: float
+    outlier_mad_k: float
+    outlier_min_group: int
+    chunk_rows: int
+    max_object_bytes: int
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:  # a typo in the template must fail loudly at cold start
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from exc
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: ``os.environ``).
+
+    Parameters
+    ----------
+    env
+        Mapping of environment variables.
+
+    Returns
+    -------
+    Settings
+        The settings; ``bucket`` is empty when ``RENTLAKE_BUCKET`` is unset (callers that need a bucket
+        check it and say so).
+    """
+    env = os.environ if env is None else env
+    return Settings(
+        bucket=env.get("RENTLAKE_BUCKET", ""),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+        glue_database=env.get("RENTLAKE_GLUE_DATABASE", "rentlake"),
+        model_refresh_seconds=_float(env, "RENTLAKE_MODEL_REFRESH_SECONDS", 60.0),
+        outlier_mad_k=_float(env, "RENTLAKE_OUTLIER_MAD_K", 4.0),
+        outlier_min_group=int(_float(env, "RENTLAKE_OUTLIER_MIN_GROUP", 30)),
+        chunk_rows=int(_float(env, "RENTLAKE_CHUNK_ROWS", 250_000)),
+        max_object_bytes=int(_float(env, "RENTLAKE_MAX_OBJECT_BYTES", 512 * 1024 * 1024)),
+    )
+
+
+SETTINGS = load()
