@@ -263,3 +263,33 @@ def test_bad_input_raises_a_clear_error(frame: pd.DataFrame, message: str) -> No
     with pytest.raises(InsufficientDataError, match=message) as exc:
         train(frame, trained_at=T0, make_files=False)
     assert isinstance(exc.value, ValueError)
+
+
+# --------------------------------------------------------------------------------------- selection
+
+
+def test_selection_keeps_the_simplest_model_within_one_standard_error() -> None:
+    from rentlake.model.train import _select
+
+    # GIVEN gbr best by 5 € with an SE of 10 €, huber within noise too
+    cv = {"ols": {"mae_mean": 305.0, "mae_se": 12.0}, "huber": {"mae_mean": 303.0, "mae_se": 12.0},
+          "gbr": {"mae_mean": 300.0, "mae_se": 10.0}}
+    chosen, reason = _select(cv)
+    # THEN the simplest (ols) is kept and the reason names the best one
+    assert chosen == "ols" and "gbr" in reason and "one standard error" in reason
+    # GIVEN gbr clearly better THEN it wins
+    cv["ols"]["mae_mean"] = cv["huber"]["mae_mean"] = 340.0
+    assert _select(cv)[0] == "gbr"
+
+
+def test_gate_accepts_the_sample_model(sample_result: TrainResult) -> None:
+    from rentlake.model.gate import decide
+
+    # GIVEN the sample model and no champion WHEN gated THEN it is promoted (only non-blocking flags)
+    d = decide(sample_result.metrics, None, sample_result.diagnostics)
+    assert d.passed, d.reasons
+    # AND scored against itself as champion on the same held-out rows it still passes
+    champ = score_onnx(sample_result.onnx, sample_result.test_set)
+    champ_m = metrics(sample_result.test_set["rent_eur"], champ["rent_eur"], champ["low"], champ["high"])
+    assert champ_m["mae"] == pytest.approx(sample_result.metrics["mae"])
+    assert decide(sample_result.metrics, champ_m, sample_result.diagnostics).passed
