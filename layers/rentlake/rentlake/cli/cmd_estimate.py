@@ -1,0 +1,122 @@
+"""``rentlake estimate --surface 30``: ask the predict function, exactly as API Gateway would."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rentlake.cli.errors import CliError
+from rentlake.runtime.events import http_api_event, response_body
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def register(sub: Any) -> None:
+    """Add the ``estimate`` command."""
+    p = sub.add_parser(
+        "estimate",
+        help="estimate the rent of one listing with the champion model",
+        description="Send one listing to the predict function's handler (functions/predict/app.py) as an "
+        "API Gateway HTTP API event, using the lake's champion model, and print the answer: a sentence, "
+        "or with --json the API's JSON body exactly.",
+    )
+    p.add_argument("--surface", required=True, metavar="M2", help="living area in m² (e.g. 30)")
+    p.add_argument("--district", default=None, help="district, when the champion uses it (e.g. 75011)")
+    p.add_argument("--current-rent", default=None, metavar="EUR",
+                   help="rent paid now, €/month: adds a verdict (above/within/below) and a percentile")
+    p.add_argument("--json", action="store_true", help="print the API's JSON body")
+    p.set_defaults(run=run)
+
+
+def predict_handler(ctx: Any) -> Handler:
+    """The predict function's handler, imported by path from ``ctx.functions_dir``, serving ``ctx.lake``.
+
+    Parameters
+    ----------
+    ctx
+        The CLI context (``lake``, ``functions_dir``).
+
+    Returns
+    -------
+    callable
+        ``handler(event, context) -> response``.
+    """
+    if hasattr(ctx, "handler"):
+        handler = ctx.handler("predict")  # imported once per process by the lead's Context
+    else:
+        path = Path(ctx.functions_dir) / "predict" / "app.py"
+        if not path.exists():
+            raise CliError(f"no predict function at {path}")
+        spec = importlib.util.spec_from_file_location("rentlake_function_predict", path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        handler = mod.handler
+    champion = getattr(handler, "__globals__", {}).get("CHAMPION")
+    if champion is not None:
+        champion.bind(ctx.lake)  # the lake the command was given, whatever the environment says
+    return handler
+
+
+def _number(text: str | None) -> float | str | None:
+    """A number when the text is one; otherwise the text itself, so the API names the problem."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def euros(x: float) -> str:
+    """``1190`` -> ``'1 190'`` (French grouping)."""
+    return f"{round(x):,}".replace(",", " ")
+
+
+def sentence(surface: float, answer: dict[str, Any], current: float | None) -> str:
+    """The human answer: estimate, interval, verdict and warnings."""
+    iv = answer["interval"]
+    lines = [
+        f"{surface:g} m²: about {euros(answer['rent_eur'])} €/month, {iv['level'] * 100:g} % interval "
+        f"{euros(iv['low'])}–{euros(iv['high'])} € (model {answer['model_version']})."
+    ]
+    if current is not None and "verdict" in answer:
+        where = {"above": "above", "within": "within", "below": "below"}[answer["verdict"]]
+        pct = answer.get("percentile")
+        extra = f" (higher than {pct:.0f} % of comparable rents)" if pct is not None else ""
+        lines.append(f"At {euros(current)} €/month you pay {where} the market interval{extra}.")
+    lines += [f"warning: {w}" for w in answer.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def error_message(payload: Any, status: int) -> str:
+    """``message: field: problem; ...`` from the API's error body."""
+    err = payload.get("error", {}) if isinstance(payload, dict) else {}
+    msg = str(err.get("message") or f"the API answered {status}")
+    fields = "; ".join(f"{f['field']}: {f['problem']}" for f in err.get("fields", []))
+    return f"{msg} ({fields})" if fields else msg
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    """Estimate one listing; CliError with the API's message when it is refused."""
+    listing: dict[str, Any] = {"surface_m2": _number(args.surface)}
+    if args.district is not None:
+        listing["district"] = args.district
+    if args.current_rent is not None:
+        listing["current_rent_eur"] = _number(args.current_rent)
+    event = http_api_event("POST", "/estimates", json.dumps(listing),
+                           headers={"content-type": "application/json"})
+    resp = predict_handler(ctx)(event, None)
+    raw = response_body(resp).decode("utf-8")
+    payload = json.loads(raw)
+    if args.json:
+        print(raw, file=ctx.out)
+    if resp["statusCode"] != 200:
+        raise CliError(error_message(payload, resp["statusCode"]))
+    if not args.json:
+        print(sentence(float(listing["surface_m2"]), payload, listing.get("current_rent_eur")), file=ctx.out)
+    return 0
