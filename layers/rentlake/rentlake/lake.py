@@ -152,6 +152,11 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
         return "score/"
 
     @staticmethod
+    def score_input(name: str) -> str:
+        """Key of a file to score (an upload under ``score/`` triggers the score function)."""
+        return f"{keys.score_input_prefix()}{safe_name(name)}"
+
+    @staticmethod
     def scored_output(name: str) -> str:
         """Batch scoring output for an input object name."""
         return f"scored/{safe_name(name)}"
