@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from rentlake.explore import Report, build_report
 from rentlake.model import InsufficientDataError
 
@@ -31,7 +30,9 @@ def test_summary_counts_and_course_line(sample_report: Report) -> None:
     # GIVEN the 536 listings with rent < 10 000 THEN counts and the course line are reported
     assert s["run_id"] == "run-1" and s["rows"] == 536 and s["rows_usable"] == 536
     assert s["duplicate_rows"] == 61 and s["missing"] == {"rent_eur": 0, "surface_m2": 0}
-    assert s["ols"]["intercept"] == pytest.approx(266.5, abs=0.1) and s["ols"]["slope"] == pytest.approx(30.66, abs=0.01)
+    assert s["ols"]["intercept"] == pytest.approx(266.5, abs=0.1) and s["ols"]["slope"] == pytest.approx(
+        30.66, abs=0.01
+    )
     assert s["ols"]["at_30m2"]["obs_ci"] == pytest.approx([348, 2025], abs=1)
     assert s["ols"]["at_30m2"]["mean_ci"] == pytest.approx([1140, 1233], abs=1)
     assert s["statistics"]["surface_m2"]["count"] == 536
@@ -45,7 +46,10 @@ def test_hypotheses_in_plain_words_with_numbers(sample_report: Report) -> None:
     # THEN the linear relation and the growing spread are stated with their numbers and supported
     assert h["linear"]["supported"] and re.search(r"r = 0\.91, slope about 31 €/m²", h["linear"]["statement"])
     assert h["spread_grows"]["supported"] and h["spread_grows"]["evidence"]["ratio"] > 2
-    assert h["negative_bounds"]["supported"] and h["negative_bounds"]["evidence"]["listings_with_negative_low"] > 0
+    assert (
+        h["negative_bounds"]["supported"]
+        and h["negative_bounds"]["evidence"]["listings_with_negative_low"] > 0
+    )
     assert h["per_m2_falls"]["supported"] and h["per_m2_falls"]["evidence"]["spearman_rho"] < 0
     assert h["duplicates"]["evidence"]["count"] == 61
     json.dumps(sample_report.hypotheses)
@@ -72,8 +76,15 @@ def test_districts_give_a_table_a_figure_and_a_hypothesis() -> None:
     s = rng.uniform(15, 120, n)
     dist = rng.choice(["75007", "75011", "75020"], n)
     per_m2 = pd.Series(dist).map({"75007": 40.0, "75011": 32.0, "75020": 27.0}).to_numpy()
-    df = pd.DataFrame({"rent_eur": s * per_m2 * np.exp(rng.normal(0, 0.1, n)), "surface_m2": s, "district": dist,
-                       "listed_at": pd.NaT, "note": "x"})
+    df = pd.DataFrame(
+        {
+            "rent_eur": s * per_m2 * np.exp(rng.normal(0, 0.1, n)),
+            "surface_m2": s,
+            "district": dist,
+            "listed_at": pd.NaT,
+            "note": "x",
+        }
+    )
     df.loc[:9, "district"] = None
     # WHEN explored
     r = build_report(df, run_id="d")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from rentlake.model import InsufficientDataError
 from rentlake.model.diagnostics import diagnose, residual_plots
 
@@ -97,8 +96,12 @@ def test_heteroscedastic_rents_are_flagged() -> None:
 
 @pytest.mark.parametrize(
     ("x", "y", "message"),
-    [([1.0, 2.0], [1.0, 2.0], "at least 3"), ([3.0] * 5, [1, 2, 3, 4, 5], "identical"),
-     ([1, 2, 3, 4], [2.0] * 4, "constant"), ([1, 2, np.nan, 4], [1, 2, 3, 4], "finite")],
+    [
+        ([1.0, 2.0], [1.0, 2.0], "at least 3"),
+        ([3.0] * 5, [1, 2, 3, 4, 5], "identical"),
+        ([1, 2, 3, 4], [2.0] * 4, "constant"),
+        ([1, 2, np.nan, 4], [1, 2, 3, 4], "finite"),
+    ],
     ids=["tiny", "single-x", "constant-y", "nan"],
 )
 def test_bad_input(x: list[float], y: list[float], message: str) -> None:

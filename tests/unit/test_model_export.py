@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
-
 from rentlake.model.evaluate import score_onnx
 from rentlake.model.export import onnx_signature
 from rentlake.model.train import TrainResult, train
@@ -19,13 +18,20 @@ def listings(n: int, seed: int) -> pd.DataFrame:
     s = rng.uniform(12, 150, n)
     d = rng.integers(0, 3, n)
     rent = np.exp(np.log(38.0) + 0.92 * np.log(s) + np.array([-0.15, 0.0, 0.2])[d] + rng.normal(0, 0.2, n))
-    return pd.DataFrame({"rent_eur": rent, "surface_m2": s, "district": np.array(["75011", "75015", "75007"])[d]})
+    return pd.DataFrame(
+        {"rent_eur": rent, "surface_m2": s, "district": np.array(["75011", "75015", "75007"])[d]}
+    )
 
 
 @pytest.fixture(scope="module")
 def result() -> TrainResult:
-    return train(listings(600, 11), seed=5, trained_at=datetime(2026, 1, 1, tzinfo=UTC), gbr_estimators=40,
-                 make_files=False)
+    return train(
+        listings(600, 11),
+        seed=5,
+        trained_at=datetime(2026, 1, 1, tzinfo=UTC),
+        gbr_estimators=40,
+        make_files=False,
+    )
 
 
 def test_every_candidate_family_exports_with_parity(result: TrainResult) -> None:
@@ -79,5 +85,7 @@ def test_score_onnx_feeds_only_declared_inputs(result: TrainResult) -> None:
     out = score_onnx(blob, df)
     assert set(out) == {"rent_eur", "low", "high"} and out["rent_eur"].shape == (2,)
     # AND a district graph scores a frame with missing districts (treated as unknown)
-    out = score_onnx(result.candidates["ols_district"].to_onnx(), pd.DataFrame({"surface_m2": [20.0], "district": [None]}))
+    out = score_onnx(
+        result.candidates["ols_district"].to_onnx(), pd.DataFrame({"surface_m2": [20.0], "district": [None]})
+    )
     assert np.isfinite(out["rent_eur"]).all()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from rentlake.model.gate import BLOCKING_FLAGS, decide
 
 GOOD = {"mae": 300.0, "coverage": 0.9}
@@ -36,20 +35,28 @@ def test_influential_point_blocks_with_its_reason() -> None:
     d = decide(GOOD, None, diag)
     # THEN the gate keeps the champion and says why
     assert not d.passed and any("leverage 1.000" in r for r in d.reasons)
-    assert BLOCKING_FLAGS == {"influential_point"}
+    assert {"influential_point"} == BLOCKING_FLAGS
 
 
-@pytest.mark.parametrize(("champion_mae", "passed"), [(300.0, True), (290.0, True), (285.8, True), (280.0, False)])
+@pytest.mark.parametrize(
+    ("champion_mae", "passed"), [(300.0, True), (290.0, True), (285.8, True), (280.0, False)]
+)
 def test_challenger_vs_champion_within_tolerance(champion_mae: float, passed: bool) -> None:
     # GIVEN a challenger MAE of 300 € and a champion scored on the same rows
     d = decide(GOOD, {"mae": champion_mae, "coverage": 0.9}, OK_DIAG, tolerance=0.05)
     # THEN it passes only when 300 ≤ champion·1.05
     assert d.passed is passed
-    assert d.to_dict() == {"decision": "promote" if passed else "keep", "passed": passed, "reasons": d.reasons}
+    assert d.to_dict() == {
+        "decision": "promote" if passed else "keep",
+        "passed": passed,
+        "reasons": d.reasons,
+    }
 
 
 def test_better_challenger_with_blocking_flag_still_kept() -> None:
-    d = decide({"mae": 100.0, "coverage": 0.9}, {"mae": 300.0}, {"flags": ["influential_point"], "details": {}})
+    d = decide(
+        {"mae": 100.0, "coverage": 0.9}, {"mae": 300.0}, {"flags": ["influential_point"], "details": {}}
+    )
     assert not d.passed
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from rentlake.model import InsufficientDataError
 from rentlake.model.evaluate import metrics, score_onnx
 from rentlake.model.intervals import conformal_quantile, fit_ols, ols_intervals
@@ -116,7 +115,9 @@ def test_sample_served_interval_is_narrower_positive_and_calibrated(sample_resul
     r = sample_result
     served, ols = r.at_30m2["served"], r.at_30m2["ols"]
     # THEN the homoscedastic OLS interval at 30 m² is recorded (≈ [348, 2025] on the deduplicated data)
-    assert ols["interval"][0] == pytest.approx(345, abs=10) and ols["interval"][1] == pytest.approx(2023, abs=10)
+    assert ols["interval"][0] == pytest.approx(345, abs=10) and ols["interval"][1] == pytest.approx(
+        2023, abs=10
+    )
     # AND the served one is positive, contains its estimate and is clearly narrower (< 60 % of the width)
     assert 0 < served["interval"][0] < served["estimate"] < served["interval"][1]
     assert served["width"] < 0.6 * ols["width"]
@@ -133,7 +134,7 @@ def test_sample_served_interval_is_narrower_positive_and_calibrated(sample_resul
 def test_sample_interval_is_symmetric_on_the_log_scale(sample_result: TrainResult) -> None:
     # GIVEN the served ONNX graph WHEN it scores the test set
     out = score_onnx(sample_result.onnx, sample_result.test_set)
-    # THEN centre = (ln low + ln high)/2 is ln(estimate) and σ = (ln high - ln low)/(2·1.6449) is the recorded one
+    # THEN centre = (ln low + ln high)/2 is ln(estimate) and σ = (ln high - ln low)/(2·1.6449) is recorded
     centre = (np.log(out["low"]) + np.log(out["high"])) / 2
     np.testing.assert_allclose(centre, np.log(out["rent_eur"]), atol=1e-5)
     sigma = (np.log(out["high"]) - np.log(out["low"])) / (2 * 1.6449)
@@ -147,7 +148,11 @@ def test_sample_result_fields(sample_result: TrainResult) -> None:
 
     # THEN the result is complete and consistent
     assert r.model_name in CANDIDATES and r.selection["chosen"] == r.model_name
-    assert r.selection["reason"] and set(r.selection["cv"]) == {"ols", "huber", "gbr"}  # no districts in the sample
+    assert r.selection["reason"] and set(r.selection["cv"]) == {
+        "ols",
+        "huber",
+        "gbr",
+    }  # no districts in the sample
     for cv in r.selection["cv"].values():
         assert cv["mae_mean"] > 0 and cv["mae_se"] > 0
     assert r.sha256 == hashlib.sha256(r.onnx).hexdigest()
@@ -250,7 +255,10 @@ def test_all_missing_district_and_dates_are_ignored() -> None:
     ("frame", "message"),
     [
         (pd.DataFrame({"rent_eur": [], "surface_m2": []}), "no usable rows"),
-        (pd.DataFrame({"rent_eur": np.linspace(500, 900, 10), "surface_m2": np.linspace(10, 30, 10)}), "only 10 usable rows"),
+        (
+            pd.DataFrame({"rent_eur": np.linspace(500, 900, 10), "surface_m2": np.linspace(10, 30, 10)}),
+            "only 10 usable rows",
+        ),
         (pd.DataFrame({"rent_eur": np.linspace(500, 900, 50), "surface_m2": [25.0] * 50}), "same surface"),
         (pd.DataFrame({"rent_eur": [np.nan] * 50, "surface_m2": np.linspace(10, 30, 50)}), "no usable rows"),
         (pd.DataFrame({"rent_eur": [800.0] * 50, "surface_m2": np.linspace(10, 30, 50)}), "same rent"),
@@ -272,8 +280,11 @@ def test_selection_keeps_the_simplest_model_within_one_standard_error() -> None:
     from rentlake.model.train import _select
 
     # GIVEN gbr best by 5 € with an SE of 10 €, huber within noise too
-    cv = {"ols": {"mae_mean": 305.0, "mae_se": 12.0}, "huber": {"mae_mean": 303.0, "mae_se": 12.0},
-          "gbr": {"mae_mean": 300.0, "mae_se": 10.0}}
+    cv = {
+        "ols": {"mae_mean": 305.0, "mae_se": 12.0},
+        "huber": {"mae_mean": 303.0, "mae_se": 12.0},
+        "gbr": {"mae_mean": 300.0, "mae_se": 10.0},
+    }
     chosen, reason = _select(cv)
     # THEN the simplest (ols) is kept and the reason names the best one
     assert chosen == "ols" and "gbr" in reason and "one standard error" in reason

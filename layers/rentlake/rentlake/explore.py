@@ -53,9 +53,17 @@ def _stats(s: pd.Series) -> dict[str, Any]:
     if s.empty:
         return {"count": 0}
     q = s.quantile([0.25, 0.5, 0.75])
-    return {"count": int(s.size), "mean": float(s.mean()), "std": float(s.std()) if s.size > 1 else None,
-            "min": float(s.min()), "q25": float(q.iloc[0]), "median": float(q.iloc[1]), "q75": float(q.iloc[2]),
-            "max": float(s.max()), "distinct": int(s.nunique())}
+    return {
+        "count": int(s.size),
+        "mean": float(s.mean()),
+        "std": float(s.std()) if s.size > 1 else None,
+        "min": float(s.min()),
+        "q25": float(q.iloc[0]),
+        "median": float(q.iloc[1]),
+        "q75": float(q.iloc[2]),
+        "max": float(s.max()),
+        "distinct": int(s.nunique()),
+    }
 
 
 def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
@@ -80,19 +88,25 @@ def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
     """
     missing_cols = [c for c in ("rent_eur", "surface_m2") if c not in df.columns]
     if missing_cols:
-        raise InsufficientDataError(f"the data has no column {', '.join(missing_cols)}; exploration needs rent_eur and surface_m2")
+        raise InsufficientDataError(
+            f"the data has no column {', '.join(missing_cols)}; exploration needs rent_eur and surface_m2"
+        )
     rent = pd.to_numeric(df["rent_eur"], errors="coerce").astype(float)
     surface = pd.to_numeric(df["surface_m2"], errors="coerce").astype(float)
     ok = (rent > 0) & (surface > 0) & np.isfinite(rent) & np.isfinite(surface)
     d = pd.DataFrame({"rent_eur": rent[ok], "surface_m2": surface[ok]})
     if len(d) < 3:
-        raise InsufficientDataError(f"only {len(d)} rows have a positive rent and surface; at least 3 are needed to explore")
+        raise InsufficientDataError(
+            f"only {len(d)} rows have a positive rent and surface; at least 3 are needed to explore"
+        )
     if d["surface_m2"].nunique() < 2:
         raise InsufficientDataError("every listing has the same surface: rent cannot be related to surface")
     d["rent_per_m2"] = d["rent_eur"] / d["surface_m2"]
     has_district = "district" in df.columns and df["district"].notna().any()
     if has_district:
-        d["district"] = df.loc[d.index, "district"].astype("object").where(df.loc[d.index, "district"].notna(), None)
+        d["district"] = (
+            df.loc[d.index, "district"].astype("object").where(df.loc[d.index, "district"].notna(), None)
+        )
 
     summary: dict[str, Any] = {
         "run_id": run_id,
@@ -105,26 +119,42 @@ def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
         "constant_columns": [str(c) for c in df.columns if df[c].nunique(dropna=True) <= 1],
         "statistics": {c: _stats(d[c]) for c in ("rent_eur", "surface_m2", "rent_per_m2")},
         "correlations": {
-            "pearson": jsonable(d[["rent_eur", "surface_m2", "rent_per_m2"]].corr(method="pearson").to_dict()),
-            "spearman": jsonable(d[["rent_eur", "surface_m2", "rent_per_m2"]].corr(method="spearman").to_dict()),
+            "pearson": jsonable(
+                d[["rent_eur", "surface_m2", "rent_per_m2"]].corr(method="pearson").to_dict()
+            ),
+            "spearman": jsonable(
+                d[["rent_eur", "surface_m2", "rent_per_m2"]].corr(method="spearman").to_dict()
+            ),
         },
     }
     if "listed_at" in df.columns:
         t = pd.to_datetime(df["listed_at"], errors="coerce", utc=True)
-        summary["listed_at"] = {"count": int(t.notna().sum()),
-                                "min": t.min().isoformat() if t.notna().any() else None,
-                                "max": t.max().isoformat() if t.notna().any() else None}
+        summary["listed_at"] = {
+            "count": int(t.notna().sum()),
+            "min": t.min().isoformat() if t.notna().any() else None,
+            "max": t.max().isoformat() if t.notna().any() else None,
+        }
     fit = fit_ols(d["surface_m2"], d["rent_eur"])
     at30 = ols_intervals(fit, [30.0], LEVEL)
-    summary["ols"] = {"formula": "rent_eur ~ surface_m2", "intercept": fit.intercept, "slope": fit.slope, "r2": fit.r2,
-                      "n": fit.n, "sigma": float(np.sqrt(fit.sigma2)),
-                      "at_30m2": {"estimate": float(at30["mean"][0]),
-                                  "mean_ci": [float(at30["mean_ci_lower"][0]), float(at30["mean_ci_upper"][0])],
-                                  "obs_ci": [float(at30["obs_ci_lower"][0]), float(at30["obs_ci_upper"][0])]}}
+    summary["ols"] = {
+        "formula": "rent_eur ~ surface_m2",
+        "intercept": fit.intercept,
+        "slope": fit.slope,
+        "r2": fit.r2,
+        "n": fit.n,
+        "sigma": float(np.sqrt(fit.sigma2)),
+        "at_30m2": {
+            "estimate": float(at30["mean"][0]),
+            "mean_ci": [float(at30["mean_ci_lower"][0]), float(at30["mean_ci_upper"][0])],
+            "obs_ci": [float(at30["obs_ci_lower"][0]), float(at30["obs_ci_upper"][0])],
+        },
+    }
     by_district: dict[str, Any] = {}
     if has_district:
         g = d.dropna(subset=["district"]).groupby("district")["rent_per_m2"]
-        by_district = {str(k): {"n": int(v.size), "median": float(v.median()), "mean": float(v.mean())} for k, v in g}
+        by_district = {
+            str(k): {"n": int(v.size), "median": float(v.median()), "mean": float(v.mean())} for k, v in g
+        }
     summary["rent_per_m2_by_district"] = by_district
 
     diag = diagnose(d["surface_m2"], d["rent_eur"]) if len(d) >= 4 else None
@@ -133,84 +163,154 @@ def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
     hypotheses = _hypotheses(d, fit, diag, by_district, summary)
     files = _figures(d, fit, by_district)
     sections = [
-        ("Data", f"<p>{summary['rows']} rows, {summary['rows_usable']} usable, {summary['duplicate_rows']} exact "
-                 f"duplicates.</p>"),
-        ("Course line", f"<p>rent ≈ {fit.intercept:.1f} + {fit.slope:.2f} × surface (R² {fit.r2:.3f}); 30 m² → "
-                        f"{at30['mean'][0]:.0f} €, 90 % confidence of the mean [{at30['mean_ci_lower'][0]:.0f}, "
-                        f"{at30['mean_ci_upper'][0]:.0f}], 90 % prediction [{at30['obs_ci_lower'][0]:.0f}, "
-                        f"{at30['obs_ci_upper'][0]:.0f}] €.</p>"),
-        ("Hypotheses", "<ul>" + "".join(
-            f"<li>{'✔' if h['supported'] else '✘'} {html.escape(h['statement'])}</li>" for h in hypotheses) + "</ul>"),
+        (
+            "Data",
+            f"<p>{summary['rows']} rows, {summary['rows_usable']} usable, {summary['duplicate_rows']} exact "
+            f"duplicates.</p>",
+        ),
+        (
+            "Course line",
+            f"<p>rent ≈ {fit.intercept:.1f} + {fit.slope:.2f} × surface (R² {fit.r2:.3f}); 30 m² → "
+            f"{at30['mean'][0]:.0f} €, 90 % confidence of the mean [{at30['mean_ci_lower'][0]:.0f}, "
+            f"{at30['mean_ci_upper'][0]:.0f}], 90 % prediction [{at30['obs_ci_lower'][0]:.0f}, "
+            f"{at30['obs_ci_upper'][0]:.0f}] €.</p>",
+        ),
+        (
+            "Hypotheses",
+            "<ul>"
+            + "".join(
+                f"<li>{'✔' if h['supported'] else '✘'} {html.escape(h['statement'])}</li>" for h in hypotheses
+            )
+            + "</ul>",
+        ),
     ]
-    files["report.html"] = html_page(f"rentlake exploration — {run_id}", sections, dict(files),
-                                     {"summary": summary, "hypotheses": hypotheses})
+    files["report.html"] = html_page(
+        f"rentlake exploration — {run_id}",
+        sections,
+        dict(files),
+        {"summary": summary, "hypotheses": hypotheses},
+    )
     return Report(summary=jsonable(summary), files=files, hypotheses=jsonable(hypotheses))
 
 
-def _hypotheses(d: pd.DataFrame, fit: Any, diag: Any, by_district: dict[str, Any],
-                summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _hypotheses(
+    d: pd.DataFrame, fit: Any, diag: Any, by_district: dict[str, Any], summary: dict[str, Any]
+) -> list[dict[str, Any]]:
     from scipy import stats
 
     out: list[dict[str, Any]] = []
     r = float(np.corrcoef(d["surface_m2"], d["rent_eur"])[0, 1])
-    out.append({"id": "linear", "supported": bool(r >= 0.7 and fit.slope > 0),
-                "statement": f"rent grows linearly with surface: r = {r:.2f}, slope about {fit.slope:.0f} €/m² "
-                             f"(R² {fit.r2:.2f})",
-                "evidence": {"pearson_r": r, "slope": fit.slope, "intercept": fit.intercept, "r2": fit.r2}})
+    out.append(
+        {
+            "id": "linear",
+            "supported": bool(r >= 0.7 and fit.slope > 0),
+            "statement": f"rent grows linearly with surface: r = {r:.2f}, slope about {fit.slope:.0f} €/m² "
+            f"(R² {fit.r2:.2f})",
+            "evidence": {"pearson_r": r, "slope": fit.slope, "intercept": fit.intercept, "r2": fit.r2},
+        }
+    )
 
     resid = d["rent_eur"] - (fit.intercept + fit.slope * d["surface_m2"])
     terc = pd.qcut(d["surface_m2"].rank(method="first"), 3, labels=False)
     sd = [float(resid[terc == k].std()) for k in range(3)]
     bp = diag.details.get("heteroscedasticity", {}) if diag is not None else {}
     ratio = sd[2] / sd[0] if sd[0] > 0 else float("inf")
-    out.append({"id": "spread_grows", "supported": bool(ratio > 1.5 or bp.get("flagged", False)),
-                "statement": f"spread grows with surface: residual SD {sd[0]:.0f} € for the smallest third of flats vs "
-                             f"{sd[2]:.0f} € for the largest third (×{ratio:.1f}; Breusch–Pagan p = "
-                             f"{bp.get('p_value', float('nan')):.2g}); a constant-width interval is too wide for small "
-                             "flats and too narrow for large ones",
-                "evidence": {"residual_sd_by_tercile": sd, "ratio": ratio, "breusch_pagan_p": bp.get("p_value")}})
+    out.append(
+        {
+            "id": "spread_grows",
+            "supported": bool(ratio > 1.5 or bp.get("flagged", False)),
+            "statement": f"spread grows with surface: residual SD {sd[0]:.0f} € for the smallest third "
+            "of flats vs "
+            f"{sd[2]:.0f} € for the largest third (×{ratio:.1f}; Breusch–Pagan p = "
+            f"{bp.get('p_value', float('nan')):.2g}); a constant-width interval is too wide for small "
+            "flats and too narrow for large ones",
+            "evidence": {"residual_sd_by_tercile": sd, "ratio": ratio, "breusch_pagan_p": bp.get("p_value")},
+        }
+    )
 
     at = ols_intervals(fit, d["surface_m2"].to_numpy(), LEVEL)
     neg = d["surface_m2"].to_numpy()[at["obs_ci_lower"] < 0]
-    out.append({"id": "negative_bounds", "supported": bool(neg.size > 0),
-                "statement": (f"the course's constant-width 90 % interval goes below 0 € for surfaces up to "
-                              f"{neg.max():.0f} m² ({neg.size} listings): a model of the log rent is needed"
-                              if neg.size else "the course's 90 % interval stays positive on these surfaces"),
-                "evidence": {"listings_with_negative_low": int(neg.size),
-                             "max_surface_negative_low": float(neg.max()) if neg.size else None}})
+    out.append(
+        {
+            "id": "negative_bounds",
+            "supported": bool(neg.size > 0),
+            "statement": (
+                f"the course's constant-width 90 % interval goes below 0 € for surfaces up to "
+                f"{neg.max():.0f} m² ({neg.size} listings): a model of the log rent is needed"
+                if neg.size
+                else "the course's 90 % interval stays positive on these surfaces"
+            ),
+            "evidence": {
+                "listings_with_negative_low": int(neg.size),
+                "max_surface_negative_low": float(neg.max()) if neg.size else None,
+            },
+        }
+    )
 
     rho, p_rho = stats.spearmanr(d["surface_m2"], d["rent_per_m2"])
     q1, q3 = d["surface_m2"].quantile([0.25, 0.75])
     small = float(d.loc[d["surface_m2"] <= q1, "rent_per_m2"].median())
     large = float(d.loc[d["surface_m2"] >= q3, "rent_per_m2"].median())
-    out.append({"id": "per_m2_falls", "supported": bool(rho < -0.1 and p_rho < 0.01),
-                "statement": f"rent per m² falls with surface: Spearman ρ = {rho:.2f}; median {small:.1f} €/m² for "
-                             f"flats ≤ {q1:.0f} m² vs {large:.1f} €/m² for flats ≥ {q3:.0f} m²",
-                "evidence": {"spearman_rho": float(rho), "p_value": float(p_rho), "median_small": small,
-                             "median_large": large}})
+    out.append(
+        {
+            "id": "per_m2_falls",
+            "supported": bool(rho < -0.1 and p_rho < 0.01),
+            "statement": f"rent per m² falls with surface: Spearman ρ = {rho:.2f}; median {small:.1f} "
+            "€/m² for "
+            f"flats ≤ {q1:.0f} m² vs {large:.1f} €/m² for flats ≥ {q3:.0f} m²",
+            "evidence": {
+                "spearman_rho": float(rho),
+                "p_value": float(p_rho),
+                "median_small": small,
+                "median_large": large,
+            },
+        }
+    )
 
     rpm = d["rent_per_m2"]
     iqr = float(rpm.quantile(0.75) - rpm.quantile(0.25))
     hi, lo = float(rpm.quantile(0.75) + 3 * iqr), float(rpm.quantile(0.25) - 3 * iqr)
     n_out = int(((rpm > hi) | (rpm < lo)).sum())
-    out.append({"id": "unusual_listings", "supported": bool(n_out > 0),
-                "statement": f"{n_out} listings have an unusual rent per m² (outside [{lo:.1f}, {hi:.1f}] €/m², 3 IQR)",
-                "evidence": {"count": n_out, "low": lo, "high": hi}})
+    out.append(
+        {
+            "id": "unusual_listings",
+            "supported": bool(n_out > 0),
+            "statement": f"{n_out} listings have an unusual rent per m² (outside [{lo:.1f}, {hi:.1f}] "
+            "€/m², 3 IQR)",
+            "evidence": {"count": n_out, "low": lo, "high": hi},
+        }
+    )
 
     if summary["duplicate_rows"]:
-        out.append({"id": "duplicates", "supported": True,
-                    "statement": f"{summary['duplicate_rows']} rows are exact duplicates and would weigh twice in a fit",
-                    "evidence": {"count": summary["duplicate_rows"]}})
+        out.append(
+            {
+                "id": "duplicates",
+                "supported": True,
+                "statement": f"{summary['duplicate_rows']} rows are exact duplicates and would weigh "
+                "twice in a fit",
+                "evidence": {"count": summary["duplicate_rows"]},
+            }
+        )
 
     if len(by_district) >= 2:
-        groups = [g["rent_per_m2"].to_numpy() for _, g in d.dropna(subset=["district"]).groupby("district") if len(g) >= 2]
+        groups = [
+            g["rent_per_m2"].to_numpy()
+            for _, g in d.dropna(subset=["district"]).groupby("district")
+            if len(g) >= 2
+        ]
         p = float(stats.kruskal(*groups).pvalue) if len(groups) >= 2 else float("nan")
         med = {k: v["median"] for k, v in by_district.items()}
         lo_d, hi_d = min(med, key=med.__getitem__), max(med, key=med.__getitem__)
-        out.append({"id": "district_matters", "supported": bool(p < 0.01),
-                    "statement": f"rent per m² depends on the district: median from {med[lo_d]:.1f} €/m² ({lo_d}) to "
-                                 f"{med[hi_d]:.1f} €/m² ({hi_d}); Kruskal–Wallis p = {p:.2g}",
-                    "evidence": {"kruskal_p": p, "lowest": lo_d, "highest": hi_d}})
+        out.append(
+            {
+                "id": "district_matters",
+                "supported": bool(p < 0.01),
+                "statement": f"rent per m² depends on the district: median from {med[lo_d]:.1f} €/m² "
+                f"({lo_d}) to "
+                f"{med[hi_d]:.1f} €/m² ({hi_d}); Kruskal–Wallis p = {p:.2g}",
+                "evidence": {"kruskal_p": p, "lowest": lo_d, "highest": hi_d},
+            }
+        )
     return out
 
 
@@ -227,17 +327,33 @@ def _figures(d: pd.DataFrame, fit: Any, by_district: dict[str, Any]) -> dict[str
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.scatter(p["surface_m2"], p["rent_eur"], s=6, alpha=0.4, color="grey", label="listings")
     ax.plot(grid, band["mean"], color="C0", label=f"OLS: {fit.intercept:.0f} + {fit.slope:.2f}·surface")
-    ax.fill_between(grid, band["mean_ci_lower"], band["mean_ci_upper"], color="C0", alpha=0.35,
-                    label="90 % confidence band (mean)")
-    ax.fill_between(grid, band["obs_ci_lower"], band["obs_ci_upper"], color="C1", alpha=0.15,
-                    label="90 % prediction band (a listing)")
+    ax.fill_between(
+        grid,
+        band["mean_ci_lower"],
+        band["mean_ci_upper"],
+        color="C0",
+        alpha=0.35,
+        label="90 % confidence band (mean)",
+    )
+    ax.fill_between(
+        grid,
+        band["obs_ci_lower"],
+        band["obs_ci_upper"],
+        color="C1",
+        alpha=0.15,
+        label="90 % prediction band (a listing)",
+    )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("surface (m²)")
     ax.set_ylabel("monthly rent (€)")
     ax.legend(fontsize=8)
     ax.set_title("Rent vs surface")
     files["rent_vs_surface.png"] = png(fig)
-    for col, label in (("rent_eur", "monthly rent (€)"), ("surface_m2", "surface (m²)"), ("rent_per_m2", "rent per m² (€)")):
+    for col, label in (
+        ("rent_eur", "monthly rent (€)"),
+        ("surface_m2", "surface (m²)"),
+        ("rent_per_m2", "rent per m² (€)"),
+    ):
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.hist(p[col], bins=min(60, max(5, int(np.sqrt(len(p))))), color="C0", alpha=0.8)
         ax.set_xlabel(label)

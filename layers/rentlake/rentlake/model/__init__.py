@@ -16,4 +16,4 @@ LEVEL = 0.9
 
 
 class InsufficientDataError(ValueError):
-    """The data cannot support a model: too few rows, a single distinct surface, constant or missing values."""
+    """The data cannot support a model: too few rows, one distinct surface, constant or missing values."""

@@ -46,7 +46,9 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def html_page(title: str, sections: list[tuple[str, str]], images: dict[str, bytes], data: dict[str, Any]) -> bytes:
+def html_page(
+    title: str, sections: list[tuple[str, str]], images: dict[str, bytes], data: dict[str, Any]
+) -> bytes:
     """One self-contained HTML page: text sections, PNGs embedded as base64 data URIs, the JSON data.
 
     Parameters
@@ -80,8 +82,13 @@ def html_page(title: str, sections: list[tuple[str, str]], images: dict[str, byt
         parts.append("<h2>Figures</h2>")
         for name, blob in images.items():
             b64 = base64.b64encode(blob).decode("ascii")
-            parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"
-                         f"<figcaption>{html.escape(name)}</figcaption></figure>")
-    parts.append("<h2>Data</h2><pre>" + html.escape(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
-                 + "</pre></body></html>")
+            parts.append(
+                f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"
+                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            )
+    parts.append(
+        "<h2>Data</h2><pre>"
+        + html.escape(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
+        + "</pre></body></html>"
+    )
     return "".join(parts).encode("utf-8")

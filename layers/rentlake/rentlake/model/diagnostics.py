@@ -54,7 +54,7 @@ class Diagnosis:
         return "flagged" if self.flags else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary with exactly the keys intercept, slope, r2, n, verdict, flags, details."""
+        """JSON-serialisable: exactly the keys intercept, slope, r2, n, verdict, flags, details."""
         return {
             "intercept": self.intercept,
             "slope": self.slope,
@@ -95,7 +95,11 @@ def _reset(x: np.ndarray, y: np.ndarray, sse: float, sst: float, alpha_test: flo
     distinct = np.unique(x).size
     powers = min(3, distinct - 1)  # x², x³ need at least 3 / 4 distinct values to be identifiable
     if powers < 2 or n - 2 - (powers - 1) <= 0:
-        return {"flagged": False, "test": "Ramsey RESET", "reason": "not testable: fewer than 3 distinct x values"}
+        return {
+            "flagged": False,
+            "test": "Ramsey RESET",
+            "reason": "not testable: fewer than 3 distinct x values",
+        }
     z = (x - x.mean()) / x.std()  # standardise so that the powers are well conditioned
     X = np.column_stack([np.ones(n), z] + [z**k for k in range(2, powers + 1)])
     _, e_u = _ols(X, y)
@@ -109,16 +113,26 @@ def _reset(x: np.ndarray, y: np.ndarray, sse: float, sst: float, alpha_test: flo
         p = float(stats.f.sf(f_stat, q, df_u))
     flagged = p < alpha_test
     reason = (
-        f"Ramsey RESET: powers of x up to {powers} explain the residuals (F = {f_stat:.3g}, p = {p:.2g} < {alpha_test:.2g}); "
+        f"Ramsey RESET: powers of x up to {powers} explain the residuals (F = {f_stat:.3g}, p = {p:.2g} "
+        f"< {alpha_test:.2g}); "
         "the relation is curved, not a straight line"
         if flagged
         else f"Ramsey RESET: no evidence of curvature (F = {f_stat:.3g}, p = {p:.2g})"
     )
-    return {"flagged": flagged, "test": "Ramsey RESET", "statistic": f_stat, "p_value": p, "df": [q, df_u],
-            "threshold": alpha_test, "reason": reason}
+    return {
+        "flagged": flagged,
+        "test": "Ramsey RESET",
+        "statistic": f_stat,
+        "p_value": p,
+        "df": [q, df_u],
+        "threshold": alpha_test,
+        "reason": reason,
+    }
 
 
-def _outliers(x: np.ndarray, e: np.ndarray, h: np.ndarray, sse: float, sst: float, alpha_test: float) -> dict[str, Any]:
+def _outliers(
+    x: np.ndarray, e: np.ndarray, h: np.ndarray, sse: float, sst: float, alpha_test: float
+) -> dict[str, Any]:
     from scipy import stats
 
     n, p = x.size, 2
@@ -142,8 +156,15 @@ def _outliers(x: np.ndarray, e: np.ndarray, h: np.ndarray, sse: float, sst: floa
         if flagged
         else f"no outlier: largest externally studentized residual {t_max:.3g} (Bonferroni p = {p_bonf:.2g})"
     )
-    return {"flagged": flagged, "test": "externally studentized residuals (Bonferroni)", "statistic": t_max,
-            "p_value": p_bonf, "index": i, "threshold": alpha_test, "reason": reason}
+    return {
+        "flagged": flagged,
+        "test": "externally studentized residuals (Bonferroni)",
+        "statistic": t_max,
+        "p_value": p_bonf,
+        "index": i,
+        "threshold": alpha_test,
+        "reason": reason,
+    }
 
 
 def _influence(x: np.ndarray, e: np.ndarray, h: np.ndarray, sse: float, alpha_test: float) -> dict[str, Any]:
@@ -160,9 +181,16 @@ def _influence(x: np.ndarray, e: np.ndarray, h: np.ndarray, sse: float, alpha_te
     # With x values all equal but one, the slope is that single point's: its leverage is exactly 1.
     others_distinct = np.unique(np.delete(x, i_lev)).size
     if h_max >= LEVERAGE_ONE or others_distinct < 2:
-        return {"flagged": True, "test": "leverage", "statistic": h_max, "index": i_lev, "cooks_d_max": None,
-                "reason": f"point {i_lev} (x = {x[i_lev]:.4g}) has leverage {h_max:.3f} ≈ 1: the slope is decided "
-                          f"by this single point (without it the other x values have {others_distinct} distinct value(s))"}
+        return {
+            "flagged": True,
+            "test": "leverage",
+            "statistic": h_max,
+            "index": i_lev,
+            "cooks_d_max": None,
+            "reason": f"point {i_lev} (x = {x[i_lev]:.4g}) has leverage {h_max:.3f} ≈ 1: the slope is "
+            "decided "
+            f"by this single point (without it the other x values have {others_distinct} distinct value(s))",
+        }
     with np.errstate(divide="ignore", invalid="ignore"):
         d = e**2 / (p * s2) * h / (1.0 - h) ** 2 if s2 > 0 else np.zeros_like(e)
     i = int(np.nanargmax(d))
@@ -174,8 +202,15 @@ def _influence(x: np.ndarray, e: np.ndarray, h: np.ndarray, sse: float, alpha_te
         if flagged
         else f"no influential point: max Cook's distance {d_max:.3g}, max leverage {h_max:.3f}"
     )
-    return {"flagged": flagged, "test": "Cook's distance / leverage", "statistic": d_max, "index": i,
-            "leverage_max": h_max, "threshold": limit, "reason": reason}
+    return {
+        "flagged": flagged,
+        "test": "Cook's distance / leverage",
+        "statistic": d_max,
+        "index": i,
+        "leverage_max": h_max,
+        "threshold": limit,
+        "reason": reason,
+    }
 
 
 def _breusch_pagan(x: np.ndarray, e: np.ndarray, sse: float, sst: float, alpha_test: float) -> dict[str, Any]:
@@ -184,7 +219,11 @@ def _breusch_pagan(x: np.ndarray, e: np.ndarray, sse: float, sst: float, alpha_t
     n = x.size
     u = e**2
     if sse <= 1e-12 * sst or np.ptp(u) == 0:
-        return {"flagged": False, "test": "Breusch-Pagan (Koenker)", "reason": "not testable: (near) exact fit"}
+        return {
+            "flagged": False,
+            "test": "Breusch-Pagan (Koenker)",
+            "reason": "not testable: (near) exact fit",
+        }
     X = np.column_stack([np.ones(n), x])
     _, r = _ols(X, u)
     r2_aux = 1.0 - float(r @ r) / float(((u - u.mean()) ** 2).sum())
@@ -196,8 +235,14 @@ def _breusch_pagan(x: np.ndarray, e: np.ndarray, sse: float, sst: float, alpha_t
         if flagged
         else f"Breusch-Pagan: no evidence that the spread changes with x (LM = {lm:.3g}, p = {p:.2g})"
     )
-    return {"flagged": flagged, "test": "Breusch-Pagan (Koenker)", "statistic": lm, "p_value": p,
-            "threshold": alpha_test, "reason": reason}
+    return {
+        "flagged": flagged,
+        "test": "Breusch-Pagan (Koenker)",
+        "statistic": lm,
+        "p_value": p,
+        "threshold": alpha_test,
+        "reason": reason,
+    }
 
 
 def diagnose(x: ArrayLike, y: ArrayLike, *, alpha: float = DEFAULT_ALPHA) -> Diagnosis:
@@ -255,13 +300,20 @@ def diagnose(x: ArrayLike, y: ArrayLike, *, alpha: float = DEFAULT_ALPHA) -> Dia
         details["heteroscedasticity"] = _breusch_pagan(xa, e, sse, sst, alpha_test)
     flags = [f for f in FLAGS if details[f]["flagged"]]
     return Diagnosis(
-        intercept=float(beta[0]), slope=float(beta[1]), r2=1.0 - sse / sst, n=int(n),
-        flags=flags, details=details, fitted=X @ beta, residuals=e,
+        intercept=float(beta[0]),
+        slope=float(beta[1]),
+        r2=1.0 - sse / sst,
+        n=int(n),
+        flags=flags,
+        details=details,
+        fitted=X @ beta,
+        residuals=e,
     )
 
 
-def residual_plots(fitted: ArrayLike, residuals: ArrayLike, *, title: str = "", max_points: int = 20_000,
-                   seed: int = 0) -> dict[str, bytes]:
+def residual_plots(
+    fitted: ArrayLike, residuals: ArrayLike, *, title: str = "", max_points: int = 20_000, seed: int = 0
+) -> dict[str, bytes]:
     """Residuals-vs-fitted and normal QQ plots as PNG bytes.
 
     Parameters

@@ -65,7 +65,9 @@ def onnx_feeds(input_names: list[str], df: pd.DataFrame) -> dict[str, np.ndarray
             feeds[name] = df["surface_m2"].to_numpy(dtype=np.float32).reshape(-1, 1)
         elif name == "district":
             col = df["district"] if "district" in df.columns else pd.Series([""] * len(df), index=df.index)
-            feeds[name] = col.astype("object").where(col.notna(), "").astype(str).to_numpy(object).reshape(-1, 1)
+            feeds[name] = (
+                col.astype("object").where(col.notna(), "").astype(str).to_numpy(object).reshape(-1, 1)
+            )
         else:
             raise ValueError(f"the model declares an unexpected input {name!r}")
     return feeds

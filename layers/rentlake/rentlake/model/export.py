@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-
-
 __all__ = ["to_onnx", "onnx_signature", "OPSET", "ML_OPSET", "SURFACE_FEATURE", "OUTPUTS"]
 
 #: Fixed opsets: ai.onnx 17 and ai.onnx.ml 3 are supported by skl2onnx 1.20 and onnxruntime 1.32.
@@ -75,8 +73,11 @@ def to_onnx(
     raw = g.output[0].name
 
     pre = "log" if surface_transform == "log" else "identity"
-    prefix = [helper.make_node("Log" if pre == "log" else "Identity", ["surface_m2"], [SURFACE_FEATURE],
-                               name="surface_transform")]
+    prefix = [
+        helper.make_node(
+            "Log" if pre == "log" else "Identity", ["surface_m2"], [SURFACE_FEATURE], name="surface_transform"
+        )
+    ]
     q = helper.make_tensor("rl_log_halfwidth", TensorProto.FLOAT, [], [float(log_halfwidth)])
     shape = helper.make_tensor("rl_shape", TensorProto.INT64, [2], [-1, 1])
     suffix = [
@@ -93,8 +94,12 @@ def to_onnx(
         inputs.append(helper.make_tensor_value_info("district", TensorProto.STRING, [None, 1]))
     outputs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, [None, 1]) for o in OUTPUTS]
     graph = helper.make_graph(
-        prefix + list(g.node) + suffix, name, inputs, outputs,
-        initializer=list(g.initializer) + [q, shape], doc_string=doc,
+        prefix + list(g.node) + suffix,
+        name,
+        inputs,
+        outputs,
+        initializer=list(g.initializer) + [q, shape],
+        doc_string=doc,
     )
     model = helper.make_model(graph, opset_imports=list(sk.opset_import), producer_name="rentlake")
     model.ir_version = sk.ir_version
@@ -106,8 +111,10 @@ _ELEM = {1: "tensor(float)", 7: "tensor(int64)", 8: "tensor(string)", 11: "tenso
 
 
 def _dims(vi: Any) -> list[Any]:
-    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) or None
-            for d in vi.type.tensor_type.shape.dim]
+    return [
+        d.dim_param or (d.dim_value if d.HasField("dim_value") else None) or None
+        for d in vi.type.tensor_type.shape.dim
+    ]
 
 
 def onnx_signature(onnx_bytes: bytes) -> dict[str, Any]:
@@ -126,14 +133,17 @@ def onnx_signature(onnx_bytes: bytes) -> dict[str, Any]:
     import onnx
 
     m = onnx.load_from_string(onnx_bytes)
+
     def desc(vi: Any) -> dict[str, Any]:
-        return {"name": vi.name, "type": _ELEM.get(vi.type.tensor_type.elem_type, str(vi.type.tensor_type.elem_type)),
-                "shape": _dims(vi)}
+        return {
+            "name": vi.name,
+            "type": _ELEM.get(vi.type.tensor_type.elem_type, str(vi.type.tensor_type.elem_type)),
+            "shape": _dims(vi),
+        }
+
     return {
         "inputs": [desc(i) for i in m.graph.input],
         "outputs": [desc(o) for o in m.graph.output],
         "output_names": [o.name for o in m.graph.output],
         "opset": {(op.domain or "ai.onnx"): int(op.version) for op in m.opset_import},
     }
-
-

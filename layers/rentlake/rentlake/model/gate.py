@@ -18,8 +18,9 @@ A challenger passes when
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["GateDecision", "decide", "BLOCKING_FLAGS", "COVERAGE_RANGE"]
 
@@ -36,7 +37,11 @@ class GateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"decision": "promote" | "keep", "passed": bool, "reasons": [...]}``."""
-        return {"decision": "promote" if self.passed else "keep", "passed": self.passed, "reasons": list(self.reasons)}
+        return {
+            "decision": "promote" if self.passed else "keep",
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+        }
 
 
 def _diagnoses(diagnostics: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
@@ -99,7 +104,10 @@ def decide(
             why = "; ".join(str(d.get("details", {}).get(f, {}).get("reason", f)) for f in blocking)
             reasons.append(f"{name}: blocking flag(s) {blocking}: {why}")
         elif flags:
-            reasons.append(f"{name}: non-blocking flag(s) {flags} (handled by the log-scale model and conformal intervals)")
+            reasons.append(
+                f"{name}: non-blocking flag(s) {flags} (handled by the log-scale model and conformal "
+                f"intervals)"
+            )
     if champion_metrics is None:
         reasons.append("no champion: the challenger is judged on its own diagnostics")
     else:
@@ -108,8 +116,13 @@ def decide(
             reasons.append("champion has no finite MAE: the challenger is judged on its own diagnostics")
         elif math.isfinite(mae) and mae > c_mae * (1.0 + tolerance):
             ok = False
-            reasons.append(f"challenger MAE {mae:.1f} € is worse than the champion's {c_mae:.1f} € by more than "
-                           f"{tolerance:.0%} ({mae / c_mae - 1:+.1%})")
+            reasons.append(
+                f"challenger MAE {mae:.1f} € is worse than the champion's {c_mae:.1f} € by more than "
+                f"{tolerance:.0%} ({mae / c_mae - 1:+.1%})"
+            )
         elif math.isfinite(mae):
-            reasons.append(f"challenger MAE {mae:.1f} € vs champion {c_mae:.1f} € ({mae / c_mae - 1:+.1%}, tolerance {tolerance:.0%})")
+            reasons.append(
+                f"challenger MAE {mae:.1f} € vs champion {c_mae:.1f} € ({mae / c_mae - 1:+.1%}, "
+                f"tolerance {tolerance:.0%})"
+            )
     return GateDecision(passed=ok, reasons=reasons)

@@ -58,7 +58,9 @@ class FittedCandidate:
     def design(self, df: pd.DataFrame) -> pd.DataFrame:
         """Model inputs (``feat_surface`` and maybe ``district``) built from a clean DataFrame."""
         s = df["surface_m2"].to_numpy(dtype=float)
-        X = pd.DataFrame({SURFACE_FEATURE: np.log(s) if self.surface_transform == "log" else s}, index=df.index)
+        X = pd.DataFrame(
+            {SURFACE_FEATURE: np.log(s) if self.surface_transform == "log" else s}, index=df.index
+        )
         if self.uses_district:
             X["district"] = _district(df)
         return X
@@ -70,12 +72,22 @@ class FittedCandidate:
     def predict(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         """Estimate and interval in euros: ``rent_eur``, ``low``, ``high`` (the ONNX graph's outputs)."""
         f = self.predict_log(df)
-        return {"rent_eur": np.exp(f), "low": np.exp(f - self.log_halfwidth), "high": np.exp(f + self.log_halfwidth)}
+        return {
+            "rent_eur": np.exp(f),
+            "low": np.exp(f - self.log_halfwidth),
+            "high": np.exp(f + self.log_halfwidth),
+        }
 
     def to_onnx(self, doc: str = "") -> bytes:
         """Self-contained ONNX graph with outputs ``rent_eur``, ``low``, ``high``."""
-        return to_onnx(self.estimator, surface_transform=self.surface_transform, uses_district=self.uses_district,
-                       log_halfwidth=self.log_halfwidth, name=f"rentlake_{self.name}", doc=doc)
+        return to_onnx(
+            self.estimator,
+            surface_transform=self.surface_transform,
+            uses_district=self.uses_district,
+            log_halfwidth=self.log_halfwidth,
+            name=f"rentlake_{self.name}",
+            doc=doc,
+        )
 
 
 @dataclass
@@ -176,28 +188,45 @@ def prepare(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in ("rent_eur", "surface_m2") if c not in df.columns]
     if missing:
-        raise InsufficientDataError(f"the data has no column {', '.join(missing)}; a rent model needs rent_eur and surface_m2")
-    out = pd.DataFrame({
-        "rent_eur": pd.to_numeric(df["rent_eur"], errors="coerce").astype(float),
-        "surface_m2": pd.to_numeric(df["surface_m2"], errors="coerce").astype(float),
-    }, index=df.index)
-    ok = np.isfinite(out["rent_eur"]) & np.isfinite(out["surface_m2"]) & (out["rent_eur"] > 0) & (out["surface_m2"] > 0)
+        raise InsufficientDataError(
+            f"the data has no column {', '.join(missing)}; a rent model needs rent_eur and surface_m2"
+        )
+    out = pd.DataFrame(
+        {
+            "rent_eur": pd.to_numeric(df["rent_eur"], errors="coerce").astype(float),
+            "surface_m2": pd.to_numeric(df["surface_m2"], errors="coerce").astype(float),
+        },
+        index=df.index,
+    )
+    ok = (
+        np.isfinite(out["rent_eur"])
+        & np.isfinite(out["surface_m2"])
+        & (out["rent_eur"] > 0)
+        & (out["surface_m2"] > 0)
+    )
     dropped = int((~ok).sum())
     n = int(ok.sum())
     if n == 0:
         raise InsufficientDataError(
-            f"no usable rows: all {len(df)} rows lack a positive rent and surface (missing, zero or negative values)")
+            f"no usable rows: all {len(df)} rows lack a positive rent and surface (missing, zero or "
+            f"negative values)"
+        )
     if n < MIN_ROWS:
         raise InsufficientDataError(
-            f"only {n} usable rows (rent and surface both present and positive); at least {MIN_ROWS} are needed "
-            "to fit a model and check it on held-out rows")
+            f"only {n} usable rows (rent and surface both present and positive); at least {MIN_ROWS} "
+            f"are needed "
+            "to fit a model and check it on held-out rows"
+        )
     out = out[ok.to_numpy()]
     if out["surface_m2"].nunique() < 2:
         raise InsufficientDataError(
-            f"every listing has the same surface ({out['surface_m2'].iloc[0]:g} m²): rent cannot be related to surface")
+            f"every listing has the same surface ({out['surface_m2'].iloc[0]:g} m²): rent cannot be "
+            f"related to surface"
+        )
     if out["rent_eur"].nunique() < 2:
         raise InsufficientDataError(
-            f"every listing has the same rent ({out['rent_eur'].iloc[0]:g} €): there is nothing to model")
+            f"every listing has the same rent ({out['rent_eur'].iloc[0]:g} €): there is nothing to model"
+        )
     info: dict[str, Any] = {"rows_in": int(len(df)), "rows_dropped_invalid": dropped, "rows": n}
     districts: list[str] = []
     if "district" in df.columns:
@@ -224,7 +253,7 @@ def _split(df: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame,
         # Rows without a date are treated as old (training) rows; mergesort keeps ties in input order.
         order = df["listed_at"].sort_values(kind="mergesort", na_position="first").index
         d = df.loc[order]
-        return d.iloc[: n - n_test], d.iloc[n - n_test:], "time"
+        return d.iloc[: n - n_test], d.iloc[n - n_test :], "time"
     perm = np.random.default_rng(seed).permutation(n)
     return df.iloc[np.sort(perm[n_test:])], df.iloc[np.sort(perm[:n_test])], "random"
 
@@ -268,14 +297,31 @@ def _estimator(spec: _Spec, seed: int, gbr_estimators: int) -> Any:
     elif spec.name == "huber":
         reg = HuberRegressor(epsilon=1.35, max_iter=500)
     else:
-        reg = GradientBoostingRegressor(n_estimators=gbr_estimators, max_depth=3, learning_rate=0.05,
-                                        subsample=0.8, min_samples_leaf=5, random_state=seed)
+        reg = GradientBoostingRegressor(
+            n_estimators=gbr_estimators,
+            max_depth=3,
+            learning_rate=0.05,
+            subsample=0.8,
+            min_samples_leaf=5,
+            random_state=seed,
+        )
     steps: list[tuple[str, Any]] = []
     if spec.uses_district:
-        steps.append(("prep", ColumnTransformer([
-            ("surface", "passthrough", [SURFACE_FEATURE]),
-            ("district", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["district"]),
-        ])))
+        steps.append(
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("surface", "passthrough", [SURFACE_FEATURE]),
+                        (
+                            "district",
+                            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                            ["district"],
+                        ),
+                    ]
+                ),
+            )
+        )
     steps.append(("reg", reg))
     return Pipeline(steps)
 
@@ -285,8 +331,9 @@ def _fit(spec: _Spec, df: pd.DataFrame, seed: int, gbr_estimators: int, q: float
 
     from sklearn.exceptions import ConvergenceWarning
 
-    cand = FittedCandidate(spec.name, _estimator(spec, seed, gbr_estimators), spec.surface_transform,
-                           spec.uses_district, q)
+    cand = FittedCandidate(
+        spec.name, _estimator(spec, seed, gbr_estimators), spec.surface_transform, spec.uses_district, q
+    )
     with warnings.catch_warnings():
         # Huber may stop at max_iter on awkward folds; the fit is still usable and CV judges it.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -294,8 +341,9 @@ def _fit(spec: _Spec, df: pd.DataFrame, seed: int, gbr_estimators: int, q: float
     return cand
 
 
-def _cross_validate(spec: _Spec, df: pd.DataFrame, seed: int, folds: int, gbr_estimators: int,
-                    level: float) -> dict[str, float]:
+def _cross_validate(
+    spec: _Spec, df: pd.DataFrame, seed: int, folds: int, gbr_estimators: int, level: float
+) -> dict[str, float]:
     """Seeded K-fold: MAE in euros per fold and the cross-conformal log half-width."""
     from sklearn.model_selection import KFold
 
@@ -320,12 +368,18 @@ def _select(cv: dict[str, dict[str, float]]) -> tuple[str, str]:
     limit = cv[best]["mae_mean"] + cv[best]["mae_se"]
     chosen = next(k for k in CANDIDATES if k in cv and cv[k]["mae_mean"] <= limit)
     if chosen == best:
-        reason = (f"{chosen}: lowest cross-validated MAE ({cv[chosen]['mae_mean']:.1f} €, SE {cv[chosen]['mae_se']:.1f} €)"
-                  " and no simpler candidate within one standard error of it")
+        reason = (
+            f"{chosen}: lowest cross-validated MAE ({cv[chosen]['mae_mean']:.1f} €, SE "
+            f"{cv[chosen]['mae_se']:.1f} €)"
+            " and no simpler candidate within one standard error of it"
+        )
     else:
-        reason = (f"{chosen}: simplest candidate whose cross-validated MAE ({cv[chosen]['mae_mean']:.1f} €) is within one "
-                  f"standard error of the best ({best}: {cv[best]['mae_mean']:.1f} ± {cv[best]['mae_se']:.1f} €); "
-                  "the extra complexity does not pay beyond noise")
+        reason = (
+            f"{chosen}: simplest candidate whose cross-validated MAE ({cv[chosen]['mae_mean']:.1f} €) "
+            f"is within one "
+            f"standard error of the best ({best}: {cv[best]['mae_mean']:.1f} ± {cv[best]['mae_se']:.1f} €); "
+            "the extra complexity does not pay beyond noise"
+        )
     return chosen, reason
 
 
@@ -396,18 +450,24 @@ def train(
     use_district = len(info["districts"]) >= 2
     train_df, test_df, split = _split(data, test_size, seed)
     if train_df["surface_m2"].nunique() < 2:
-        raise InsufficientDataError("the training rows all have the same surface: rent cannot be related to surface")
+        raise InsufficientDataError(
+            "the training rows all have the same surface: rent cannot be related to surface"
+        )
     folds = min(cv_folds, len(train_df))
     cv_df = _subsample(train_df, max_rows_heavy, seed)
 
     specs = _specs(use_district)
     cv = {s.name: _cross_validate(s, cv_df, seed, folds, gbr_estimators, level) for s in specs}
     chosen, reason = _select(cv)
-    fitted = {s.name: _fit(s, cv_df if s.heavy else train_df, seed, gbr_estimators, cv[s.name]["log_halfwidth"])
-              for s in specs}
+    fitted = {
+        s.name: _fit(s, cv_df if s.heavy else train_df, seed, gbr_estimators, cv[s.name]["log_halfwidth"])
+        for s in specs
+    }
     model = fitted[chosen]
-    method = ("cross-conformal: constant half-width on the log scale = conformal quantile of the out-of-fold "
-              f"absolute log residuals ({folds}-fold); interval = [exp(f - q), exp(f + q)], estimate = exp(f)")
+    method = (
+        "cross-conformal: constant half-width on the log scale = conformal quantile of the out-of-fold "
+        f"absolute log residuals ({folds}-fold); interval = [exp(f - q), exp(f + q)], estimate = exp(f)"
+    )
     onnx_bytes = model.to_onnx(doc=f"rentlake {chosen}; {method}")
     y_test = test_df["rent_eur"].to_numpy(dtype=float)
 
@@ -424,12 +484,19 @@ def train(
     ols_all = fit_ols(data["surface_m2"], data["rent_eur"])
     at = ols_intervals(ols_all, [REFERENCE_SURFACE], level)
     ols_reference = {
-        "formula": "rent_eur ~ surface_m2", "fitted_on": "all rows", "n": ols_all.n,
-        "intercept": ols_all.intercept, "slope": ols_all.slope, "r2": ols_all.r2,
+        "formula": "rent_eur ~ surface_m2",
+        "fitted_on": "all rows",
+        "n": ols_all.n,
+        "intercept": ols_all.intercept,
+        "slope": ols_all.slope,
+        "r2": ols_all.r2,
         "sigma": math.sqrt(ols_all.sigma2),
-        "at_30m2": {"surface_m2": REFERENCE_SURFACE, "estimate": float(at["mean"][0]),
-                    "mean_ci": [float(at["mean_ci_lower"][0]), float(at["mean_ci_upper"][0])],
-                    "obs_ci": [float(at["obs_ci_lower"][0]), float(at["obs_ci_upper"][0])]},
+        "at_30m2": {
+            "surface_m2": REFERENCE_SURFACE,
+            "estimate": float(at["mean"][0]),
+            "mean_ci": [float(at["mean_ci_lower"][0]), float(at["mean_ci_upper"][0])],
+            "obs_ci": [float(at["obs_ci_lower"][0]), float(at["obs_ci_upper"][0])],
+        },
         "heldout": ols_linear_metrics,
     }
     ref_district = None
@@ -439,10 +506,14 @@ def train(
     s30 = score_onnx(onnx_bytes, ref_row)
     obs = ols_reference["at_30m2"]["obs_ci"]
     at_30m2 = {
-        "surface_m2": REFERENCE_SURFACE, "district": ref_district,
-        "served": {"model": chosen, "estimate": float(s30["rent_eur"][0]),
-                   "interval": [float(s30["low"][0]), float(s30["high"][0])],
-                   "width": float(s30["high"][0] - s30["low"][0])},
+        "surface_m2": REFERENCE_SURFACE,
+        "district": ref_district,
+        "served": {
+            "model": chosen,
+            "estimate": float(s30["rent_eur"][0]),
+            "interval": [float(s30["low"][0]), float(s30["high"][0])],
+            "width": float(s30["high"][0] - s30["low"][0]),
+        },
         "ols": {"estimate": ols_reference["at_30m2"]["estimate"], "interval": obs, "width": obs[1] - obs[0]},
     }
 
@@ -458,27 +529,66 @@ def train(
 
     features = ["surface_m2"] + (["district"] if model.uses_district else [])
     feature_ranges: dict[str, Any] = {
-        "surface_m2": {"min": float(train_df["surface_m2"].min()), "max": float(train_df["surface_m2"].max())},
+        "surface_m2": {
+            "min": float(train_df["surface_m2"].min()),
+            "max": float(train_df["surface_m2"].max()),
+        },
         "districts": info["districts"] if use_district else [],
     }
-    interval = {"level": level, "method": method, "scale": "log", "log_halfwidth": model.log_halfwidth,
-                "z": _z(level), "sigma_log": model.log_halfwidth / _z(level),
-                "heldout_coverage": served_metrics["coverage"]}
-    params = {"seed": seed, "test_size": test_size, "level": level, "cv_folds": cv_folds,
-              "max_rows_heavy": max_rows_heavy, "gbr_estimators": gbr_estimators}
+    interval = {
+        "level": level,
+        "method": method,
+        "scale": "log",
+        "log_halfwidth": model.log_halfwidth,
+        "z": _z(level),
+        "sigma_log": model.log_halfwidth / _z(level),
+        "heldout_coverage": served_metrics["coverage"],
+    }
+    params = {
+        "seed": seed,
+        "test_size": test_size,
+        "level": level,
+        "cv_folds": cv_folds,
+        "max_rows_heavy": max_rows_heavy,
+        "gbr_estimators": gbr_estimators,
+    }
     version = f"{trained_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{_data_hash(data, params)[:12]}"
-    sizes = {"rows_in": info["rows_in"], "rows_dropped_invalid": info["rows_dropped_invalid"], "rows": len(data),
-             "train": len(train_df), "test": len(test_df), "cv_subsample": len(cv_df),
-             "heavy_fit_subsample": len(cv_df), "diagnostics_subsample": len(diag_df)}
-    selection = {"chosen": chosen, "reason": reason, "cv": cv, "criterion": "cross-validated MAE (€), one-SE rule",
-                 "order": [s.name for s in specs]}
+    sizes = {
+        "rows_in": info["rows_in"],
+        "rows_dropped_invalid": info["rows_dropped_invalid"],
+        "rows": len(data),
+        "train": len(train_df),
+        "test": len(test_df),
+        "cv_subsample": len(cv_df),
+        "heavy_fit_subsample": len(cv_df),
+        "diagnostics_subsample": len(diag_df),
+    }
+    selection = {
+        "chosen": chosen,
+        "reason": reason,
+        "cv": cv,
+        "criterion": "cross-validated MAE (€), one-SE rule",
+        "order": [s.name for s in specs],
+    }
     all_metrics = {**served_metrics, "candidates": cand_metrics, "ols_linear": ols_linear_metrics}
 
     result = TrainResult(
-        version=version, trained_at=trained_at, model_name=chosen, onnx=onnx_bytes,
-        sha256=hashlib.sha256(onnx_bytes).hexdigest(), features=features, feature_ranges=feature_ranges,
-        interval=interval, metrics=all_metrics, ols_reference=ols_reference, at_30m2=at_30m2,
-        selection=selection, diagnostics=diagnostics, test_set=test_df.copy(), sizes=sizes, card={},
+        version=version,
+        trained_at=trained_at,
+        model_name=chosen,
+        onnx=onnx_bytes,
+        sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        features=features,
+        feature_ranges=feature_ranges,
+        interval=interval,
+        metrics=all_metrics,
+        ols_reference=ols_reference,
+        at_30m2=at_30m2,
+        selection=selection,
+        diagnostics=diagnostics,
+        test_set=test_df.copy(),
+        sizes=sizes,
+        card={},
         candidates=fitted,
     )
     result.card = _card(result, split, params, lineage)
@@ -493,8 +603,9 @@ def _z(level: float) -> float:
     return float(stats.norm.ppf(0.5 + level / 2.0))
 
 
-def _coverage_by_tercile(test_df: pd.DataFrame, served: dict[str, np.ndarray],
-                         ols: dict[str, np.ndarray]) -> dict[str, Any]:
+def _coverage_by_tercile(
+    test_df: pd.DataFrame, served: dict[str, np.ndarray], ols: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Held-out coverage in small / medium / large surfaces: shows whether the interval follows the spread."""
     s = test_df["surface_m2"].to_numpy(dtype=float)
     y = test_df["rent_eur"].to_numpy(dtype=float)
@@ -511,33 +622,47 @@ def _coverage_by_tercile(test_df: pd.DataFrame, served: dict[str, np.ndarray],
     return out
 
 
-def _card(r: TrainResult, split: str, params: dict[str, Any], lineage: dict[str, Any] | None) -> dict[str, Any]:
+def _card(
+    r: TrainResult, split: str, params: dict[str, Any], lineage: dict[str, Any] | None
+) -> dict[str, Any]:
     smin, smax = r.feature_ranges["surface_m2"]["min"], r.feature_ranges["surface_m2"]["max"]
     limits = [
         f"trained on surfaces from {smin:g} to {smax:g} m²; estimates outside this range are extrapolations",
         f"{int(r.interval['level'] * 100)} % intervals are calibrated on average (held-out coverage "
         f"{r.metrics['coverage']:.2f}); about one rent in ten falls outside",
         "the estimate is the predictive median; features other than surface"
-        + (" and district" if "district" in r.features else "") + " (floor, condition, furnishing) are not used",
+        + (" and district" if "district" in r.features else "")
+        + " (floor, condition, furnishing) are not used",
     ]
     if "district" in r.features:
-        limits.append("unknown districts are treated as an average-free baseline (their one-hot code is all zeros)")
-    return jsonable({
-        "model": {"name": r.model_name, "version": r.version, "trained_at": r.trained_at, "sha256": r.sha256,
-                  "format": "onnx", "signature": onnx_signature(r.onnx)},
-        "intended_use": "estimate the monthly rent (€) of a Paris flat from its surface, with a 90 % interval",
-        "data": {**r.sizes, "split": split, "lineage": lineage},
-        "features": r.features,
-        "feature_ranges": r.feature_ranges,
-        "interval": r.interval,
-        "metrics": r.metrics,
-        "selection": r.selection,
-        "ols_reference": r.ols_reference,
-        "at_30m2": r.at_30m2,
-        "diagnostics": r.diagnostics,
-        "params": params,
-        "limits": limits,
-    })
+        limits.append(
+            "unknown districts are treated as an average-free baseline (their one-hot code is all zeros)"
+        )
+    return jsonable(
+        {
+            "model": {
+                "name": r.model_name,
+                "version": r.version,
+                "trained_at": r.trained_at,
+                "sha256": r.sha256,
+                "format": "onnx",
+                "signature": onnx_signature(r.onnx),
+            },
+            "intended_use": "estimate the monthly rent (€) of a Paris flat from its surface, with a 90 "
+            "% interval",
+            "data": {**r.sizes, "split": split, "lineage": lineage},
+            "features": r.features,
+            "feature_ranges": r.feature_ranges,
+            "interval": r.interval,
+            "metrics": r.metrics,
+            "selection": r.selection,
+            "ols_reference": r.ols_reference,
+            "at_30m2": r.at_30m2,
+            "diagnostics": r.diagnostics,
+            "params": params,
+            "limits": limits,
+        }
+    )
 
 
 def _files(r: TrainResult, train_df: pd.DataFrame, ols_all: Any, level: float) -> dict[str, bytes]:
@@ -549,19 +674,35 @@ def _files(r: TrainResult, train_df: pd.DataFrame, ols_all: Any, level: float) -
     model = r.candidates[r.model_name]
     plot_df = _subsample(train_df, 5_000, 0)
     fitted_log = model.predict_log(plot_df)
-    files = {f"served_{k}": v for k, v in residual_plots(
-        fitted_log, np.log(plot_df["rent_eur"].to_numpy(dtype=float)) - fitted_log, title=f"{r.model_name} (log rent)").items()}
+    files = {
+        f"served_{k}": v
+        for k, v in residual_plots(
+            fitted_log,
+            np.log(plot_df["rent_eur"].to_numpy(dtype=float)) - fitted_log,
+            title=f"{r.model_name} (log rent)",
+        ).items()
+    }
     grid = np.linspace(r.feature_ranges["surface_m2"]["min"], r.feature_ranges["surface_m2"]["max"], 200)
     grid_df = pd.DataFrame({"surface_m2": grid, "district": r.at_30m2["district"]})
     band = model.predict(grid_df)
     ols = ols_intervals(ols_all, grid, level)
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(plot_df["surface_m2"], plot_df["rent_eur"], s=6, alpha=0.35, color="grey", label="listings (train)")
+    ax.scatter(
+        plot_df["surface_m2"], plot_df["rent_eur"], s=6, alpha=0.35, color="grey", label="listings (train)"
+    )
     ax.plot(grid, ols["mean"], color="C0", label="course OLS line")
-    ax.fill_between(grid, ols["obs_ci_lower"], ols["obs_ci_upper"], color="C0", alpha=0.15,
-                    label=f"OLS {int(level * 100)} % prediction band (constant width)")
+    ax.fill_between(
+        grid,
+        ols["obs_ci_lower"],
+        ols["obs_ci_upper"],
+        color="C0",
+        alpha=0.15,
+        label=f"OLS {int(level * 100)} % prediction band (constant width)",
+    )
     ax.plot(grid, band["rent_eur"], color="C3", label=f"served model ({r.model_name})")
-    ax.fill_between(grid, band["low"], band["high"], color="C3", alpha=0.2, label=f"served {int(level * 100)} % interval")
+    ax.fill_between(
+        grid, band["low"], band["high"], color="C3", alpha=0.2, label=f"served {int(level * 100)} % interval"
+    )
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("surface (m²)")
     ax.set_ylabel("monthly rent (€)")
@@ -571,16 +712,31 @@ def _files(r: TrainResult, train_df: pd.DataFrame, ols_all: Any, level: float) -
 
     a = r.at_30m2
     sections = [
-        ("Model", f"<p><b>{html.escape(r.model_name)}</b> — version {html.escape(r.version)} — sha256 "
-                  f"<code>{r.sha256[:16]}…</code></p><p>{html.escape(r.selection['reason'])}</p>"),
-        ("Held-out performance", _table({k: r.metrics[k] for k in ("n", "mae", "rmse", "r2", "mape", "coverage", "mean_width")})),
-        ("30 m² example", f"<p>Served: {a['served']['estimate']:.0f} € in [{a['served']['interval'][0]:.0f}, "
-                          f"{a['served']['interval'][1]:.0f}] (width {a['served']['width']:.0f} €). Course OLS: "
-                          f"{a['ols']['estimate']:.0f} € in [{a['ols']['interval'][0]:.0f}, {a['ols']['interval'][1]:.0f}] "
-                          f"(width {a['ols']['width']:.0f} €).</p>"),
-        ("Diagnostics of the course line", "<ul>" + "".join(
-            f"<li><b>{html.escape(f)}</b>: {html.escape(str(d.get('reason', '')))}</li>"
-            for f, d in r.diagnostics["reference"]["details"].items()) + "</ul>"),
+        (
+            "Model",
+            f"<p><b>{html.escape(r.model_name)}</b> — version {html.escape(r.version)} — sha256 "
+            f"<code>{r.sha256[:16]}…</code></p><p>{html.escape(r.selection['reason'])}</p>",
+        ),
+        (
+            "Held-out performance",
+            _table({k: r.metrics[k] for k in ("n", "mae", "rmse", "r2", "mape", "coverage", "mean_width")}),
+        ),
+        (
+            "30 m² example",
+            f"<p>Served: {a['served']['estimate']:.0f} € in [{a['served']['interval'][0]:.0f}, "
+            f"{a['served']['interval'][1]:.0f}] (width {a['served']['width']:.0f} €). Course OLS: "
+            f"{a['ols']['estimate']:.0f} € in [{a['ols']['interval'][0]:.0f}, {a['ols']['interval'][1]:.0f}] "
+            f"(width {a['ols']['width']:.0f} €).</p>",
+        ),
+        (
+            "Diagnostics of the course line",
+            "<ul>"
+            + "".join(
+                f"<li><b>{html.escape(f)}</b>: {html.escape(str(d.get('reason', '')))}</li>"
+                for f, d in r.diagnostics["reference"]["details"].items()
+            )
+            + "</ul>",
+        ),
         ("Limits", "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.card["limits"]) + "</ul>"),
     ]
     files["card.html"] = html_page(f"rentlake model card — {r.version}", sections, dict(files), r.card)
@@ -588,8 +744,12 @@ def _files(r: TrainResult, train_df: pd.DataFrame, ols_all: Any, level: float) -
 
 
 def _table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>" if isinstance(v, float)
-                   else f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>"
+        if isinstance(v, float)
+        else f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in d.items()
+    )
     return f"<table>{rows}</table>"
 
 
