@@ -34,11 +34,17 @@ class CleanParams:
         standard deviation) from its group's median. 4 keeps every plausible flat of the course data
         and rejects the 111 €/m² listing and every surface that lost a zero.
     min_group
-        Groups with fewer rows than this use the statistics of the whole pool.
+        Groups with fewer rows than this use the statistics of the whole pool; a pool smaller than this
+        is not checked at all (too few rows for a robust statistic to mean anything).
+    min_scale
+        Floor of the scaled MAD.
     """
 
     mad_k: float = 4.0
     min_group: int = 30
+    # Floor of the scaled MAD (in the checked quantity's units, here log €/m²: 5 %), so a pool of
+    # near-identical values does not turn every small difference into an outlier.
+    min_scale: float = 0.05
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +71,8 @@ def coerce_number(raw: pd.Series, *, decimal_comma: bool) -> tuple[np.ndarray, n
     present = text.notna().to_numpy() & (text.fillna("") != "").to_numpy()
     values = pd.to_numeric(text.where(present), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     slow = present & np.isnan(values)
+    if decimal_comma:  # "1.200" is 1 200 in a file that writes decimals with a comma
+        slow |= present & text.str.contains(".", regex=False).fillna(False).to_numpy()
     if slow.any():
         # Only the values the fast parser refused go through the string rules below.
         sub = text[slow].str.replace(_UNIT_TOKENS, "", regex=True)
@@ -202,8 +210,11 @@ def type_chunk(raw: pd.DataFrame, contract: Contract, *, factors: dict[str, floa
         reasons += col_reasons
     if "raw_problem" in raw:
         problem = raw["raw_problem"].astype("string")
-        for code in ("malformed_row", "field_too_long"):
-            reasons.append((code, problem.str.startswith(code).fillna(False).to_numpy()))
+        malformed = problem.str.startswith("malformed_row").fillna(False).to_numpy()
+        # A row the parser could not split has no columns to check: its one reason is that.
+        reasons = [(c, m & ~malformed) for c, m in reasons]
+        reasons.append(("malformed_row", malformed))
+        reasons.append(("field_too_long", problem.str.startswith("field_too_long").fillna(False).to_numpy()))
     for rule in contract.row_rules:
         reasons += rule(typed)
     return typed, [(c, m) for c, m in reasons if m.any()]
@@ -242,12 +253,12 @@ def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanPa
     """
     def stats(v: np.ndarray) -> dict[str, float]:
         med = float(np.median(v))
-        mad = float(np.median(np.abs(v - med))) * 1.4826
+        mad = max(float(np.median(np.abs(v - med))) * 1.4826, params.min_scale)
         return {"n": int(v.size), "median": med, "scaled_mad": mad,
                 "low": med - params.mad_k * mad, "high": med + params.mad_k * mad}
 
     ok = np.isfinite(values)
-    if not ok.any():
+    if ok.sum() < params.min_group:
         return {}
     out = {"*": stats(values[ok])}
     if groups is not None:

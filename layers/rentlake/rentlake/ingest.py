@@ -114,6 +114,13 @@ def _choose_delimiter(line: str, dataset: str | None) -> tuple[str, list[str], H
         if mapping is not None and (best is None or len(mapping.columns) > len(best[2].columns)):
             best = (delim, header, mapping)
     if best is None:
+        for delim in DELIMITERS:
+            header = _split_header(line, delim)
+            for contract in ([contracts.get(dataset)] if dataset else contracts.all_contracts()):
+                mapping = contract.map_header(header)
+                if mapping.ambiguous and not mapping.missing_required:
+                    raise Rejected("ambiguous_header", f"several columns of the header {header[:12]} mean "
+                                   f"{', '.join(mapping.ambiguous)}: keep one of them")
         most = max(DELIMITERS, key=line.count)
         found = _split_header(line, most)[:12]
         raise Rejected("unrecognised_header", _header_message(found, dataset))
@@ -162,14 +169,16 @@ def _frame(df: pd.DataFrame, mapping: HeaderMapping, start_row: int) -> pd.DataF
     return out.reset_index(drop=True)
 
 
-def _malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pd.DataFrame:
+def _malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping, *, header_lines: int
+                     ) -> pd.DataFrame:
+    """Rows the parser could not split: ``rows`` holds (line number, text); the record number is the line
+    number less the header lines."""
     contract = contracts.get(mapping.dataset)
     n = len(rows)
     out = pd.DataFrame({c: pd.Series([pd.NA] * n, dtype="string") for c in contract.column_names})
     out["extra"] = pd.array([json.dumps({"line": text[:MAX_FIELD_CHARS]}) for _, text in rows],
                             dtype="string")
-    # Malformed rows carry the line number the parser reported instead of a record number.
-    out["source_row"] = np.array([ln for ln, _ in rows], dtype="int64")
+    out["source_row"] = np.array([ln - header_lines for ln, _ in rows], dtype="int64")
     out["raw_problem"] = pd.array([f"malformed_row (line {ln})" for ln, _ in rows], dtype="string")
     return out
 
@@ -184,7 +193,7 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
         raise Rejected("empty_object", f"{name} holds no text")
     delim, header, mapping = _choose_delimiter(line, dataset)
     if len(set(header)) != len(header):
-        raise Rejected("duplicate_header", f"{name} repeats a column name in its header: {header}")
+        raise Rejected("ambiguous_header", f"{name} repeats a column name in its header: {header[:12]}")
     utf8 = text.encode("utf-8") if encoding != "utf-8" or data.startswith(b"\xef\xbb\xbf") else data
     bad_rows: list[tuple[int, str]] = []
 
@@ -211,6 +220,17 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
             raise Rejected("unreadable", f"{name} cannot be read as CSV: {exc}") from exc
         stream = reader(len(utf8) + 1)  # one enormous line: read the object as a single block
 
+    def numbered(df: pd.DataFrame, first: int) -> pd.DataFrame:
+        # Record numbers of well-formed rows skip the malformed records reported so far (the handler
+        # runs while a block is parsed, before its rows are yielded), so every record has one number.
+        out = _frame(df, mapping, first)
+        if bad_rows:
+            shifted = np.array(sorted(ln - 1 for ln, _ in bad_rows), dtype="int64")
+            shifted -= np.arange(len(shifted))
+            ordinals = out["source_row"].to_numpy()
+            out["source_row"] = ordinals + np.searchsorted(shifted, ordinals, side="right")
+        return out
+
     def chunks() -> Iterator[pd.DataFrame]:
         row = 1
         pending: list[pd.DataFrame] = []
@@ -221,18 +241,18 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
                 df.columns = header
                 pending.append(df)
                 size += len(df)
-                if size >= chunk_rows:
+                while size >= chunk_rows:
                     whole = pd.concat(pending, ignore_index=True)
-                    yield _frame(whole, mapping, row)
-                    row += len(whole)
-                    pending, size = [], 0
+                    yield numbered(whole.iloc[:chunk_rows], row)
+                    row += chunk_rows
+                    rest = whole.iloc[chunk_rows:]
+                    pending, size = ([rest], len(rest)) if len(rest) else ([], 0)
         except pa.ArrowInvalid as exc:
             raise Rejected("unreadable", f"{name} cannot be read as CSV: {exc}") from exc
-        if pending:
-            whole = pd.concat(pending, ignore_index=True)
-            yield _frame(whole, mapping, row)
+        if size:
+            yield numbered(pd.concat(pending, ignore_index=True), row)
         if bad_rows:
-            yield _malformed_frame(bad_rows, mapping)
+            yield _malformed_frame(bad_rows, mapping, header_lines=1)
 
     return Parsed(mapping.dataset, mapping, "csv", chunks(),
                   {"encoding": encoding, "delimiter": delim, "header": header})
@@ -241,6 +261,7 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
 def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> Parsed:
     text, encoding = _decode(data)
     records: list[dict[str, Any]] = []
+    lines: list[int] = []
     bad: list[tuple[int, str]] = []
     for ln, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -252,6 +273,7 @@ def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -
         if isinstance(obj, dict):
             records.append({str(k): (None if v is None else (json.dumps(v) if isinstance(v, (dict, list))
                                                               else str(v))) for k, v in obj.items()})
+            lines.append(ln)
         else:
             bad.append((ln, line))
     if not records and not bad:
@@ -264,9 +286,11 @@ def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -
     def chunks() -> Iterator[pd.DataFrame]:
         for start in range(0, len(records), chunk_rows):
             df = pd.DataFrame.from_records(records[start : start + chunk_rows], columns=header)
-            yield _frame(df.astype("string"), mapping, start + 1)
+            out = _frame(df.astype("string"), mapping, start + 1)
+            out["source_row"] = np.array(lines[start : start + chunk_rows], dtype="int64")  # line = record
+            yield out
         if bad:
-            yield _malformed_frame(bad, mapping)
+            yield _malformed_frame(bad, mapping, header_lines=0)
 
     return Parsed(mapping.dataset, mapping, "jsonl", chunks(), {"encoding": encoding, "header": header})
 

@@ -7,10 +7,15 @@ import sys
 
 from aws_lambda_powertools import Logger, Metrics
 
+_LOGGERS: dict[str, Logger] = {}
+
 
 def logger(service: str) -> Logger:
-    """A JSON logger for a function. It writes to stderr, so a command's stdout stays its result."""
-    return Logger(service=service, logger_handler=logging.StreamHandler(sys.stderr))
+    """The JSON logger of a function (one per service and process: Powertools binds its formatter to the
+    first instance). It writes to stderr, so a command's stdout stays its result."""
+    if service not in _LOGGERS:
+        _LOGGERS[service] = Logger(service=service, logger_handler=logging.StreamHandler(sys.stderr))
+    return _LOGGERS[service]
 
 
 def metrics(service: str) -> Metrics:

@@ -51,7 +51,11 @@ def _rent_per_m2_rule(df: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (df["rent_eur"] / df["surface_m2"]).to_numpy(dtype="float64", na_value=np.nan)
     lo, hi = RENT_PER_M2_RANGE
-    known = np.isfinite(ratio)
+    # Only where both values are plausible on their own: a negative surface is reported once, as such.
+    rent = df["rent_eur"].to_numpy(dtype="float64", na_value=np.nan)
+    surface = df["surface_m2"].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(ratio) & (rent > 0) & (surface > 0)
     return [
         ("rent_per_m2_too_low", known & (ratio < lo)),
         ("rent_per_m2_too_high", known & (ratio > hi)),

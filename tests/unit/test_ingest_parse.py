@@ -1,0 +1,145 @@
+"""Parsing landed objects into raw rows: formats, encodings, headers and objects rejected whole."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from rentlake.ingest import Rejected, parse_object
+
+
+def rows(data: bytes, name: str = "listings.csv", **kw: object) -> pd.DataFrame:
+    parsed = parse_object(data, name, **kw)  # type: ignore[arg-type]
+    chunks = list(parsed.chunks)
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+
+
+def test_course_file_maps_french_header_and_keeps_every_row(sample_bytes) -> None:
+    # GIVEN the course's file, header "loyer,surface"
+    data = sample_bytes("house_intact.csv")
+    # WHEN it is parsed
+    parsed = parse_object(data, "house_intact.csv")
+    df = pd.concat(list(parsed.chunks))
+    # THEN it is recognised as listings, every data row is kept, values as received
+    assert parsed.dataset == "listings"
+    assert parsed.mapping.columns == {"loyer": "rent_eur", "surface": "surface_m2"}
+    assert len(df) == 545
+    assert df["rent_eur"].iloc[0] == "1330" and df["surface_m2"].iloc[0] == "37"
+    assert df["source_row"].tolist() == list(range(1, 546))
+
+
+def test_semicolon_latin1_decimal_comma_and_unknown_columns() -> None:
+    # GIVEN a French spreadsheet export: semicolons, Latin-1, decimal commas, an extra column
+    data = "Loyer mensuel;Surface (m²);Arrondissement;Commentaire\n1 200,50;30,5;11e;très clair\n".encode(
+        "latin-1"
+    )
+    # WHEN parsed
+    parsed = parse_object(data, "export.csv")
+    df = pd.concat(list(parsed.chunks))
+    # THEN the delimiter and encoding are found, and the unknown column is kept, not dropped
+    assert parsed.details["delimiter"] == ";" and parsed.details["encoding"] == "latin-1"
+    assert df.loc[0, "rent_eur"] == "1 200,50" and df.loc[0, "district"] == "11e"
+    assert json.loads(df.loc[0, "extra"]) == {"Commentaire": "très clair"}
+    assert parsed.mapping.unknown == ["Commentaire"]
+
+
+def test_mixed_encodings_are_decoded_line_by_line() -> None:
+    # GIVEN a file whose lines were appended by tools with different encodings
+    data = "loyer,surface,quartier\n".encode() + "900,20,Opéra\n".encode("utf-8") + "950,21,Gobelins é\n".encode(
+        "latin-1"
+    )
+    # WHEN parsed
+    parsed = parse_object(data, "mixed.csv")
+    df = pd.concat(list(parsed.chunks))
+    # THEN both lines keep their accents
+    assert parsed.details["encoding"].startswith("mixed")
+    assert df["district"].tolist() == ["Opéra", "Gobelins é"]
+
+
+def test_json_lines_with_a_broken_line_keeps_it_as_malformed() -> None:
+    # GIVEN JSON Lines with English names and one line that is not JSON
+    data = b'{"price": 1200, "area": 30}\n{"price": 900, "area": 25, "district": "75011"}\nnot json\n'
+    # WHEN parsed
+    df = rows(data, "listings.jsonl")
+    # THEN the good lines are rows and the broken one is kept with its problem
+    assert df["rent_eur"].tolist()[:2] == ["1200", "900"]
+    assert df["raw_problem"].iloc[2] == "malformed_row (line 3)"
+    assert df["source_row"].tolist() == [1, 2, 3]
+    assert json.loads(df["extra"].iloc[2]) == {"line": "not json"}
+
+
+def test_parquet_values_become_strings() -> None:
+    # GIVEN a Parquet file with numeric columns
+    buf = io.BytesIO()
+    pd.DataFrame({"rent": [1000.0, 1500.5], "surface": [25, 40]}).to_parquet(buf)
+    # WHEN parsed
+    df = rows(buf.getvalue(), "listings.parquet")
+    # THEN the values are kept as received, as strings
+    assert df["rent_eur"].tolist() == ["1000.0", "1500.5"]
+    assert df["surface_m2"].tolist() == ["25", "40"]
+
+
+def test_line_with_too_many_fields_is_kept_as_malformed() -> None:
+    # GIVEN a CSV with one line holding an extra field
+    data = b"loyer,surface\n1000,30\n1200,40,oops\n900,20\n"
+    # WHEN parsed
+    df = rows(data)
+    # THEN the two good rows and the malformed one are all there, each with its own record number
+    assert len(df) == 3
+    assert df["raw_problem"].dropna().tolist() == ["malformed_row (line 3)"]
+    assert sorted(df["source_row"]) == [1, 2, 3]
+    assert df.loc[df["rent_eur"] == "900", "source_row"].item() == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "code"),
+    [
+        (b"", "empty.csv", "empty_object"),
+        (b"   \n\n", "blank.csv", "empty_object"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "photo.csv", "binary_content"),
+        (bytes(range(256)) * 10, "garbage.bin", "binary_content"),
+        (b"PK\x03\x04rest-of-zip", "listings.xlsx", "binary_content"),
+        (b"city,population\nParis,2100000\n", "other.csv", "unrecognised_header"),
+        (b"loyer:surface\n1000:30\n", "colons.csv", "unrecognised_header"),
+        (b"loyer,loyer,surface\n1,2,3\n", "dup.csv", "ambiguous_header"),
+        (b"PAR1 not really parquet", "broken.parquet", "unreadable"),
+    ],
+)
+def test_objects_rejected_whole_with_a_reason(data: bytes, name: str, code: str) -> None:
+    # GIVEN an object that is not a table of listings
+    # WHEN parsed THEN it is rejected whole with a stable reason code and a message
+    with pytest.raises(Rejected) as info:
+        rows(data, name)
+    assert info.value.code == code
+    assert info.value.message
+
+
+def test_unrecognised_header_message_says_what_is_expected() -> None:
+    with pytest.raises(Rejected) as info:
+        rows(b"foo,bar\n1,2\n")
+    assert "'foo', 'bar'" in info.value.message and "rent_eur" in info.value.message
+
+
+def test_one_50_mb_line_does_not_crash_and_is_flagged() -> None:
+    # GIVEN a 50 MB field on one line
+    data = b"loyer,surface\n" + b"9" * 50_000_000 + b",30\n1000,25\n"
+    # WHEN parsed
+    df = rows(data)
+    # THEN both rows are there; the huge field is cut in the raw table and flagged
+    assert len(df) == 2
+    assert df["raw_problem"].iloc[0] == "field_too_long (rent_eur)"
+    assert len(df["rent_eur"].iloc[0]) == 10_000
+
+
+def test_large_file_comes_in_bounded_chunks() -> None:
+    # GIVEN 25 000 rows and chunks of 10 000
+    data = b"loyer,surface\n" + b"1000,30\n" * 25_000
+    # WHEN parsed
+    chunks = list(parse_object(data, "big.csv", chunk_rows=10_000).chunks)
+    # THEN no chunk is much larger than asked and the row numbers follow on
+    assert sum(len(c) for c in chunks) == 25_000
+    assert all(len(c) < 20_000 for c in chunks)
+    assert chunks[-1]["source_row"].iloc[-1] == 25_000
