@@ -82,3 +82,32 @@ def test_lightcheck_flags_heavy_modules() -> None:
         capture_output=True, text=True, timeout=120, check=True,
     )
     assert "pandas" in out.stdout
+
+
+def _py313() -> str | None:
+    """The Python 3.13 interpreter with numpy + onnxruntime to check (bench/check_py313.sh sets it)."""
+    candidates = [os.environ.get("RENTLAKE_PY313"), str(ROOT / ".venv-313" / "bin" / "python")]
+    for cand in candidates:
+        if cand and Path(cand).exists():
+            probe = subprocess.run([cand, "-c", "import sys, numpy, onnxruntime, pydantic, boto3, "
+                                    "aws_lambda_powertools; print(sys.version_info[:2] == (3, 13))"],
+                                   capture_output=True, text=True, timeout=120, check=False)
+            if probe.stdout.strip() == "True":
+                return cand
+    return None
+
+
+@pytest.mark.skipif(_py313() is None, reason="no .venv-313 with the predict requirements (bash bench/check_py313.sh)")
+def test_light_path_on_python313(seeded: str) -> None:
+    # GIVEN the Lambda runtime's Python with only functions/predict/requirements.txt (+ boto3)
+    from rentlake.runtime.testing import expected_rent
+
+    python = _py313()
+    assert python is not None
+    # WHEN it serves one estimate in a fresh process
+    result = run_probe(python, seeded)
+    # THEN it runs on 3.13, answers right, imports nothing heavy
+    assert result["python"] == "3.13"
+    assert result["status"] == 200
+    assert result["body"]["rent_eur"] == round(expected_rent(30, factor=1.3))
+    assert result["heavy"] == []

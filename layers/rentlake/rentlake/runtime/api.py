@@ -85,6 +85,11 @@ class ListingBatch(BaseModel):
 
     listings: Annotated[list[Listing], Field(min_length=1, max_length=MAX_LISTINGS)]
 
+    def __repr__(self) -> str:
+        # Powertools formats the route arguments into a debug f-string on every request (even with debug
+        # logging off): pydantic's full repr of 1 000 listings would cost more than the inference.
+        return f"ListingBatch(<{len(self.listings)} listings>)"
+
 
 def _request_kind(value: Any) -> str | None:
     """Tell a batch from a single listing (``None``: not a JSON object)."""
