@@ -174,7 +174,10 @@ def _coerce_column(col: Column, raw: pd.Series, factor: float, decimal_comma: bo
             unknown = series.notna().to_numpy() & mapped.isna().to_numpy()
             reasons.append((f"{col.name}_unknown_value", unknown))
             series = mapped.astype("string")
-        missing = series.isna().to_numpy()
+            # A value given but unknown is reported as such, not also as missing.
+            missing = series.isna().to_numpy() & ~unknown
+        else:
+            missing = series.isna().to_numpy()
     if col.required:
         reasons.append((f"missing_{col.name}", missing & np.ones(n, dtype=bool)))
     return series.reset_index(drop=True), reasons
