@@ -83,3 +83,69 @@ def parse_clean(event: Any) -> CleanRequest:
         return CleanRequest.model_validate(event or {})
     except ValidationError as exc:
         raise BadEvent(f"invalid clean request: {_errors(exc)}") from exc
+
+
+# ------------------------------------------------------------------------------ model stages (issue 3)
+_RUN_ID = r"^[A-Za-z0-9._=-]{1,120}$"
+
+
+class ExploreRequest(_Strict):
+    """Explore a dataset's clean zone; ``run_id`` names the report folder (default: from the data)."""
+
+    dataset: str = "listings"
+    run_id: str | None = Field(default=None, pattern=_RUN_ID)
+
+
+class TrainRequest(_Strict):
+    """Train on a dataset's clean zone; ``force`` trains even when the clean data has not changed."""
+
+    dataset: str = "listings"
+    seed: int = Field(default=42, ge=0)
+    force: bool = False
+
+
+class EvaluateRequest(_Strict):
+    """Evaluate (and promote when the gate passes) a registry version.
+
+    ``version`` is None when the train stage produced nothing to judge; ``skip_reason`` then says why.
+    """
+
+    version: str | None = Field(default=None, pattern=_RUN_ID)
+    tolerance: float = Field(default=0.05, ge=0, le=1)
+    promote: bool = True
+    skip_reason: str | None = None
+
+
+def parse_explore(event: Any) -> ExploreRequest:
+    """An explore request (an empty event explores ``listings``)."""
+    try:
+        return ExploreRequest.model_validate(event or {})
+    except ValidationError as exc:
+        raise BadEvent(f"invalid explore request: {_errors(exc)}") from exc
+
+
+def parse_train(event: Any) -> TrainRequest:
+    """A train request (an empty event trains on ``listings``)."""
+    try:
+        return TrainRequest.model_validate(event or {})
+    except ValidationError as exc:
+        raise BadEvent(f"invalid train request: {_errors(exc)}") from exc
+
+
+def parse_evaluate(event: Any) -> EvaluateRequest:
+    """An evaluate request: ``{"version": V, "tolerance": ..., "promote": ...}``, or the train function's
+    output as the state machine passes it on (it holds ``trained``: a skipped or refused training becomes
+    a request with no version and the reason)."""
+    if isinstance(event, dict) and "trained" in event:
+        if event.get("trained") and event.get("version"):
+            event = {"version": event["version"]}
+        else:
+            event = {"skip_reason": str(event.get("reason") or "the train stage produced no version")}
+    try:
+        req = EvaluateRequest.model_validate(event or {})
+    except ValidationError as exc:
+        raise BadEvent(f"invalid evaluate request: {_errors(exc)}") from exc
+    if req.version is None and req.skip_reason is None:
+        raise BadEvent('invalid evaluate request: expected {"version": "<registry version>"} or the train '
+                       "function's output")
+    return req

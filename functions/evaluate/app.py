@@ -1,0 +1,38 @@
+"""Evaluate function: held-out metrics, diagnostics and the quality gate of a version; promotes it (switches
+``models/champion.json``) only when the gate passes.
+
+Accepts ``{"version": V, "tolerance": 0.05, "promote": true}`` or the train function's output as is. The
+state machine branches on ``promoted``; ``gate`` holds the decision and its reasons. When training was
+skipped or refused, the answer is ``{"promoted": false, "skipped": true, "reason": ...}`` and nothing is
+written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rentlake import modeling_jobs
+from rentlake.config import load
+from rentlake.events import parse_evaluate
+from rentlake.lake import Lake
+from rentlake.observability import logger, metrics
+
+SETTINGS = load()
+log = logger("evaluate")
+metric = metrics("evaluate")
+
+
+@metric.log_metrics
+@log.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Evaluate a version against the champion and promote it when the gate passes."""
+    # A malformed event raises BadEvent; an unknown version or a corrupted model file raises RegistryError:
+    # the invocation fails with a message naming the problem, and the champion is untouched.
+    request = parse_evaluate(event)
+    if request.version is None:
+        return modeling_jobs.skipped_evaluation(str(request.skip_reason))
+    lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
+    result = modeling_jobs.evaluate(lake, request.version, tolerance=request.tolerance,
+                                    promote=request.promote)
+    metric.add_metric(name="ModelsPromoted", unit="Count", value=int(result["promoted"]))
+    return result
