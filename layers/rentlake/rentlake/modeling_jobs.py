@@ -132,6 +132,8 @@ def explore(lake: Lake, *, dataset: str = DATASET, run_id: str | None = None,
         return _explore_result(rid, summary, reused=True)
     progress(f"explore {dataset}: reading {lineage['rows_clean']:,} clean rows")
     df = lake.read_clean(dataset)
+    if df.empty:
+        raise InsufficientDataError(f"the clean zone of {dataset!r} holds no rows: nothing to explore")
     report = build_report(df, run_id=rid)
     written: dict[str, str] = {}
     for name, data in report.files.items():
