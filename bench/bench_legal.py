@@ -95,7 +95,6 @@ print(json.dumps(out))
 def compile_artifact() -> bytes:
     """The sample table typed by its contract (as the clean stage does) and compiled (batch side)."""
     import pandas as pd
-
     from rentlake import contracts
     from rentlake.clean import type_chunk
     from rentlake.ingest import parse_object
@@ -113,10 +112,16 @@ def compile_artifact() -> bytes:
 def record(body: str, command: str) -> None:
     """Replace (or append) this benchmark's section of bench/RESULTS.md, keeping the others."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = (f"## {TITLE}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d')}, Python "
-               f"{platform.python_version()}, {platform.machine()}.\n\n{body.strip()}\n")
+    section = (
+        f"## {TITLE}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d')}, Python "
+        f"{platform.python_version()}, {platform.machine()}.\n\n{body.strip()}\n"
+    )
     pattern = re.compile(rf"^## {re.escape(TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    text = (
+        pattern.sub(lambda _: section + "\n", text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + section
+    )
     RESULTS.write_text(text)
 
 
@@ -129,32 +134,64 @@ def main() -> None:
         path = Path(tmp) / "legal.json"
         path.write_bytes(artifact)
         env = {"PYTHONPATH": str(ROOT / "layers" / "rentlake"), "PATH": "/usr/bin:/bin"}
-        proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                              env=env, check=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=600,
+        )
     m = json.loads(proc.stdout)
     worst = max(m["lookup_name_us"], m["lookup_code_us"], m["attach_full_us"])
     rows = [
-        ("artifact size (compact JSON, Paris 2015-2017 + Lille 2017, 11 200 cells)",
-         f"{len(artifact) / 1024:.0f} KiB", "< 1 MB", len(artifact) < 1_000_000),
-        ("artifact load: sha256 + parse + index, first / median of 30", f"{m['first_load_ms']:.1f} / "
-         f"{m['load_ms_median']:.1f} ms", "", None),
-        ("memory added by the loaded table: RSS delta / tracemalloc", f"{m['rss_added_kib'] / 1024:.1f} / "
-         f"{m['traced_kib'] / 1024:.1f} MiB", "", None),
-        ("warm lookup by quartier name (+ rents, verdict)", f"{m['lookup_name_us']:.1f} µs", f"≤ {TARGET_US:g} µs",
-         m["lookup_name_us"] <= TARGET_US),
-        ("warm lookup by quartier code", f"{m['lookup_code_us']:.1f} µs", f"≤ {TARGET_US:g} µs",
-         m["lookup_code_us"] <= TARGET_US),
-        ("warm `attach` with the fields (what an estimate adds)", f"{m['attach_full_us']:.1f} µs",
-         f"≤ {TARGET_US:g} µs", m["attach_full_us"] <= TARGET_US),
+        (
+            "artifact size (compact JSON, Paris 2015-2017 + Lille 2017, 11 200 cells)",
+            f"{len(artifact) / 1024:.0f} KiB",
+            "< 1 MB",
+            len(artifact) < 1_000_000,
+        ),
+        (
+            "artifact load: sha256 + parse + index, first / median of 30",
+            f"{m['first_load_ms']:.1f} / {m['load_ms_median']:.1f} ms",
+            "",
+            None,
+        ),
+        (
+            "memory added by the loaded table: RSS delta / tracemalloc",
+            f"{m['rss_added_kib'] / 1024:.1f} / {m['traced_kib'] / 1024:.1f} MiB",
+            "",
+            None,
+        ),
+        (
+            "warm lookup by quartier name (+ rents, verdict)",
+            f"{m['lookup_name_us']:.1f} µs",
+            f"≤ {TARGET_US:g} µs",
+            m["lookup_name_us"] <= TARGET_US,
+        ),
+        (
+            "warm lookup by quartier code",
+            f"{m['lookup_code_us']:.1f} µs",
+            f"≤ {TARGET_US:g} µs",
+            m["lookup_code_us"] <= TARGET_US,
+        ),
+        (
+            "warm `attach` with the fields (what an estimate adds)",
+            f"{m['attach_full_us']:.1f} µs",
+            f"≤ {TARGET_US:g} µs",
+            m["attach_full_us"] <= TARGET_US,
+        ),
         ("warm `attach` without the fields (hint only)", f"{m['attach_hint_us']:.2f} µs", "", None),
         ("heavy modules imported by the light side", ", ".join(m["heavy"]) or "none", "none", not m["heavy"]),
     ]
     lines = ["| measure | value | target | met |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {'' if d is None else ('yes' if d else 'NO')} |" for a, b, c, d in rows]
-    body = ("\n".join(lines) + "\n\nIn a fresh interpreter importing only `rentlake.runtime.legal` (standard "
-            "library), artifact from a local file (the S3 read of the champion's `legal_key` is one more GET at "
-            "load, cached by sha256 afterwards). Per call: median of 7 × 20 000 calls. "
-            f"Worst warm cost {worst:.1f} µs per estimate.")
+    body = (
+        "\n".join(lines) + "\n\nIn a fresh interpreter importing only `rentlake.runtime.legal` (standard "
+        "library), artifact from a local file (the S3 read of the champion's `legal_key` is one more GET at "
+        "load, cached by sha256 afterwards). Per call: median of 7 × 20 000 calls. "
+        f"Worst warm cost {worst:.1f} µs per estimate."
+    )
     print(body)
     if not args.no_write:
         record(body, ".venv/bin/python bench/bench_legal.py")

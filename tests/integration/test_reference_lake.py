@@ -20,8 +20,9 @@ def sample_rows() -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(SAMPLE.read_text(encoding="utf-8"))))
 
 
-def ingest_and_clean(function: Any, put_landing: Any, ctx: Any, name: str, data: bytes,
-                     dataset: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def ingest_and_clean(
+    function: Any, put_landing: Any, ctx: Any, name: str, data: bytes, dataset: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     event = put_landing(name, data)
     if dataset is not None:  # a direct invocation that forces the contract
         event = {"keys": [f"landing/{name}"], "dataset": dataset}
@@ -33,26 +34,41 @@ def ingest_and_clean(function: Any, put_landing: Any, ctx: Any, name: str, data:
 def newer_shaped(rows: list[dict[str, str]], year: int, factor: float) -> bytes:
     """The Paris open data shape of 2019+: other column order, semicolons, decimal commas, meuble_txt."""
     out = io.StringIO()
-    out.write("annee;secteurs_geographiques;id_quartier;nom_quartier;piece;epoque;meuble_txt;ref;max;min;"
-              "ville;code_grand_quartier\n")
+    out.write(
+        "annee;secteurs_geographiques;id_quartier;nom_quartier;piece;epoque;meuble_txt;ref;max;min;"
+        "ville;code_grand_quartier\n"
+    )
     for i, r in enumerate(rows):
         ref = round(float(r["ref"]) * factor, 1)
-        values = [str(year), r["id_zone"], str(i + 1), r["nom_quartier"], r["piece"], r["epoque"].lower(),
-                  "meublé" if r["meuble"] == "1" else "non meublé", f"{ref:.1f}".replace(".", ","),
-                  f"{ref * 1.2:.2f}".replace(".", ","), f"{ref * 0.7:.2f}".replace(".", ","), "Paris",
-                  r["code_grand_quartier"]]
+        values = [
+            str(year),
+            r["id_zone"],
+            str(i + 1),
+            r["nom_quartier"],
+            r["piece"],
+            r["epoque"].lower(),
+            "meublé" if r["meuble"] == "1" else "non meublé",
+            f"{ref:.1f}".replace(".", ","),
+            f"{ref * 1.2:.2f}".replace(".", ","),
+            f"{ref * 0.7:.2f}".replace(".", ","),
+            "Paris",
+            r["code_grand_quartier"],
+        ]
         out.write(";".join(values) + "\n")
     return out.getvalue().encode("utf-8")
 
 
 @pytest.fixture
 def loaded(function: Any, put_landing: Any, lake: Any, lambda_context: Any) -> dict[str, Any]:
-    outcome, cleaned = ingest_and_clean(function, put_landing, lambda_context, "encadrement.csv",
-                                        SAMPLE.read_bytes())
+    outcome, cleaned = ingest_and_clean(
+        function, put_landing, lambda_context, "encadrement.csv", SAMPLE.read_bytes()
+    )
     return {"outcome": outcome, "cleaned": cleaned}
 
 
-def test_sample_table_lands_as_its_own_clean_table_with_nothing_lost(loaded: dict[str, Any], lake: Any) -> None:
+def test_sample_table_lands_as_its_own_clean_table_with_nothing_lost(
+    loaded: dict[str, Any], lake: Any
+) -> None:
     # GIVEN the 2015-2017 reference file uploaded to landing/ (fixture) WHEN ingested and cleaned
     # THEN the header is recognised as reference_rents and every row is clean
     assert loaded["outcome"]["dataset"] == "reference_rents"
@@ -66,17 +82,25 @@ def test_sample_table_lands_as_its_own_clean_table_with_nothing_lost(loaded: dic
     assert clean.groupby("city").size().to_dict() == {"LILLE": 3520, "PARIS": 7680}
     assert sorted(clean["period"].unique()) == sorted(["Avant 1946", "1946-1970", "1971-1990", "Apres 1990"])
     assert clean["furnished"].dtype == "boolean" and clean["rooms"].dtype == "Int64"
-    row = clean[(clean["quartier_code"] == "7510101") & (clean["year"] == 2015) & (clean["rooms"] == 1)
-                & (clean["period"] == "Avant 1946") & ~clean["furnished"]]
+    row = clean[
+        (clean["quartier_code"] == "7510101")
+        & (clean["year"] == 2015)
+        & (clean["rooms"] == 1)
+        & (clean["period"] == "Avant 1946")
+        & ~clean["furnished"]
+    ]
     assert row[["ref_eur_m2", "min_eur_m2", "max_eur_m2"]].values.tolist() == [[30.3, 21.2, 36.4]]
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_conflicting_keys_never_picked(
-        function: Any, put_landing: Any, lake: Any, lambda_context: Any) -> None:
+    function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
     # GIVEN a small table: a valid row, a repeated key with another value, an exact duplicate, an unknown
     # city, a room count of 0, an unknown period, ref outside [min, max], a non-positive ref, a Lille row
     # without IRIS code
-    header = "ville,id_zone,code_grand_quartier,code_iris,nom_quartier,piece,epoque,meuble,annee,ref,min,max\n"
+    header = (
+        "ville,id_zone,code_grand_quartier,code_iris,nom_quartier,piece,epoque,meuble,annee,ref,min,max\n"
+    )
     body = (
         "PARIS,2,7510101,,St-Germain-l'Auxerrois,1,Avant 1946,0,2015,30.3,21.2,36.4\n"
         "PARIS,2,7510102,,Halles,1,Avant 1946,0,2015,30.3,21.2,36.4\n"
@@ -91,23 +115,38 @@ def test_bad_rows_are_quarantined_with_reasons_and_conflicting_keys_never_picked
         "LILLE,1,5935001,,Lille-Centre,1,Avant 1946,0,2017,17.2,12,20.6\n"
     )
     # WHEN it goes through ingest and clean
-    _, cleaned = ingest_and_clean(function, put_landing, lambda_context, "ref_bad.csv",
-                                  (header + body).encode("utf-8"))
+    _, cleaned = ingest_and_clean(
+        function, put_landing, lambda_context, "ref_bad.csv", (header + body).encode("utf-8")
+    )
     report = cleaned["reports"][0]
     # THEN rows in = clean + quarantined, each quarantined row with its reason
     assert report["rows"] == {"in": 11, "clean": 2, "quarantined": 9}
-    assert report["reasons"] == {"conflicting_key": 2, "city_unknown_value": 1, "duplicate": 1,
-                                 "rooms_below_min": 1, "period_unknown_value": 1, "bounds_inconsistent": 1,
-                                 "ref_eur_m2_not_positive": 1, "missing_iris_code": 1}
+    assert report["reasons"] == {
+        "conflicting_key": 2,
+        "city_unknown_value": 1,
+        "duplicate": 1,
+        "rooms_below_min": 1,
+        "period_unknown_value": 1,
+        "bounds_inconsistent": 1,
+        "ref_eur_m2_not_positive": 1,
+        "missing_iris_code": 1,
+    }
     clean = lake.read_clean("reference_rents")
     assert sorted(clean["quartier_code"]) == ["7510101", "7510103"]
     # AND the accented, lower-case spellings were normalised to the canonical ones
     assert clean.loc[clean["quartier_code"] == "7510103", ["city", "period"]].values.tolist() == [
-        ["PARIS", "Apres 1990"]]
+        ["PARIS", "Apres 1990"]
+    ]
     # AND a later batch that disagrees with the clean zone on a key is quarantined, not picked
-    _, again = ingest_and_clean(function, put_landing, lambda_context, "ref_conflict.csv",
-                                (header + "PARIS,2,7510101,,St-Germain-l'Auxerrois,1,Avant 1946,0,2015,"
-                                          "33.0,23.1,39.6\n").encode("utf-8"))
+    _, again = ingest_and_clean(
+        function,
+        put_landing,
+        lambda_context,
+        "ref_conflict.csv",
+        (header + "PARIS,2,7510101,,St-Germain-l'Auxerrois,1,Avant 1946,0,2015,33.0,23.1,39.6\n").encode(
+            "utf-8"
+        ),
+    )
     assert again["reports"][0]["reasons"] == {"conflicting_key": 1}
     assert len(lake.read_clean("reference_rents")) == 2
 
@@ -115,8 +154,9 @@ def test_bad_rows_are_quarantined_with_reasons_and_conflicting_keys_never_picked
 def test_dataset_can_be_forced(function: Any, put_landing: Any, lake: Any, lambda_context: Any) -> None:
     # GIVEN the sample's first rows WHEN ingested with --dataset reference_rents forced
     data = "".join(SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)[:5]).encode("utf-8")
-    outcome, cleaned = ingest_and_clean(function, put_landing, lambda_context, "forced.csv", data,
-                                        dataset="reference_rents")
+    outcome, cleaned = ingest_and_clean(
+        function, put_landing, lambda_context, "forced.csv", data, dataset="reference_rents"
+    )
     # THEN it is the reference table and listings never see it
     assert outcome["dataset"] == "reference_rents" and cleaned["reports"][0]["rows"]["clean"] == 4
     assert lake.read_clean("listings").empty
@@ -139,12 +179,20 @@ def test_promotion_artifact_answers_the_table_values(loaded: dict[str, Any], lak
     table = load_for_champion(lake, attached)
     rows = pd.DataFrame(sample_rows())
     for _, r in rows.sample(40, random_state=3).iterrows():
-        got = lookup(table, city=r["ville"].lower(),
-                     quartier=r["code_iris"] if r["ville"] == "LILLE" else r["code_grand_quartier"],
-                     rooms=int(r["piece"]), built=r["epoque"], furnished=r["meuble"] == "1",
-                     year=int(r["annee"]))
+        got = lookup(
+            table,
+            city=r["ville"].lower(),
+            quartier=r["code_iris"] if r["ville"] == "LILLE" else r["code_grand_quartier"],
+            rooms=int(r["piece"]),
+            built=r["epoque"],
+            furnished=r["meuble"] == "1",
+            year=int(r["annee"]),
+        )
         assert [got["ref_eur_m2"], got["min_eur_m2"], got["max_eur_m2"]] == [
-            float(r["ref"]), float(r["min"]), float(r["max"])]
+            float(r["ref"]),
+            float(r["min"]),
+            float(r["max"]),
+        ]
         assert got["year"] == int(r["annee"]) and "encadrement.csv" in got["source"]
 
 
@@ -155,16 +203,21 @@ def test_empty_reference_table_attaches_nothing(lake: Any) -> None:
     assert not lake.exists("models/v1/legal.json")
 
 
-def test_newer_shaped_year_ingested_later_becomes_the_default(loaded: dict[str, Any], function: Any,
-                                                             put_landing: Any, lake: Any,
-                                                             lambda_context: Any) -> None:
+def test_newer_shaped_year_ingested_later_becomes_the_default(
+    loaded: dict[str, Any], function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
     from rentlake.reference import attach_to_model
     from rentlake.runtime.legal import load_for_champion, lookup
 
     # GIVEN the 2015-2017 table, then a 2019 table in the newer open-data shape (2017 Paris rows + 5 %)
     paris17 = [r for r in sample_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
-    outcome, cleaned = ingest_and_clean(function, put_landing, lambda_context, "logement-encadrement-2019.csv",
-                                        newer_shaped(paris17, 2019, 1.05))
+    outcome, cleaned = ingest_and_clean(
+        function,
+        put_landing,
+        lambda_context,
+        "logement-encadrement-2019.csv",
+        newer_shaped(paris17, 2019, 1.05),
+    )
     # THEN the newer shape is recognised, parsed with decimal commas and entirely clean
     assert outcome["dataset"] == "reference_rents" and outcome["details"]["delimiter"] == ";"
     assert cleaned["reports"][0]["rows"] == {"in": 2560, "clean": 2560, "quarantined": 0}
@@ -172,25 +225,44 @@ def test_newer_shaped_year_ingested_later_becomes_the_default(loaded: dict[str, 
     assert attached is not None and attached["legal_years"]["PARIS"] == [2015, 2016, 2017, 2019]
     table = load_for_champion(lake, attached)
     # WHEN asked without a year
-    got = lookup(table, quartier="Saint-Germain-l'Auxerrois", rooms=1, built=1900, furnished=True,
-                 surface_m2=30, today=dt.date(2026, 1, 1))
+    got = lookup(
+        table,
+        quartier="Saint-Germain-l'Auxerrois",
+        rooms=1,
+        built=1900,
+        furnished=True,
+        surface_m2=30,
+        today=dt.date(2026, 1, 1),
+    )
     # THEN the 2019 answer is given, and names its year and file
     assert got["year"] == 2019 and "logement-encadrement-2019.csv" in got["source"]
     assert got["ref_eur_m2"] == round(34.3 * 1.05, 1)
     # AND Lille still defaults to its own latest year, 2017; an explicit year still answers it
     assert lookup(table, city="lille", quartier="593500101", rooms=1, built="Avant 1946")["year"] == 2017
-    assert lookup(table, quartier="7510101", rooms=1, built=1900, furnished=True, year=2017)["ref_eur_m2"] == 34.3
+    assert (
+        lookup(table, quartier="7510101", rooms=1, built=1900, furnished=True, year=2017)["ref_eur_m2"]
+        == 34.3
+    )
 
 
 def test_join_reference_adds_the_arrondissement_median(loaded: dict[str, Any], lake: Any) -> None:
     from rentlake.reference import join_reference
 
     reference = lake.read_clean("reference_rents")
-    listings = pd.DataFrame({"rent_eur": [1000.0, 900.0, 800.0], "surface_m2": [30.0, 25.0, 20.0],
-                             "district": ["75001", "75020", None]})
+    listings = pd.DataFrame(
+        {
+            "rent_eur": [1000.0, 900.0, 800.0],
+            "surface_m2": [30.0, 25.0, 20.0],
+            "district": ["75001", "75020", None],
+        }
+    )
     joined = join_reference(listings, reference)
-    expected = reference[(reference["city"] == "PARIS") & (reference["year"] == 2017) & ~reference["furnished"]
-                         & reference["quartier_code"].str.startswith("75101")]["ref_eur_m2"].median()
+    expected = reference[
+        (reference["city"] == "PARIS")
+        & (reference["year"] == 2017)
+        & ~reference["furnished"]
+        & reference["quartier_code"].str.startswith("75101")
+    ]["ref_eur_m2"].median()
     assert joined["ref_median_eur_m2"].iloc[0] == expected
     assert joined["ref_median_eur_m2"].iloc[1] > 0 and pd.isna(joined["ref_median_eur_m2"].iloc[2])
     assert joined["ref_year"].tolist() == [2017, 2017, 2017]

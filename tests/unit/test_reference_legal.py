@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from rentlake import contracts
 from rentlake.clean import type_chunk
 from rentlake.ingest import parse_object
@@ -31,6 +30,7 @@ from rentlake.runtime.legal import (
     lookup,
     period_of_year,
 )
+
 from tests.conftest import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,29 +96,53 @@ def test_a_tampered_artifact_is_refused(artifact: bytes) -> None:
 def test_every_sampled_key_answers_the_table_values(table: LegalTable, rows: list[dict[str, str]]) -> None:
     for r in pd.DataFrame(rows).sample(300, random_state=8).to_dict("records"):
         lille = r["ville"] == "LILLE"
-        answer = lookup(table, city=r["ville"], quartier=r["code_iris"] if lille else r["code_grand_quartier"],
-                        rooms=r["piece"], built=r["epoque"], furnished=r["meuble"] == "1", year=r["annee"])
+        answer = lookup(
+            table,
+            city=r["ville"],
+            quartier=r["code_iris"] if lille else r["code_grand_quartier"],
+            rooms=r["piece"],
+            built=r["epoque"],
+            furnished=r["meuble"] == "1",
+            year=r["annee"],
+        )
         assert got3(answer) == triple(r) and answer["year"] == int(r["annee"])
 
 
 # ------------------------------------------------------------------------------------------ quartier names
-@pytest.mark.parametrize("name", ["St-Germain-l'Auxerrois", "Saint-Germain-l'Auxerrois", "st germain l auxerrois",
-                                  "SAINT GERMAIN L’AUXERROIS", "saint-germain-lauxerrois", "7510101", 7510101])
-def test_a_quartier_by_name_saint_or_st_apostrophes_or_code(table: LegalTable, rows: list[dict[str, str]],
-                                                            name: object) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "St-Germain-l'Auxerrois",
+        "Saint-Germain-l'Auxerrois",
+        "st germain l auxerrois",
+        "SAINT GERMAIN L’AUXERROIS",
+        "saint-germain-lauxerrois",
+        "7510101",
+        7510101,
+    ],
+)
+def test_a_quartier_by_name_saint_or_st_apostrophes_or_code(
+    table: LegalTable, rows: list[dict[str, str]], name: object
+) -> None:
     answer = lookup(table, quartier=name, rooms=2, built="1946-1970", furnished=False)
     r = row_of(rows, code_grand_quartier="7510101", piece="2", epoque="1946-1970", meuble="0", annee="2017")
     assert got3(answer) == triple(r)
     assert answer["quartier"] == {"name": "St-Germain-l'Auxerrois", "code": "7510101"}
 
 
-@pytest.mark.parametrize(("name", "canonical"), [("chaussee d'antin", "Chaussée-d'Antin"),
-                                                 ("Hopital Saint Louis", "Hôpital-Saint-Louis"),
-                                                 ("saint thomas d aquin", "Saint-Thomas-d'Aquin"),
-                                                 ("Javel", "Javel 15Art"),  # unique prefix
-                                                 ("PERE LACHAISE", "Père-Lachaise")])
-def test_accents_and_apostrophes_are_ignored(table: LegalTable, rows: list[dict[str, str]], name: str,
-                                             canonical: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [
+        ("chaussee d'antin", "Chaussée-d'Antin"),
+        ("Hopital Saint Louis", "Hôpital-Saint-Louis"),
+        ("saint thomas d aquin", "Saint-Thomas-d'Aquin"),
+        ("Javel", "Javel 15Art"),  # unique prefix
+        ("PERE LACHAISE", "Père-Lachaise"),
+    ],
+)
+def test_accents_and_apostrophes_are_ignored(
+    table: LegalTable, rows: list[dict[str, str]], name: str, canonical: str
+) -> None:
     answer = lookup(table, quartier=name, rooms=3, built=1980, furnished=True, year=2016)
     r = row_of(rows, nom_quartier=canonical, piece="3", epoque="1971-1990", meuble="1", annee="2016")
     assert got3(answer) == triple(r) and answer["quartier"]["name"] == canonical
@@ -130,9 +154,19 @@ def test_fold_reads_st_as_saint() -> None:
 
 
 # ------------------------------------------------------------------------------------------ classes
-@pytest.mark.parametrize(("year", "period"), [(1945, "Avant 1946"), (1946, "1946-1970"), (1970, "1946-1970"),
-                                              (1971, "1971-1990"), (1990, "1971-1990"), (1991, "Apres 1990"),
-                                              (1800, "Avant 1946"), (2024, "Apres 1990")])
+@pytest.mark.parametrize(
+    ("year", "period"),
+    [
+        (1945, "Avant 1946"),
+        (1946, "1946-1970"),
+        (1970, "1946-1970"),
+        (1971, "1971-1990"),
+        (1990, "1971-1990"),
+        (1991, "Apres 1990"),
+        (1800, "Avant 1946"),
+        (2024, "Apres 1990"),
+    ],
+)
 def test_every_period_boundary(table: LegalTable, rows: list[dict[str, str]], year: int, period: str) -> None:
     assert period_of_year(year) == period
     answer = lookup(table, quartier="Belleville", rooms=1, built=year, today=TODAY)
@@ -140,25 +174,33 @@ def test_every_period_boundary(table: LegalTable, rows: list[dict[str, str]], ye
     assert got3(answer) == triple(r) and answer["period"] == period
 
 
-@pytest.mark.parametrize("text", ["Avant 1946", "avant 1946", "1946 - 1970", "Après 1990", "Apres 1990", "1971-1990"])
+@pytest.mark.parametrize(
+    "text", ["Avant 1946", "avant 1946", "1946 - 1970", "Après 1990", "Apres 1990", "1971-1990"]
+)
 def test_periods_as_words(text: str) -> None:
     assert canonical_period(text) is not None
 
 
-def test_five_rooms_count_as_four_and_furnished_differs(table: LegalTable, rows: list[dict[str, str]]) -> None:
+def test_five_rooms_count_as_four_and_furnished_differs(
+    table: LegalTable, rows: list[dict[str, str]]
+) -> None:
     four = lookup(table, quartier="Gros-Caillou", rooms=4, built="Avant 1946", furnished=True)
     assert lookup(table, quartier="Gros-Caillou", rooms=5, built="Avant 1946", furnished=True) == four
     assert four["rooms"] == 4
     unfurnished = lookup(table, quartier="Gros-Caillou", rooms=4, built="Avant 1946", furnished=False)
-    assert got3(four) == triple(row_of(rows, nom_quartier="Gros-Caillou", piece="4", epoque="Avant 1946",
-                                       meuble="1", annee="2017"))
-    assert got3(unfurnished) == triple(row_of(rows, nom_quartier="Gros-Caillou", piece="4",
-                                              epoque="Avant 1946", meuble="0", annee="2017"))
+    assert got3(four) == triple(
+        row_of(rows, nom_quartier="Gros-Caillou", piece="4", epoque="Avant 1946", meuble="1", annee="2017")
+    )
+    assert got3(unfurnished) == triple(
+        row_of(rows, nom_quartier="Gros-Caillou", piece="4", epoque="Avant 1946", meuble="0", annee="2017")
+    )
     assert four["ref_eur_m2"] > unfurnished["ref_eur_m2"]
 
 
 def test_lille_by_iris_code(table: LegalTable, rows: list[dict[str, str]]) -> None:
-    answer = lookup(table, city="lille", quartier="593500101", rooms=2, built=1960, furnished=True, today=TODAY)
+    answer = lookup(
+        table, city="lille", quartier="593500101", rooms=2, built=1960, furnished=True, today=TODAY
+    )
     r = row_of(rows, code_iris="593500101", piece="2", epoque="1946-1970", meuble="1", annee="2017")
     assert got3(answer) == triple(r)
     assert answer["city"] == "LILLE" and answer["year"] == 2017
@@ -175,8 +217,9 @@ def test_rents_to_the_cent_verdicts_year_source_and_notice(table: LegalTable) ->
     assert base["notice"] == NOTICE and "not legal advice" in NOTICE
 
     def verdict(rent: float) -> str:
-        return lookup(table, quartier="7510101", rooms=1, built="Avant 1946", surface_m2=30,
-                      current_rent_eur=rent)["verdict"]
+        return lookup(
+            table, quartier="7510101", rooms=1, built="Avant 1946", surface_m2=30, current_rent_eur=rent
+        )["verdict"]
 
     assert verdict(base["max_rent_eur"] + 0.01) == "above_max"
     assert verdict(base["max_rent_eur"]) == "within"
@@ -189,8 +232,9 @@ def test_attach_adds_legal_or_a_hint_naming_the_fields(table: LegalTable) -> Non
     partial = attach(table, {"surface_m2": 30, "quartier": "Halles"})
     assert "rooms, built" in partial["legal_hint"] and "quartier" not in partial["legal_hint"].split(" (")[0]
     assert "unavailable" in attach(None, {"quartier": "Halles", "rooms": 2, "built": 1900})["legal_hint"]
-    full = attach(table, {"surface_m2": 30, "quartier": "Halles", "rooms": 2, "built": 1900,
-                          "current_rent_eur": 2000})
+    full = attach(
+        table, {"surface_m2": 30, "quartier": "Halles", "rooms": 2, "built": 1900, "current_rent_eur": 2000}
+    )
     assert full["legal"]["verdict"] == "above_max" and full["legal"]["quartier"]["code"] == "7510102"
 
 
@@ -216,9 +260,18 @@ def test_attach_adds_legal_or_a_hint_naming_the_fields(table: LegalTable) -> Non
         ({"surface_m2": 0}, "surface_m2", "positive"),
     ],
 )
-def test_bad_input_names_the_field(table: LegalTable, fields: dict[str, object], field: str, fragment: str) -> None:
-    request = {"city": "paris", "quartier": "Halles", "rooms": 2, "built": 1900, "furnished": False,
-               "today": TODAY, **fields}
+def test_bad_input_names_the_field(
+    table: LegalTable, fields: dict[str, object], field: str, fragment: str
+) -> None:
+    request = {
+        "city": "paris",
+        "quartier": "Halles",
+        "rooms": 2,
+        "built": 1900,
+        "furnished": False,
+        "today": TODAY,
+        **fields,
+    }
     if request["city"] == "lille" and "quartier" not in fields:
         request["quartier"] = "593500101"
     with pytest.raises(LegalLookupError) as err:
@@ -237,14 +290,23 @@ def test_unknown_quartier_proposes_the_three_closest(table: LegalTable) -> None:
 def test_the_light_module_imports_no_pandas(artifact: bytes, tmp_path: Path) -> None:
     path = tmp_path / "legal.json"
     path.write_bytes(artifact)
-    code = ("import sys, pathlib\n"
-            "from rentlake.runtime import legal\n"
-            f"t = legal.load_table(pathlib.Path({str(path)!r}).read_bytes())\n"
-            "a = legal.lookup(t, quartier='Halles', rooms=2, built=1900, surface_m2=30, current_rent_eur=900)\n"
-            "heavy = [m for m in ('pandas', 'numpy', 'pyarrow', 'awswrangler') if m in sys.modules]\n"
-            "print(heavy, a['verdict'])\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
-                         env={"PYTHONPATH": str(ROOT / "layers" / "rentlake"), "PATH": "/usr/bin:/bin"})
-    expected = lookup(load_table(artifact), quartier="Halles", rooms=2, built=1900, surface_m2=30,
-                      current_rent_eur=900)["verdict"]
+    code = (
+        "import sys, pathlib\n"
+        "from rentlake.runtime import legal\n"
+        f"t = legal.load_table(pathlib.Path({str(path)!r}).read_bytes())\n"
+        "a = legal.lookup(t, quartier='Halles', rooms=2, built=1900, surface_m2=30, current_rent_eur=900)\n"
+        "heavy = [m for m in ('pandas', 'numpy', 'pyarrow', 'awswrangler') if m in sys.modules]\n"
+        "print(heavy, a['verdict'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"PYTHONPATH": str(ROOT / "layers" / "rentlake"), "PATH": "/usr/bin:/bin"},
+    )
+    expected = lookup(
+        load_table(artifact), quartier="Halles", rooms=2, built=1900, surface_m2=30, current_rent_eur=900
+    )["verdict"]
     assert out.stdout.split() == ["[]", expected]

@@ -29,8 +29,21 @@ from rentlake.runtime.legal import FORMAT, PERIODS, key_of
 
 DATASET = "reference_rents"
 ARTIFACT_NAME = "legal.json"
-_COLUMNS = ["city", "quartier_code", "iris_code", "quartier_name", "rooms", "period", "furnished", "year",
-            "ref_eur_m2", "min_eur_m2", "max_eur_m2", "source_key", "source_sha256"]
+_COLUMNS = [
+    "city",
+    "quartier_code",
+    "iris_code",
+    "quartier_name",
+    "rooms",
+    "period",
+    "furnished",
+    "year",
+    "ref_eur_m2",
+    "min_eur_m2",
+    "max_eur_m2",
+    "source_key",
+    "source_sha256",
+]
 
 
 def _zone(df: pd.DataFrame) -> pd.Series:
@@ -39,8 +52,10 @@ def _zone(df: pd.DataFrame) -> pd.Series:
 
 
 def _source_label(city: str, year: int, files: pd.DataFrame) -> str:
-    parts = [f"{str(k).rsplit('/', 1)[-1]} (sha256 {str(s)[:12]})"
-             for k, s in files[["source_key", "source_sha256"]].drop_duplicates().itertuples(index=False)]
+    parts = [
+        f"{str(k).rsplit('/', 1)[-1]} (sha256 {str(s)[:12]})"
+        for k, s in files[["source_key", "source_sha256"]].drop_duplicates().itertuples(index=False)
+    ]
     return f"reference_rents {city} {year}: {', '.join(parts)}"
 
 
@@ -72,17 +87,25 @@ def compile_lookup(clean: pd.DataFrame, batches: list[dict[str, Any]] | None = N
     dup = df.duplicated(["city", "zone", "rooms", "period", "furnished", "year"], keep=False)
     if dup.any():
         first = df.loc[dup].iloc[0]
-        raise ValueError(f"{int(dup.sum())} clean reference rows share a key, e.g. {first['city']} "
-                         f"{first['zone']} {first['year']}: the clean zone should never hold that")
+        raise ValueError(
+            f"{int(dup.sum())} clean reference rows share a key, e.g. {first['city']} "
+            f"{first['zone']} {first['year']}: the clean zone should never hold that"
+        )
     cities: dict[str, Any] = {}
     for city, rows in df.groupby("city", sort=True):
         years: dict[str, Any] = {}
         for year, yrows in rows.groupby("year", sort=True):
-            cells = {key_of(z, int(r), p, bool(f)): [float(a), float(b), float(c)]
-                     for z, r, p, f, a, b, c in yrows[["zone", "rooms", "period", "furnished", "ref_eur_m2",
-                                                       "min_eur_m2", "max_eur_m2"]].itertuples(index=False)}
-            years[str(int(year))] = {"source": _source_label(str(city), int(year), yrows),
-                                     "rows": len(yrows), "values": dict(sorted(cells.items()))}
+            cells = {
+                key_of(z, int(r), p, bool(f)): [float(a), float(b), float(c)]
+                for z, r, p, f, a, b, c in yrows[
+                    ["zone", "rooms", "period", "furnished", "ref_eur_m2", "min_eur_m2", "max_eur_m2"]
+                ].itertuples(index=False)
+            }
+            years[str(int(year))] = {
+                "source": _source_label(str(city), int(year), yrows),
+                "rows": len(yrows),
+                "values": dict(sorted(cells.items())),
+            }
         # Canonical name = the latest year's; earlier spellings stay as aliases for name matching.
         named = rows.dropna(subset=["quartier_name"]).sort_values("year", ascending=False, kind="stable")
         names: dict[str, list[str]] = {}
@@ -91,8 +114,9 @@ def compile_lookup(clean: pd.DataFrame, batches: list[dict[str, Any]] | None = N
         for zone in rows["zone"].unique():
             names.setdefault(str(zone), [str(zone)])
         cities[str(city)] = {"names": dict(sorted(names.items())), "years": years}
-    files = (clean[["source_key", "source_sha256"]].drop_duplicates().sort_values("source_key")
-             .to_dict("records"))
+    files = (
+        clean[["source_key", "source_sha256"]].drop_duplicates().sort_values("source_key").to_dict("records")
+    )
     return {
         "format": FORMAT,
         "periods": list(PERIODS),
@@ -101,9 +125,15 @@ def compile_lookup(clean: pd.DataFrame, batches: list[dict[str, Any]] | None = N
             "dataset": DATASET,
             "table": keys.glue_table("clean", DATASET),
             "contract_version": contracts.get(DATASET).version,
-            "batches": [{"ingestion_id": b.get("ingestion_id"), "source_key": b.get("source_key"),
-                         "source_sha256": b.get("source_sha256"), "rows_clean": b.get("rows", {}).get("clean")}
-                        for b in (batches or [])],
+            "batches": [
+                {
+                    "ingestion_id": b.get("ingestion_id"),
+                    "source_key": b.get("source_key"),
+                    "source_sha256": b.get("source_sha256"),
+                    "rows_clean": b.get("rows", {}).get("clean"),
+                }
+                for b in (batches or [])
+            ],
             "files": files,
         },
         "cities": cities,
@@ -148,13 +178,17 @@ def attach_to_model(lake: Lake, version: str) -> dict[str, Any] | None:
         "legal_key": key,
         "legal_sha256": hashlib.sha256(data).hexdigest(),
         "legal_years": {city: sorted(int(y) for y in body["years"]) for city, body in doc["cities"].items()},
-        "legal_source": {**{k: doc["source"][k] for k in ("dataset", "table", "contract_version")},
-                         "files": doc["source"]["files"], "bytes": len(data)},
+        "legal_source": {
+            **{k: doc["source"][k] for k in ("dataset", "table", "contract_version")},
+            "files": doc["source"]["files"],
+            "bytes": len(data),
+        },
     }
 
 
-def join_reference(listings: pd.DataFrame, reference: pd.DataFrame, *, year: int | None = None,
-                   furnished: bool = False) -> pd.DataFrame:
+def join_reference(
+    listings: pd.DataFrame, reference: pd.DataFrame, *, year: int | None = None, furnished: bool = False
+) -> pd.DataFrame:
     """Add to each listing the median reference rent per m² of its Paris arrondissement.
 
     The course's "crossing data sources": listings carry a ``district`` (``"75011"``), the reference table
@@ -187,13 +221,16 @@ def join_reference(listings: pd.DataFrame, reference: pd.DataFrame, *, year: int
         return out
     chosen = int(paris["year"].max()) if year is None else int(year)
     if chosen not in set(paris["year"].astype("int64")):
-        raise ValueError(f"no Paris reference rents for {chosen}; the table has "
-                         f"{sorted(set(paris['year'].astype('int64')))}")
+        raise ValueError(
+            f"no Paris reference rents for {chosen}; the table has "
+            f"{sorted(set(paris['year'].astype('int64')))}"
+        )
     sel = paris[(paris["year"].astype("int64") == chosen) & (paris["furnished"].astype(bool) == furnished)]
     # 751AAQQ → postcode 750AA
     district = "750" + sel["quartier_code"].astype("string").str.slice(3, 5)
     medians = sel["ref_eur_m2"].astype("float64").groupby(district.to_numpy()).median()
-    out["ref_median_eur_m2"] = (out["district"].astype("string").map(medians).astype("float64")
-                                if "district" in out else np.nan)
+    out["ref_median_eur_m2"] = (
+        out["district"].astype("string").map(medians).astype("float64") if "district" in out else np.nan
+    )
     out["ref_year"] = pd.array([chosen] * len(out), dtype="Int64")
     return out

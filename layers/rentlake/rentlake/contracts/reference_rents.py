@@ -76,8 +76,16 @@ def _bounds_rule(df: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
 
 
 def _eur_m2(name: str, description: str, aliases: tuple[Alias, ...]) -> Column:
-    return Column(name, "float", description, unit="EUR/m2/month", required=True, min=0.0,
-                  max=REF_MAX_EUR_M2, aliases=aliases)
+    return Column(
+        name,
+        "float",
+        description,
+        unit="EUR/m2/month",
+        required=True,
+        min=0.0,
+        max=REF_MAX_EUR_M2,
+        aliases=aliases,
+    )
 
 
 CONTRACT = register(
@@ -87,37 +95,103 @@ CONTRACT = register(
         description="Legal reference rents (encadrement des loyers) of Paris and Lille: reference rent per "
         "m² and its min/max bounds per zone, room count, construction period, furnished or not, year.",
         columns=(
-            Column("city", "str", "City: PARIS or LILLE.", required=True, choices=CITIES,
-                   aliases=(Alias("ville"), Alias("commune"))),
-            Column("zone_id", "str", "Rent zone (groups of quartiers with the same reference rents).",
-                   aliases=(Alias("id_zone"), Alias("secteurs_geographiques"), Alias("secteur_geographique"),
-                            Alias("zone"))),
-            Column("quartier_code", "str",
-                   "INSEE code of the quartier (grand quartier), 751AAQQ in Paris; the Paris key zone.",
-                   aliases=(Alias("code_grand_quartier"), Alias("numero_insee_du_quartier"),
-                            Alias("code_quartier")),
-                   normaliser=normalise_code),
-            Column("iris_code", "str", "IRIS code (9 digits); the Lille key zone, empty in Paris.",
-                   aliases=(Alias("code_iris"), Alias("iris")), normaliser=normalise_code),
-            Column("quartier_name", "str", "Name of the quartier as the table writes it.",
-                   aliases=(Alias("nom_quartier"), Alias("nom_du_quartier"))),
-            Column("rooms", "int", "Number of main rooms (4 means 4 or more).", required=True, min=1, max=4,
-                   aliases=(Alias("piece"), Alias("pieces"), Alias("nombre_de_pieces_principales"),
-                            Alias("nb_pieces"))),
-            Column("period", "str", "Construction period: Avant 1946, 1946-1970, 1971-1990, Apres 1990.",
-                   required=True, choices=PERIODS, normaliser=normalise_period,
-                   aliases=(Alias("epoque"), Alias("epoque_de_construction"),
-                            Alias("periode_de_construction"))),
-            Column("furnished", "bool", "Furnished letting (meublé) or not.", required=True,
-                   aliases=(Alias("meuble"), Alias("meuble_txt"), Alias("type_de_location"))),
-            Column("year", "int", "Year the reference rents apply to.", required=True, min=YEAR_RANGE[0],
-                   max=YEAR_RANGE[1], aliases=(Alias("annee"), Alias("annee_de_reference"))),
-            _eur_m2("ref_eur_m2", "Reference rent per m² (loyer de référence).",
-                    (Alias("ref"), Alias("loyer_de_reference"), Alias("loyers_de_reference"))),
-            _eur_m2("min_eur_m2", "Lower bound per m² (loyer de référence minoré, 0.7 × ref).",
-                    (Alias("min"), Alias("loyer_de_reference_minore"), Alias("loyers_de_reference_minores"))),
-            _eur_m2("max_eur_m2", "Upper bound per m² (loyer de référence majoré, 1.2 × ref).",
-                    (Alias("max"), Alias("loyer_de_reference_majore"), Alias("loyers_de_reference_majores"))),
+            Column(
+                "city",
+                "str",
+                "City: PARIS or LILLE.",
+                required=True,
+                choices=CITIES,
+                aliases=(Alias("ville"), Alias("commune")),
+            ),
+            Column(
+                "zone_id",
+                "str",
+                "Rent zone (groups of quartiers with the same reference rents).",
+                aliases=(
+                    Alias("id_zone"),
+                    Alias("secteurs_geographiques"),
+                    Alias("secteur_geographique"),
+                    Alias("zone"),
+                ),
+            ),
+            Column(
+                "quartier_code",
+                "str",
+                "INSEE code of the quartier (grand quartier), 751AAQQ in Paris; the Paris key zone.",
+                aliases=(
+                    Alias("code_grand_quartier"),
+                    Alias("numero_insee_du_quartier"),
+                    Alias("code_quartier"),
+                ),
+                normaliser=normalise_code,
+            ),
+            Column(
+                "iris_code",
+                "str",
+                "IRIS code (9 digits); the Lille key zone, empty in Paris.",
+                aliases=(Alias("code_iris"), Alias("iris")),
+                normaliser=normalise_code,
+            ),
+            Column(
+                "quartier_name",
+                "str",
+                "Name of the quartier as the table writes it.",
+                aliases=(Alias("nom_quartier"), Alias("nom_du_quartier")),
+            ),
+            Column(
+                "rooms",
+                "int",
+                "Number of main rooms (4 means 4 or more).",
+                required=True,
+                min=1,
+                max=4,
+                aliases=(
+                    Alias("piece"),
+                    Alias("pieces"),
+                    Alias("nombre_de_pieces_principales"),
+                    Alias("nb_pieces"),
+                ),
+            ),
+            Column(
+                "period",
+                "str",
+                "Construction period: Avant 1946, 1946-1970, 1971-1990, Apres 1990.",
+                required=True,
+                choices=PERIODS,
+                normaliser=normalise_period,
+                aliases=(Alias("epoque"), Alias("epoque_de_construction"), Alias("periode_de_construction")),
+            ),
+            Column(
+                "furnished",
+                "bool",
+                "Furnished letting (meublé) or not.",
+                required=True,
+                aliases=(Alias("meuble"), Alias("meuble_txt"), Alias("type_de_location")),
+            ),
+            Column(
+                "year",
+                "int",
+                "Year the reference rents apply to.",
+                required=True,
+                min=YEAR_RANGE[0],
+                max=YEAR_RANGE[1],
+                aliases=(Alias("annee"), Alias("annee_de_reference")),
+            ),
+            _eur_m2(
+                "ref_eur_m2",
+                "Reference rent per m² (loyer de référence).",
+                (Alias("ref"), Alias("loyer_de_reference"), Alias("loyers_de_reference")),
+            ),
+            _eur_m2(
+                "min_eur_m2",
+                "Lower bound per m² (loyer de référence minoré, 0.7 × ref).",
+                (Alias("min"), Alias("loyer_de_reference_minore"), Alias("loyers_de_reference_minores")),
+            ),
+            _eur_m2(
+                "max_eur_m2",
+                "Upper bound per m² (loyer de référence majoré, 1.2 × ref).",
+                (Alias("max"), Alias("loyer_de_reference_majore"), Alias("loyers_de_reference_majores")),
+            ),
         ),
         # Both zone columns are in the key: one of them is empty by city, and an empty value hashes
         # the same way on every row, so the key is (city, zone, rooms, period, furnished, year).

@@ -45,9 +45,11 @@ PERIODS = ("Avant 1946", "1946-1970", "1971-1990", "Apres 1990")
 MAX_ROOMS = 4
 # Fields that, given together, add a ``legal`` block to an estimate (city, furnished, year default).
 LEGAL_FIELDS = ("quartier", "rooms", "built")
-NOTICE = ("Information read from the official reference rents table (encadrement des loyers), not legal "
-          "advice. Amounts exclude charges; the bounds hold for leases signed or renewed in the table's "
-          "year, and a rent above the maximum may be lawful with a justified 'complément de loyer'.")
+NOTICE = (
+    "Information read from the official reference rents table (encadrement des loyers), not legal "
+    "advice. Amounts exclude charges; the bounds hold for leases signed or renewed in the table's "
+    "year, and a rent above the maximum may be lawful with a justified 'complément de loyer'."
+)
 
 _PERIOD_INDEX = {"avant1946": 0, "19461970": 1, "19711990": 2, "apres1990": 3}
 _SAINT = {"st": "saint", "ste": "sainte"}
@@ -80,7 +82,7 @@ class LegalTableError(RuntimeError):
 def fold(text: str) -> str:
     """Comparison form of a quartier name: no accents, case, punctuation or spaces; St/Ste → Saint/Sainte.
 
-    >>> fold("St-Germain-l'Auxerrois") == fold("saint germain l auxerrois") == fold("Saint-Germain-l’Auxerrois")
+    >>> fold("St-Germain-l'Auxerrois") == fold("saint germain l auxerrois") == "saintgermainlauxerrois"
     True
     """
     ascii_ = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
@@ -110,7 +112,7 @@ def period_of_year(year: int) -> str:
     return PERIODS[3]
 
 
-def _int_like(value: Any, name: str) -> int | None:
+def _int_like(value: Any) -> int | None:
     """An integer from an int, an integral float or a digit string; None when it is not one."""
     if isinstance(value, bool):
         return None
@@ -133,16 +135,20 @@ def normalise_city(city: Any) -> str:
         return "PARIS"
     key = fold(str(city)).upper()
     if key not in CITIES:
-        raise LegalLookupError("city", f"no reference rents for {city!r}: the table covers "
-                                       f"{' and '.join(c.title() for c in CITIES)}")
+        raise LegalLookupError(
+            "city",
+            f"no reference rents for {city!r}: the table covers {' and '.join(c.title() for c in CITIES)}",
+        )
     return key
 
 
 def normalise_rooms(rooms: Any) -> int:
     """Room count as the table's class: 1–4, more than 4 counts as 4."""
-    n = _int_like(rooms, "rooms")
+    n = _int_like(rooms)
     if n is None:
-        raise LegalLookupError("rooms", f"expected a whole number of main rooms (1, 2, 3, 4 or more), got {rooms!r}")
+        raise LegalLookupError(
+            "rooms", f"expected a whole number of main rooms (1, 2, 3, 4 or more), got {rooms!r}"
+        )
     if n < 1:
         raise LegalLookupError("rooms", f"a dwelling has at least 1 main room, got {n}")
     return min(n, MAX_ROOMS)
@@ -159,16 +165,19 @@ def normalise_built(built: Any, *, today: _dt.date | None = None) -> str:
     today
         Reference date for "in the future" (injectable for tests).
     """
-    year = _int_like(built, "built")
+    year = _int_like(built)
     if year is None:
         period = canonical_period(str(built)) if isinstance(built, str) else None
         if period is None:
-            raise LegalLookupError("built", f"expected a construction year or one of {', '.join(PERIODS)}; "
-                                            f"got {built!r}")
+            raise LegalLookupError(
+                "built", f"expected a construction year or one of {', '.join(PERIODS)}; got {built!r}"
+            )
         return period
     this_year = (today or _dt.date.today()).year
     if year > this_year:
-        raise LegalLookupError("built", f"construction year {year} is in the future (this year is {this_year})")
+        raise LegalLookupError(
+            "built", f"construction year {year} is in the future (this year is {this_year})"
+        )
     if year < 1000:
         raise LegalLookupError("built", f"expected a 4-digit construction year, got {year}")
     return period_of_year(year)
@@ -247,8 +256,10 @@ def load_table(data: bytes, *, sha256: str | None = None) -> LegalTable:
     except ValueError as exc:
         raise LegalTableError(f"legal table is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise LegalTableError(f"legal table format {doc.get('format') if isinstance(doc, dict) else None!r}, "
-                              f"expected {FORMAT!r}")
+        raise LegalTableError(
+            f"legal table format {doc.get('format') if isinstance(doc, dict) else None!r}, "
+            f"expected {FORMAT!r}"
+        )
     cities: dict[str, _City] = {}
     for city, body in doc["cities"].items():
         by_name: dict[str, str] = {}
@@ -314,16 +325,23 @@ def _resolve_quartier(table: LegalTable, city: str, quartier: Any) -> str:
         if text in c.names:
             return text
         if city == "LILLE":
-            raise LegalLookupError("quartier", f"IRIS code {text} is not in Lille's reference table "
-                                               f"({len(c.names)} IRIS codes, 9 digits, e.g. {min(c.names)})")
-        raise LegalLookupError("quartier", f"quartier code {text} is not in Paris's reference table "
-                                           f"(7-digit code_grand_quartier 751AAQQ, e.g. {min(c.names)})")
+            raise LegalLookupError(
+                "quartier",
+                f"IRIS code {text} is not in Lille's reference table "
+                f"({len(c.names)} IRIS codes, 9 digits, e.g. {min(c.names)})",
+            )
+        raise LegalLookupError(
+            "quartier",
+            f"quartier code {text} is not in Paris's reference table "
+            f"(7-digit code_grand_quartier 751AAQQ, e.g. {min(c.names)})",
+        )
     folded = fold(text)
     if city == "LILLE":
         codes = c.codes_of_name.get(folded)
         shown = f": the IRIS codes of {c.names[codes[0]]} are {', '.join(codes[:12])}" if codes else ""
-        raise LegalLookupError("quartier", f"Lille's table is keyed by IRIS code: give the 9-digit IRIS "
-                                           f"code{shown}")
+        raise LegalLookupError(
+            "quartier", f"Lille's table is keyed by IRIS code: give the 9-digit IRIS code{shown}"
+        )
     code = c.by_name.get(folded)
     if code is not None:
         return code
@@ -342,10 +360,12 @@ def _year(table: LegalTable, city: str, year: Any) -> int:
     years = table.years(city)
     if year is None:
         return years[-1]
-    y = _int_like(year, "year")
+    y = _int_like(year)
     if y is None or y not in years:
-        raise LegalLookupError("year", f"no {city.title()} reference rents for {year!r}; the table has "
-                                       f"{', '.join(map(str, years))}")
+        raise LegalLookupError(
+            "year",
+            f"no {city.title()} reference rents for {year!r}; the table has {', '.join(map(str, years))}",
+        )
     return y
 
 
@@ -353,9 +373,19 @@ def _money(x: float) -> float:
     return round(x + 0.0, 2)
 
 
-def lookup(table: LegalTable, *, quartier: Any, rooms: Any, built: Any, city: Any = None,
-           furnished: Any = False, year: Any = None, surface_m2: float | None = None,
-           current_rent_eur: float | None = None, today: _dt.date | None = None) -> dict[str, Any]:
+def lookup(
+    table: LegalTable,
+    *,
+    quartier: Any,
+    rooms: Any,
+    built: Any,
+    city: Any = None,
+    furnished: Any = False,
+    year: Any = None,
+    surface_m2: float | None = None,
+    current_rent_eur: float | None = None,
+    today: _dt.date | None = None,
+) -> dict[str, Any]:
     """The ``legal`` block of one dwelling.
 
     Parameters
@@ -393,15 +423,24 @@ def lookup(table: LegalTable, *, quartier: Any, rooms: Any, built: Any, city: An
     code = _resolve_quartier(table, c, quartier)
     cell = table.cities[c].years[y].get(key_of(code, n_rooms, period, furn))
     if cell is None:
-        raise LegalLookupError("quartier", f"the {c.title()} {y} table has no value for "
-                                           f"{table.cities[c].names[code]} ({code}), {n_rooms} room(s), "
-                                           f"{period}, {'furnished' if furn else 'unfurnished'}")
+        raise LegalLookupError(
+            "quartier",
+            f"the {c.title()} {y} table has no value for "
+            f"{table.cities[c].names[code]} ({code}), {n_rooms} room(s), "
+            f"{period}, {'furnished' if furn else 'unfurnished'}",
+        )
     ref, lo, hi = cell
     out: dict[str, Any] = {
-        "ref_eur_m2": ref, "min_eur_m2": lo, "max_eur_m2": hi,
-        "year": y, "source": table.cities[c].sources[y], "city": c,
+        "ref_eur_m2": ref,
+        "min_eur_m2": lo,
+        "max_eur_m2": hi,
+        "year": y,
+        "source": table.cities[c].sources[y],
+        "city": c,
         "quartier": {"name": table.cities[c].names[code], "code": code},
-        "rooms": n_rooms, "period": period, "furnished": furn,
+        "rooms": n_rooms,
+        "period": period,
+        "furnished": furn,
     }
     if surface_m2 is not None:
         s = float(surface_m2)
@@ -411,8 +450,13 @@ def lookup(table: LegalTable, *, quartier: Any, rooms: Any, built: Any, city: An
         if current_rent_eur is not None:
             rent = float(current_rent_eur)
             out["current_rent_eur"] = rent
-            out["verdict"] = ("above_max" if rent > out["max_rent_eur"]
-                              else "below_min" if rent < out["min_rent_eur"] else "within")
+            out["verdict"] = (
+                "above_max"
+                if rent > out["max_rent_eur"]
+                else "below_min"
+                if rent < out["min_rent_eur"]
+                else "within"
+            )
     out["notice"] = NOTICE
     return out
 
@@ -434,8 +478,10 @@ def hint(missing: list[str] | tuple[str, ...] = LEGAL_FIELDS, *, available: bool
     """
     if not available:
         return "no legal reference table is loaded with this model: the legal reference rent is unavailable"
-    return (f"add {', '.join(missing)} (and optionally city, furnished, year) to get the legal reference "
-            "rent (encadrement des loyers) of Paris or Lille beside the estimate")
+    return (
+        f"add {', '.join(missing)} (and optionally city, furnished, year) to get the legal reference "
+        "rent (encadrement des loyers) of Paris or Lille beside the estimate"
+    )
 
 
 def attach(table: LegalTable | None, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -459,8 +505,16 @@ def attach(table: LegalTable | None, request: Mapping[str, Any]) -> dict[str, An
         return {"legal_hint": hint(missing)}
     if table is None:
         return {"legal_hint": hint(available=False)}
-    return {"legal": lookup(table, quartier=request.get("quartier"), rooms=request.get("rooms"),
-                            built=request.get("built"), city=request.get("city"),
-                            furnished=request.get("furnished"), year=request.get("year"),
-                            surface_m2=request.get("surface_m2"),
-                            current_rent_eur=request.get("current_rent_eur"))}
+    return {
+        "legal": lookup(
+            table,
+            quartier=request.get("quartier"),
+            rooms=request.get("rooms"),
+            built=request.get("built"),
+            city=request.get("city"),
+            furnished=request.get("furnished"),
+            year=request.get("year"),
+            surface_m2=request.get("surface_m2"),
+            current_rent_eur=request.get("current_rent_eur"),
+        )
+    }
