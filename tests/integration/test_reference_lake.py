@@ -177,6 +177,9 @@ def test_promotion_artifact_answers_the_table_values(loaded: dict[str, Any], lak
     assert attached["legal_source"]["table"] == "clean_reference_rents"
     # AND a champion carrying it answers the table's values for sampled keys of both cities
     table = load_for_champion(lake, attached)
+    # AND the model card form ({"legal": {...}}) names the same table; a card without it, none
+    assert load_for_champion(lake, {"version": "v7", "legal": attached}) is table
+    assert load_for_champion(lake, {"version": "v6", "legal": None}) is None
     rows = pd.DataFrame(sample_rows())
     for _, r in rows.sample(40, random_state=3).iterrows():
         got = lookup(

@@ -26,6 +26,7 @@ from rentlake.runtime.legal import (
     canonical_period,
     fold,
     hint,
+    load_for_champion,
     load_table,
     lookup,
     period_of_year,
@@ -284,6 +285,31 @@ def test_unknown_quartier_proposes_the_three_closest(table: LegalTable) -> None:
         lookup(table, quartier="Saint-Germain-des-Pres-Village", rooms=1, built=1900)
     closest = err.value.message.split("closest: ")[1].split(", ")
     assert len(closest) == 3 and closest[0] == "Saint-Germain-des-Prés"
+
+
+class FakeLake:
+    """Just what load_for_champion uses of a Lake, counting reads."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.reads = 0
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads += 1
+        return self.objects[key]
+
+
+def test_champion_table_is_read_once_and_checked(artifact: bytes) -> None:
+    sha = hashlib.sha256(artifact).hexdigest()
+    lake = FakeLake({"models/v1/legal.json": artifact, "models/v2/legal.json": artifact + b" "})
+    pointer = {"version": "v1", "legal_key": "models/v1/legal.json", "legal_sha256": sha}
+    first = load_for_champion(lake, pointer)
+    assert first is not None and load_for_champion(lake, pointer) is first and lake.reads == 1
+    assert load_for_champion(lake, {"version": "v0"}) is None
+    with pytest.raises(LegalTableError, match="does not match"):
+        load_for_champion(lake, {"legal_key": "models/v2/legal.json", "legal_sha256": "0" * 64})
+    with pytest.raises(LegalTableError, match="without its legal_sha256"):
+        load_for_champion(lake, {"legal_key": "models/v1/legal.json"})
 
 
 # ------------------------------------------------------------------------------------------ lightness

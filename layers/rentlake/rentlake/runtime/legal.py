@@ -291,16 +291,21 @@ def load_for_champion(lake: Any, champion: Mapping[str, Any]) -> LegalTable | No
     lake
         A :class:`rentlake.lake.Lake` (only ``get_bytes`` is used).
     champion
-        The champion pointer (``models/champion.json``) or model card.
+        The champion pointer (``models/champion.json``: ``legal_key``, ``legal_sha256``) or the model
+        card (the same under ``legal``).
 
     Returns
     -------
     LegalTable or None
         None when the champion carries no legal table (promoted before one was ingested).
     """
-    key, sha = champion.get("legal_key"), champion.get("legal_sha256")
+    # The pointer carries the two fields at its top level, the model card under "legal".
+    source = champion if champion.get("legal_key") else (champion.get("legal") or {})
+    key, sha = source.get("legal_key"), source.get("legal_sha256")
     if not key:
         return None
+    if not sha:  # an unchecked table could answer with values nobody promoted
+        raise LegalTableError(f"the champion names the legal table {key} without its legal_sha256")
     with _LOCK:
         hit = _CACHE.get(str(sha))
     if hit is not None:
