@@ -87,6 +87,31 @@ def test_artifact_is_small_deterministic_and_covers_the_table(artifact: bytes, t
     assert sum(len(v) for c in table.cities.values() for v in c.years.values()) == 11_200
 
 
+def test_a_cell_given_twice_compiles_once_and_two_values_are_refused() -> None:
+    base = {
+        "city": "LILLE",
+        "quartier_code": "5935001",
+        "iris_code": "593500101",
+        "quartier_name": "Lille-Centre",
+        "rooms": 1,
+        "period": "Avant 1946",
+        "furnished": False,
+        "year": 2017,
+        "ref_eur_m2": 17.2,
+        "min_eur_m2": 12.0,
+        "max_eur_m2": 20.6,
+        "source_key": "landing/a.csv",
+        "source_sha256": "ab" * 32,
+    }
+    # The same Lille cell from a later file without the (informational) grand-quartier code: one cell
+    same = pd.DataFrame([base, {**base, "quartier_code": None, "source_key": "landing/b.csv"}])
+    table = load_table(artifact_bytes(compile_lookup(same)))
+    assert lookup(table, city="lille", quartier="593500101", rooms=1, built=1900)["ref_eur_m2"] == 17.2
+    differing = pd.DataFrame([base, {**base, "quartier_code": None, "ref_eur_m2": 18.0}])
+    with pytest.raises(ValueError, match="LILLE 593500101 1 Avant 1946 False 2017"):
+        compile_lookup(differing)
+
+
 def test_a_tampered_artifact_is_refused(artifact: bytes) -> None:
     with pytest.raises(LegalTableError, match="sha256"):
         load_table(artifact.replace(b"30.3", b"20.3", 1), sha256=hashlib.sha256(artifact).hexdigest())

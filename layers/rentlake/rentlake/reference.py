@@ -77,19 +77,24 @@ def compile_lookup(clean: pd.DataFrame, batches: list[dict[str, Any]] | None = N
     Raises
     ------
     ValueError
-        When a key appears twice: the clean stage quarantines such rows, so it means a corrupt clean zone.
+        When one cell (city, zone, rooms, period, furnished, year) has two different values.
     """
     df = clean[_COLUMNS].copy()
     df["zone"] = _zone(df)
     df["year"] = df["year"].astype("int64")
     df["rooms"] = df["rooms"].astype("int64")
     df["furnished"] = df["furnished"].astype(bool)
-    dup = df.duplicated(["city", "zone", "rooms", "period", "furnished", "year"], keep=False)
+    # The clean stage keys Lille on (quartier code, IRIS code); a later file that omits the informational
+    # quartier code of a Lille row gives another clean key for the same cell. The same values twice are
+    # one cell; different values are a conflict nobody resolved, and are never silently picked.
+    cell = ["city", "zone", "rooms", "period", "furnished", "year"]
+    df = df.drop_duplicates([*cell, "ref_eur_m2", "min_eur_m2", "max_eur_m2"], keep="last")
+    dup = df.duplicated(cell, keep=False)
     if dup.any():
-        first = df.loc[dup].iloc[0]
+        shown = df.loc[dup, cell].drop_duplicates().head(3).astype(str).agg(" ".join, axis=1).tolist()
         raise ValueError(
-            f"{int(dup.sum())} clean reference rows share a key, e.g. {first['city']} "
-            f"{first['zone']} {first['year']}: the clean zone should never hold that"
+            f"{int(dup.sum())} clean reference rows give different values to the same cell "
+            f"({'; '.join(shown)}): quarantine or remove one of the batches, then promote again"
         )
     cities: dict[str, Any] = {}
     for city, rows in df.groupby("city", sort=True):
