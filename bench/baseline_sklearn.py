@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from rentlake.lake import Lake, keys
 from rentlake.runtime.api import build_app
 from rentlake.runtime.model import Z_90, ModelCard
@@ -40,7 +39,10 @@ def train_and_upload(lake: Lake, n: int = 2000, seed: int = 0) -> None:
 
 @dataclass(frozen=True)
 class SklearnModel:
-    """Duck-types :class:`rentlake.runtime.model.LoadedModel` for :func:`rentlake.runtime.estimate.estimate`."""
+    """Duck-types :class:`rentlake.runtime.model.LoadedModel` for ``estimate``.
+
+    Same attributes, sklearn inside.
+    """
 
     reg: Any
     sigma: float
@@ -50,8 +52,9 @@ class SklearnModel:
     z: float = Z_90
     version: str = VERSION
 
-    def predict(self, surface_m2: np.ndarray, district: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(
+        self, surface_m2: np.ndarray, district: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         log_rent = self.reg.predict(np.log(np.asarray(surface_m2, dtype=np.float64)).reshape(-1, 1))
         half = Z_90 * self.sigma
         return np.exp(log_rent), np.exp(log_rent - half), np.exp(log_rent + half)
@@ -73,11 +76,16 @@ class SklearnCache:
 
             blob = joblib.load(io.BytesIO(self.lake.get_bytes(MODEL_KEY)))
             lo, hi = blob["range"]
-            card = ModelCard.from_dict({
-                "version": VERSION, "model_name": "LinearRegression(log)", "features": ["surface_m2"],
-                "feature_ranges": {"surface_m2": {"min": lo, "max": hi}},
-                "interval": {"level": 0.9, "method": "normal residuals", "scale": "log"},
-            }, VERSION)
+            card = ModelCard.from_dict(
+                {
+                    "version": VERSION,
+                    "model_name": "LinearRegression(log)",
+                    "features": ["surface_m2"],
+                    "feature_ranges": {"surface_m2": {"min": lo, "max": hi}},
+                    "interval": {"level": 0.9, "method": "normal residuals", "scale": "log"},
+                },
+                VERSION,
+            )
             self._model = SklearnModel(reg=blob["model"], sigma=blob["sigma"], card=card)
         return self._model
 

@@ -78,8 +78,14 @@ def start_s3() -> tuple[Any, str]:
 
 
 def seed(endpoint: str) -> Lake:
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION=REGION,
-                      AWS_REGION=REGION, AWS_ENDPOINT_URL=endpoint, RENTLAKE_BUCKET=BUCKET)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+        AWS_ENDPOINT_URL=endpoint,
+        RENTLAKE_BUCKET=BUCKET,
+    )
     os.environ.pop("AWS_SESSION_TOKEN", None)
     boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     lake = Lake(BUCKET)
@@ -97,16 +103,25 @@ def cold_start(app_path: Path, runs: int) -> dict[str, float]:
     walls, rss, inner = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", CHILD, str(app_path)], env=env, capture_output=True,
-                             text=True, timeout=120, check=False)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(app_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if out.returncode != 0:
             raise SystemExit(f"cold start of {app_path.name} failed:\n{out.stderr[-3000:]}")
         walls.append(time.perf_counter() - t0)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         rss.append(res["maxrss_mb"])
         inner.append(res["first_response_s"])
-    return {"wall_s": statistics.median(walls), "inner_s": statistics.median(inner),
-            "rss_mb": statistics.median(rss)}
+    return {
+        "wall_s": statistics.median(walls),
+        "inner_s": statistics.median(inner),
+        "rss_mb": statistics.median(rss),
+    }
 
 
 def load(path: Path, name: str) -> ModuleType:
@@ -121,9 +136,14 @@ def load(path: Path, name: str) -> ModuleType:
 def warm(handler: Any, n_listings: int, iterations: int) -> dict[str, float]:
     """p50/p99 in ms of handler(event) for a body of ``n_listings`` listings."""
     surfaces = sample_surfaces(n_listings, seed=n_listings)
-    body = ({"surface_m2": float(round(surfaces[0], 1)), "current_rent_eur": 1200.0} if n_listings == 1 else
-            {"listings": [{"surface_m2": float(round(s, 1)), "current_rent_eur": 1200.0} for s in surfaces]})
-    event = http_api_event("POST", "/estimates", json.dumps(body), headers={"content-type": "application/json"})
+    body = (
+        {"surface_m2": float(round(surfaces[0], 1)), "current_rent_eur": 1200.0}
+        if n_listings == 1
+        else {"listings": [{"surface_m2": float(round(s, 1)), "current_rent_eur": 1200.0} for s in surfaces]}
+    )
+    event = http_api_event(
+        "POST", "/estimates", json.dumps(body), headers={"content-type": "application/json"}
+    )
     for _ in range(200):
         assert handler(event, None)["statusCode"] == 200
     times = np.empty(iterations)
@@ -137,7 +157,6 @@ def warm(handler: Any, n_listings: int, iterations: int) -> dict[str, float]:
 def batch_throughput(lake: Lake, rows: int) -> dict[str, float]:
     """Rows/s of the ONNX inference alone and of score_table (parse + validate + infer), no I/O."""
     import pyarrow as pa
-
     from rentlake.runtime.model import load_champion
     from rentlake.scoring import score_table
 
@@ -159,23 +178,55 @@ def batch_throughput(lake: Lake, rows: int) -> dict[str, float]:
 def dependency_size() -> dict[str, Any]:
     """Install functions/predict/requirements.txt for Lambda python3.13 arm64; sizes in MiB (unzipped)."""
     target = Path(tempfile.mkdtemp(prefix="rentlake-size-"))
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--only-binary", ":all:",
-           "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_17_aarch64",
-           "--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.13",
-           "--target", str(target / "python"), "-r", str(ROOT / "functions" / "predict" / "requirements.txt")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--only-binary",
+        ":all:",
+        "--platform",
+        "manylinux_2_28_aarch64",
+        "--platform",
+        "manylinux_2_17_aarch64",
+        "--platform",
+        "manylinux2014_aarch64",
+        "--implementation",
+        "cp",
+        "--python-version",
+        "3.13",
+        "--target",
+        str(target / "python"),
+        "-r",
+        str(ROOT / "functions" / "predict" / "requirements.txt"),
+    ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=900)
-        shutil.copytree(ROOT / "layers" / "rentlake" / "rentlake", target / "python" / "rentlake",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            ROOT / "layers" / "rentlake" / "rentlake",
+            target / "python" / "rentlake",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
         raw = _size(target)
         # What a packaging step may drop without changing the runtime: tests, caches, console scripts and
         # the onnxruntime tooling (quantization, transformers optimiser) that InferenceSession never loads.
-        for pattern in ("**/tests", "**/__pycache__", "python/bin", "python/onnxruntime/tools",
-                        "python/onnxruntime/transformers", "python/onnxruntime/quantization"):
+        for pattern in (
+            "**/tests",
+            "**/__pycache__",
+            "python/bin",
+            "python/onnxruntime/tools",
+            "python/onnxruntime/transformers",
+            "python/onnxruntime/quantization",
+        ):
             for p in list(target.glob(pattern)):
                 shutil.rmtree(p, ignore_errors=True)
         trimmed = _size(target)
-        return {"raw_mib": raw, "trimmed_mib": trimmed, "command": " ".join(cmd[2:]).replace(str(target), "DIR").replace(str(ROOT) + "/", "")}
+        return {
+            "raw_mib": raw,
+            "trimmed_mib": trimmed,
+            "command": " ".join(cmd[2:]).replace(str(target), "DIR").replace(str(ROOT) + "/", ""),
+        }
     finally:
         shutil.rmtree(target, ignore_errors=True)
 
@@ -190,7 +241,7 @@ def write_results(text: str) -> None:
     if SECTION in current:
         head, rest = current.split(SECTION, 1)
         nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        tail = rest[nxt + 1 :] if nxt >= 0 else ""
         current = head.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
     else:
         current = current.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
@@ -232,38 +283,53 @@ def main() -> int:
         f"{c_b['inner_s'] * 1e3:.0f} ms | | |",
         f"| warm p50 / p99, 1 listing | {w_o[1]['p50_ms']:.3f} / {w_o[1]['p99_ms']:.3f} ms | "
         f"{w_b[1]['p50_ms']:.3f} / {w_b[1]['p99_ms']:.3f} ms | p99 < 1 ms, faster (p99 ratio "
-        f"{w_b[1]['p99_ms'] / w_o[1]['p99_ms']:.1f}×) | {ok(w_o[1]['p99_ms'] < 1 and w_o[1]['p99_ms'] < w_b[1]['p99_ms'])} |",
+        f"{w_b[1]['p99_ms'] / w_o[1]['p99_ms']:.1f}×) | "
+        f"{ok(w_o[1]['p99_ms'] < 1 and w_o[1]['p99_ms'] < w_b[1]['p99_ms'])} |",
         f"| warm p50 / p99, 100 listings | {w_o[100]['p50_ms']:.3f} / {w_o[100]['p99_ms']:.3f} ms | "
         f"{w_b[100]['p50_ms']:.3f} / {w_b[100]['p99_ms']:.3f} ms | p99 < 2 ms, faster (p99 ratio "
         f"{w_b[100]['p99_ms'] / w_o[100]['p99_ms']:.1f}×) | "
         f"{ok(w_o[100]['p99_ms'] < 2 and w_o[100]['p99_ms'] < w_b[100]['p99_ms'])} |",
         f"| peak RSS after first response | {c_o['rss_mb']:.0f} MiB | {c_b['rss_mb']:.0f} MiB | ≤ 150 MB | "
         f"{ok(c_o['rss_mb'] <= 150)} |",
-        f"| batch inference, I/O excluded ({rows:,} rows, 1 thread) | {batch['infer_rows_s'] / 1e6:.1f} M rows/s | "
+        f"| batch inference, I/O excluded ({rows:,} rows, 1 thread) | "
+        f"{batch['infer_rows_s'] / 1e6:.1f} M rows/s | "
         f"| ≥ 1 M rows/s | {ok(batch['infer_rows_s'] >= 1e6)} |",
-        f"| batch score_table (parse + validate + infer, 100 k chunks) | {batch['score_table_rows_s'] / 1e6:.1f} "
+        f"| batch score_table (parse + validate + infer, 100 k chunks) | "
+        f"{batch['score_table_rows_s'] / 1e6:.1f} "
         "M rows/s | | | |",
     ]
     if size:
-        rows_md.append(f"| predict deps for Lambda py3.13 arm64 + layer, unzipped | {size['raw_mib']:.1f} MiB = "
-                       f"{size['raw_mib'] * 1.048576:.1f} MB as installed; {size['trimmed_mib']:.1f} MiB = "
-                       f"{size['trimmed_mib'] * 1.048576:.1f} MB trimmed | | ≤ 150 MB | as installed "
-                       f"{ok(size['raw_mib'] * 1.048576 <= 150)}, trimmed {ok(size['trimmed_mib'] * 1.048576 <= 150)} |")
+        rows_md.append(
+            f"| predict deps for Lambda py3.13 arm64 + layer, unzipped | {size['raw_mib']:.1f} MiB = "
+            f"{size['raw_mib'] * 1.048576:.1f} MB as installed; {size['trimmed_mib']:.1f} MiB = "
+            f"{size['trimmed_mib'] * 1.048576:.1f} MB trimmed | | ≤ 150 MB | as installed "
+            f"{ok(size['raw_mib'] * 1.048576 <= 150)}, trimmed {ok(size['trimmed_mib'] * 1.048576 <= 150)} |"
+        )
     import platform
 
-    text = "\n".join([
-        SECTION, "",
-        f"Run: `.venv/bin/python bench/bench_predict.py{' --quick' if opts.quick else ''}` on "
-        f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {os.cpu_count()} cores "
-        f"({platform.machine()}), moto S3 server on 127.0.0.1. Cold start: median of {cold_runs} fresh "
-        f"processes; warm: {it1} / {it100} requests after 200 warm-up ones.",
-        "",
-        *rows_md,
-        "",
-        *( [f"Size command: `{size['command']}` plus `layers/rentlake/rentlake`; 'trimmed' drops tests, "
-            "`__pycache__`, `bin/` and onnxruntime's tools/transformers/quantization (never loaded by "
-            "InferenceSession). boto3 is not counted: the Lambda runtime provides it."] if size else []),
-    ])
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Run: `.venv/bin/python bench/bench_predict.py{' --quick' if opts.quick else ''}` on "
+            f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {os.cpu_count()} cores "
+            f"({platform.machine()}), moto S3 server on 127.0.0.1. Cold start: median of {cold_runs} fresh "
+            f"processes; warm: {it1} / {it100} requests after 200 warm-up ones.",
+            "",
+            *rows_md,
+            "",
+            *(
+                [
+                    f"Size command: `{size['command']}` plus `layers/rentlake/rentlake`; "
+                    "'trimmed' drops tests, `__pycache__`, `bin/` and onnxruntime's "
+                    "tools/transformers/quantization (never loaded by InferenceSession). "
+                    "boto3 is not counted: the Lambda runtime provides it."
+                ]
+                if size
+                else []
+            ),
+        ]
+    )
     print(text)
     if not opts.no_write:
         write_results(text)

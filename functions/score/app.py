@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
-
 from rentlake.config import load
 from rentlake.lake import Lake, LakeError, keys
 from rentlake.runtime.errors import ModelUnavailable
@@ -21,8 +20,9 @@ from rentlake.scoring import ScoringError, score_object
 logger = logging.getLogger(__name__)
 SETTINGS = load()
 CHUNK_ROWS = min(SETTINGS.chunk_rows, 100_000)
-CHAMPION = ChampionCache(lambda: Lake(SETTINGS.bucket, SETTINGS.glue_database),
-                         refresh_seconds=SETTINGS.model_refresh_seconds)
+CHAMPION = ChampionCache(
+    lambda: Lake(SETTINGS.bucket, SETTINGS.glue_database), refresh_seconds=SETTINGS.model_refresh_seconds
+)
 
 
 def event_keys(event: dict[str, Any]) -> list[str]:

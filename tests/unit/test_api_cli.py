@@ -25,14 +25,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Fake credentials -> mock_aws -> bucket -> Lake with a champion (rent = 118 s^0.68)."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                 "RENTLAKE_BUCKET": BUCKET}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "RENTLAKE_BUCKET": BUCKET,
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
         from rentlake.lake import Lake
         from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
@@ -72,7 +77,9 @@ def test_estimate_prints_a_sentence(ctx: SimpleNamespace) -> None:
     # THEN a short sentence with the estimate, the interval, the verdict
     text = ctx.out.getvalue()
     assert text.startswith("30 m²: about 1 192 €/month, 90 % interval 799–1 778 € (model v1).")
-    assert "At 1 500 €/month you pay within the market interval (higher than 83 % of comparable rents)." in text
+    assert (
+        "At 1 500 €/month you pay within the market interval (higher than 83 % of comparable rents)." in text
+    )
 
 
 def test_estimate_json_is_exactly_the_api_body(ctx: SimpleNamespace) -> None:
@@ -80,20 +87,27 @@ def test_estimate_json_is_exactly_the_api_body(ctx: SimpleNamespace) -> None:
     from rentlake.cli.cmd_estimate import predict_handler, run
     from rentlake.runtime.events import http_api_event
 
-    direct = predict_handler(ctx)(http_api_event("POST", "/estimates", '{"surface_m2": 30.0}',
-                                                 headers={"content-type": "application/json"}), None)
+    direct = predict_handler(ctx)(
+        http_api_event(
+            "POST", "/estimates", '{"surface_m2": 30.0}', headers={"content-type": "application/json"}
+        ),
+        None,
+    )
     # WHEN estimated with --json THEN the output is that body
     assert run(_args(json=True), ctx) == 0
     assert ctx.out.getvalue().strip() == direct["body"]
     assert json.loads(ctx.out.getvalue())["rent_eur"] == 1192
 
 
-@pytest.mark.parametrize(("surface", "rent", "expected"), [
-    ("-5", None, "surface_m2: must be greater than 0"),
-    ("abc", None, "surface_m2: must be a number"),
-    ("nan", None, "surface_m2: must be a finite number"),
-    ("30", "-1", "current_rent_eur: must not be negative"),
-])
+@pytest.mark.parametrize(
+    ("surface", "rent", "expected"),
+    [
+        ("-5", None, "surface_m2: must be greater than 0"),
+        ("abc", None, "surface_m2: must be a number"),
+        ("nan", None, "surface_m2: must be a finite number"),
+        ("30", "-1", "current_rent_eur: must not be negative"),
+    ],
+)
 def test_estimate_bad_input_is_a_cli_error_with_the_api_message(
     ctx: SimpleNamespace, surface: str, rent: str | None, expected: str
 ) -> None:
@@ -131,8 +145,9 @@ def server(ctx: SimpleNamespace) -> Iterator[str]:
         srv.server_close()
 
 
-def _http(url: str, method: str = "GET", body: bytes | None = None,
-          ctype: str | None = "application/json") -> tuple[int, dict[str, str], bytes]:
+def _http(
+    url: str, method: str = "GET", body: bytes | None = None, ctype: str | None = "application/json"
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=body, method=method)
     if ctype:
         req.add_header("Content-Type", ctype)
@@ -145,7 +160,9 @@ def _http(url: str, method: str = "GET", body: bytes | None = None,
 
 def test_serve_answers_estimates_over_loopback(server: str) -> None:
     # WHEN a client posts a listing THEN the handler's answer comes back as HTTP
-    status, headers, data = _http(server + "/estimates", "POST", b'{"surface_m2": 30, "current_rent_eur": 2500}')
+    status, headers, data = _http(
+        server + "/estimates", "POST", b'{"surface_m2": 30, "current_rent_eur": 2500}'
+    )
     assert status == 200 and headers["Content-Type"] == "application/json"
     body = json.loads(data)
     assert (body["rent_eur"], body["verdict"]) == (1192, "above")

@@ -23,14 +23,19 @@ EVENTS = ROOT / "tests" / "events"
 @pytest.fixture
 def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Fake credentials -> mock_aws -> bucket -> Lake (until tests/conftest.py provides ``s3``)."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                 "RENTLAKE_BUCKET": BUCKET}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "RENTLAKE_BUCKET": BUCKET,
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
         from rentlake.lake import Lake
 
         yield Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
@@ -54,12 +59,23 @@ def predict(lake: Any) -> ModuleType:
 def champion(lake: Any) -> dict[str, Any]:
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
-    return publish_champion(lake, "v1", make_onnx_model(district_factors={"75006": 1.3}),
-                            make_card("v1", districts=["75006", "75019"]))
+    return publish_champion(
+        lake,
+        "v1",
+        make_onnx_model(district_factors={"75006": 1.3}),
+        make_card("v1", districts=["75006", "75019"]),
+    )
 
 
-def call(mod: ModuleType, method: str, path: str, body: Any = None, *, raw: str | None = None,
-         ctype: str | None = "application/json") -> tuple[int, dict[str, str], Any]:
+def call(
+    mod: ModuleType,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: str | None = None,
+    ctype: str | None = "application/json",
+) -> tuple[int, dict[str, str], Any]:
     from rentlake.runtime.events import http_api_event
 
     text = raw if raw is not None else (None if body is None else json.dumps(body))
@@ -97,8 +113,11 @@ def test_single_listing_answer(predict: ModuleType, champion: dict[str, Any]) ->
     rent = expected_rent(30.0, factor=1.3)
     assert resp["statusCode"] == 200
     assert body["rent_eur"] == round(rent)
-    assert body["interval"] == {"low": round(rent * math.exp(-0.4)), "high": round(rent * math.exp(0.4)),
-                                "level": 0.9}
+    assert body["interval"] == {
+        "low": round(rent * math.exp(-0.4)),
+        "high": round(rent * math.exp(0.4)),
+        "level": 0.9,
+    }
     assert body["model_version"] == "v1"
     assert body["warnings"] == []
     assert body["verdict"] == "within"
@@ -116,14 +135,16 @@ def test_batch_answer(predict: ModuleType, champion: dict[str, Any]) -> None:
     assert [e["rent_eur"] > 0 for e in body["estimates"]] == [True, True, True]
     assert body["estimates"][0]["warnings"] == []
     assert body["estimates"][1]["warnings"] == [
-        "district 'Atlantis' was not seen in training: the estimate ignores it"]
+        "district 'Atlantis' was not seen in training: the estimate ignores it"
+    ]
     assert "outside the range the model was trained on (9–250 m²)" in body["estimates"][2]["warnings"][0]
     assert body["estimates"][2]["verdict"] == "below"
 
 
 def test_batch_of_1000_is_accepted(predict: ModuleType, champion: dict[str, Any]) -> None:
-    status, _, body = call(predict, "POST", "/estimates",
-                           {"listings": [{"surface_m2": 20 + i % 50} for i in range(1000)]})
+    status, _, body = call(
+        predict, "POST", "/estimates", {"listings": [{"surface_m2": 20 + i % 50} for i in range(1000)]}
+    )
     assert status == 200 and len(body["estimates"]) == 1000
 
 
@@ -133,7 +154,10 @@ def test_get_model_describes_the_champion(predict: ModuleType, champion: dict[st
     assert body["version"] == "v1"
     assert body["trained_at"] == "2026-05-01T12:00:00+00:00"
     assert body["metrics"] == {"mae_eur": 150.0, "coverage_90": 0.9}
-    assert body["feature_ranges"] == {"surface_m2": {"min": 9.0, "max": 250.0}, "district": ["75006", "75019"]}
+    assert body["feature_ranges"] == {
+        "surface_m2": {"min": 9.0, "max": 250.0},
+        "district": ["75006", "75019"],
+    }
     assert body["promoted_at"] == champion["promoted_at"]
 
 
@@ -187,8 +211,11 @@ def test_docs_page_is_self_contained(predict: ModuleType) -> None:
         ('{"district": "75006"}', "surface_m2", "required"),
         ('{"surface_m2": 30, "district": 75006}', "district", "must be a string"),
         ('{"surface_m2": 30, "district": ""}', "district", "must not be empty"),
-        ('{"listings": [{"surface_m2": 30}, {"surface_m2": 20}, {"surface_m2": 25}, {"surface_m2": -1}]}',
-         "listings[3].surface_m2", "greater than 0"),
+        (
+            '{"listings": [{"surface_m2": 30}, {"surface_m2": 20}, {"surface_m2": 25}, {"surface_m2": -1}]}',
+            "listings[3].surface_m2",
+            "greater than 0",
+        ),
         ('{"listings": [{"surface_m2": 30, "bogus": 1}]}', "listings[0].bogus", "unknown field"),
         ('{"listings": []}', "listings", "at least 1"),
         ('{"listings": {"surface_m2": 30}}', "listings", "must be a list"),
@@ -226,16 +253,18 @@ def test_empty_body_is_422(predict: ModuleType, champion: dict[str, Any]) -> Non
     assert fields[0]["field"] == "body" and "empty" in fields[0]["problem"]
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x",
-                                   None])
+@pytest.mark.parametrize(
+    "ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x", None]
+)
 def test_wrong_content_type_is_415(predict: ModuleType, champion: dict[str, Any], ctype: str | None) -> None:
     status, _, body = call(predict, "POST", "/estimates", raw='{"surface_m2": 30}', ctype=ctype)
     assert_error(status, body, 415, "unsupported_media_type")
 
 
 def test_json_with_charset_is_accepted(predict: ModuleType, champion: dict[str, Any]) -> None:
-    status, _, _ = call(predict, "POST", "/estimates", raw='{"surface_m2": 30}',
-                        ctype="application/json; charset=utf-8")
+    status, _, _ = call(
+        predict, "POST", "/estimates", raw='{"surface_m2": 30}', ctype="application/json; charset=utf-8"
+    )
     assert status == 200
 
 
@@ -251,7 +280,9 @@ def test_base64_body_is_decoded(predict: ModuleType, champion: dict[str, Any]) -
 
     from rentlake.runtime.events import http_api_event
 
-    event = http_api_event("POST", "/estimates", '{"surface_m2": 30}', headers={"content-type": "application/json"})
+    event = http_api_event(
+        "POST", "/estimates", '{"surface_m2": 30}', headers={"content-type": "application/json"}
+    )
     event["body"] = base64.b64encode(event["body"].encode()).decode()
     event["isBase64Encoded"] = True
     assert predict.handler(event, None)["statusCode"] == 200
@@ -284,8 +315,9 @@ def test_checksum_mismatch_at_first_load_is_503(predict: ModuleType, lake: Any) 
     assert "sha256" in body["error"]["message"]
 
 
-def test_corrupted_new_champion_keeps_serving_the_old_one(predict: ModuleType, champion: dict[str, Any],
-                                                          lake: Any) -> None:
+def test_corrupted_new_champion_keeps_serving_the_old_one(
+    predict: ModuleType, champion: dict[str, Any], lake: Any
+) -> None:
     # GIVEN v1 served, then a corrupted v2 promoted, and the refresh period over
     from rentlake.runtime.testing import publish_champion
 
@@ -297,9 +329,12 @@ def test_corrupted_new_champion_keeps_serving_the_old_one(predict: ModuleType, c
     assert (status, body["model_version"]) == (200, "v1")
 
 
-def test_unexpected_error_is_503_without_trace(predict: ModuleType, champion: dict[str, Any],
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_error_is_503_without_trace(
+    predict: ModuleType,
+    champion: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # GIVEN a bug deep inside the estimate path
     import rentlake.runtime.api as api
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from rentlake.runtime.estimate import estimate, percentile_of, verdict_of
 from rentlake.runtime.model import Z_90, LoadedModel, build_model
 from rentlake.runtime.testing import expected_rent, make_card, make_onnx_model
@@ -26,7 +25,11 @@ class Item:
 
 def _model(districts: dict[str, float] | None = None, scale: str = "log") -> LoadedModel:
     data = make_onnx_model(k=K, district_factors=districts)
-    pointer = {"version": "v7", "model_key": "models/v7/model.onnx", "sha256": hashlib.sha256(data).hexdigest()}
+    pointer = {
+        "version": "v7",
+        "model_key": "models/v7/model.onnx",
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     card = make_card("v7", surface_range=(9.0, 250.0), districts=sorted(districts or {}), scale=scale)
     return build_model(pointer, data, card)
 
@@ -70,7 +73,11 @@ def test_answer_for_30_m2_has_all_fields() -> None:
     # THEN about 1 190 €/month, a 90 % interval, a verdict and a percentile from the log-normal law
     rent = expected_rent(30.0)
     assert ans["rent_eur"] == round(rent) == 1192
-    assert ans["interval"] == {"low": round(rent * math.exp(-K)), "high": round(rent * math.exp(K)), "level": 0.9}
+    assert ans["interval"] == {
+        "low": round(rent * math.exp(-K)),
+        "high": round(rent * math.exp(K)),
+        "level": 0.9,
+    }
     assert ans["model_version"] == "v7"
     assert ans["warnings"] == []
     assert ans["verdict"] == "within"
@@ -104,7 +111,12 @@ def test_percentile_at_interval_bounds_is_5_and_95() -> None:
 
 
 def test_verdict_bounds_are_within() -> None:
-    assert [verdict_of(r, 800, 1800) for r in (800, 1800, 799.9, 1800.1)] == ["within", "within", "below", "above"]
+    assert [verdict_of(r, 800, 1800) for r in (800, 1800, 799.9, 1800.1)] == [
+        "within",
+        "within",
+        "below",
+        "above",
+    ]
 
 
 def test_linear_scale_card_gives_linear_percentile() -> None:
@@ -124,7 +136,8 @@ def test_surface_outside_trained_range_is_answered_with_a_warning_naming_the_ran
     assert small["rent_eur"] == round(expected_rent(5.0))
     assert big["rent_eur"] == round(expected_rent(400.0))
     assert small["warnings"] == [
-        "surface_m2 5 is outside the range the model was trained on (9–250 m²); the estimate is an extrapolation"
+        "surface_m2 5 is outside the range the model was trained on (9–250 m²); "
+        "the estimate is an extrapolation"
     ]
     assert "(9–250 m²)" in big["warnings"][0]
     assert ok["warnings"] == []

@@ -16,8 +16,12 @@ import pytest
 BUCKET = "rentlake-light"
 REGION = "eu-west-3"
 ROOT = Path(__file__).resolve().parents[2]
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-         "AWS_REGION": REGION}
+CREDS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +45,13 @@ def seeded(s3_endpoint: str) -> str:
 
     session = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     session.client("s3", endpoint_url=s3_endpoint).create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
     lake = Lake(BUCKET, boto3_session=session)
     lake._s3 = session.client("s3", endpoint_url=s3_endpoint)
-    publish_champion(lake, "v1", make_onnx_model(district_factors={"75006": 1.3}),
-                     make_card("v1", districts=["75006"]))
+    publish_champion(
+        lake, "v1", make_onnx_model(district_factors={"75006": 1.3}), make_card("v1", districts=["75006"])
+    )
     return s3_endpoint
 
 
@@ -54,9 +60,18 @@ def run_probe(python: str, endpoint: str) -> dict[str, Any]:
     env.update(CREDS, AWS_ENDPOINT_URL=endpoint, RENTLAKE_BUCKET=BUCKET)
     env["PYTHONPATH"] = str(ROOT / "layers" / "rentlake")
     out = subprocess.run(
-        [python, "-m", "rentlake.runtime.lightcheck", str(ROOT / "functions/predict/app.py"),
-         '{"surface_m2": 30, "district": "75006", "current_rent_eur": 1500}'],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            python,
+            "-m",
+            "rentlake.runtime.lightcheck",
+            str(ROOT / "functions/predict/app.py"),
+            '{"surface_m2": 30, "district": "75006", "current_rent_eur": 1500}',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.stdout, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,7 +94,10 @@ def test_lightcheck_flags_heavy_modules() -> None:
     # GIVEN a process that imported pandas THEN the probe's detector names it
     out = subprocess.run(
         [sys.executable, "-c", "import pandas, rentlake.runtime.lightcheck as l; print(l.heavy_modules())"],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     assert "pandas" in out.stdout
 
@@ -89,15 +107,26 @@ def _py313() -> str | None:
     candidates = [os.environ.get("RENTLAKE_PY313"), str(ROOT / ".venv-313" / "bin" / "python")]
     for cand in candidates:
         if cand and Path(cand).exists():
-            probe = subprocess.run([cand, "-c", "import sys, numpy, onnxruntime, pydantic, boto3, "
-                                    "aws_lambda_powertools; print(sys.version_info[:2] == (3, 13))"],
-                                   capture_output=True, text=True, timeout=120, check=False)
+            probe = subprocess.run(
+                [
+                    cand,
+                    "-c",
+                    "import sys, numpy, onnxruntime, pydantic, boto3, "
+                    "aws_lambda_powertools; print(sys.version_info[:2] == (3, 13))",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             if probe.stdout.strip() == "True":
                 return cand
     return None
 
 
-@pytest.mark.skipif(_py313() is None, reason="no .venv-313 with the predict requirements (bash bench/check_py313.sh)")
+@pytest.mark.skipif(
+    _py313() is None, reason="no .venv-313 with the predict requirements (bash bench/check_py313.sh)"
+)
 def test_light_path_on_python313(seeded: str) -> None:
     # GIVEN the Lambda runtime's Python with only functions/predict/requirements.txt (+ boto3)
     from rentlake.runtime.testing import expected_rent

@@ -17,13 +17,18 @@ REGION = "eu-west-3"
 @pytest.fixture
 def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Fake credentials -> mock_aws -> bucket -> Lake (until tests/conftest.py provides ``s3``)."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
         from rentlake.lake import Lake
 
         yield Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
@@ -94,7 +99,10 @@ def test_sha256_mismatch_at_first_load_is_unavailable_and_not_retried(lake: obje
     # AND a second request does not download the same bad model again
     lake.get_bytes = None  # type: ignore[attr-defined]  # would raise TypeError if called
     lake.get_json_or_none = lambda key: {  # type: ignore[attr-defined]
-        "version": "v1", "model_key": "models/v1/model.onnx", "sha256": "0" * 64}
+        "version": "v1",
+        "model_key": "models/v1/model.onnx",
+        "sha256": "0" * 64,
+    }
     with pytest.raises(ModelUnavailable, match="sha256"):
         cache.get()
     assert cache.loads == 0

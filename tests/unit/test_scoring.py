@@ -24,20 +24,26 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Fake credentials -> mock_aws -> bucket -> Lake with a champion using the district."""
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION,
-                 "RENTLAKE_BUCKET": BUCKET}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "RENTLAKE_BUCKET": BUCKET,
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
         from rentlake.lake import Lake
         from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
         lk = Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
-        publish_champion(lk, "v1", make_onnx_model(district_factors={"75006": 1.3}),
-                         make_card("v1", districts=["75006"]))
+        publish_champion(
+            lk, "v1", make_onnx_model(district_factors={"75006": 1.3}), make_card("v1", districts=["75006"])
+        )
         yield lk
 
 
@@ -88,13 +94,21 @@ def test_csv_rows_come_back_with_estimates_and_problems(lake: Any, score_app: Mo
     assert df.loc[1, "rent_eur"] == pytest.approx(expected_rent(45.5), abs=0.01)
     assert df.loc[0, "low"] == pytest.approx(expected_rent(30, factor=1.3) * math.exp(-0.4), abs=0.01)
     assert [None if pd.isna(p) else p for p in df["problem"]] == [
-        None, None, "surface_m2 is missing", "surface_m2 is not a number", "surface_m2 must be greater than 0",
-        "surface_m2 is NaN", "surface_m2 is not finite", "surface_m2 is over 10000 m²",
+        None,
+        None,
+        "surface_m2 is missing",
+        "surface_m2 is not a number",
+        "surface_m2 must be greater than 0",
+        "surface_m2 is NaN",
+        "surface_m2 is not finite",
+        "surface_m2 is over 10000 m²",
         "surface_m2 must be greater than 0",
     ]
     assert df.loc[2:, ["rent_eur", "low", "high"]].isna().all().all()
     # AND the CSV output has the same rows, empty estimates for bad rows
-    csv = pd.read_csv(io.BytesIO(lake.get_bytes("scored/listings.scored.csv")), dtype=str, keep_default_na=False)
+    csv = pd.read_csv(
+        io.BytesIO(lake.get_bytes("scored/listings.scored.csv")), dtype=str, keep_default_na=False
+    )
     assert csv["id"].tolist() == list("abcdefghi")
     assert csv.loc[3, "rent_eur"] == "" and csv.loc[3, "problem"] == "surface_m2 is not a number"
     # AND a report names the model
@@ -111,9 +125,18 @@ def test_parquet_input_is_chunked_and_written_as_parquet_only(lake: Any, score_a
     pd.DataFrame({"surface_m2": surfaces, "n": range(25)}).to_parquet(buf)
     lake.put_bytes("score/batch.parquet", buf.getvalue())
     # WHEN triggered by an S3 ObjectCreated event (chunks of 10 rows)
-    event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
-        "object": {"key": "score/batch.parquet", "size": 1}}}]}
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
+                    "object": {"key": "score/batch.parquet", "size": 1},
+                },
+            }
+        ]
+    }
     score_app.CHUNK_ROWS = 10
     (res,) = score_app.handler(event, None)["scored"]
     # THEN 25 rows, 2 problems, Parquet output only
@@ -127,10 +150,12 @@ def test_parquet_input_is_chunked_and_written_as_parquet_only(lake: Any, score_a
 
 
 def test_s3_event_keys_are_url_decoded_and_filtered(score_app: ModuleType) -> None:
-    event = {"Records": [
-        {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "score/my+file%C3%A9.csv"}}},
-        {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "landing/other.csv"}}},
-    ]}
+    event = {
+        "Records": [
+            {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "score/my+file%C3%A9.csv"}}},
+            {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "landing/other.csv"}}},
+        ]
+    }
     assert score_app.event_keys(event) == ["score/my fileé.csv"]
 
 

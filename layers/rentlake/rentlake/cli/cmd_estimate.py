@@ -26,8 +26,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--surface", required=True, metavar="M2", help="living area in m² (e.g. 30)")
     p.add_argument("--district", default=None, help="district, when the champion uses it (e.g. 75011)")
-    p.add_argument("--current-rent", default=None, metavar="EUR",
-                   help="rent paid now, €/month: adds a verdict (above/within/below) and a percentile")
+    p.add_argument(
+        "--current-rent",
+        default=None,
+        metavar="EUR",
+        help="rent paid now, €/month: adds a verdict (above/within/below) and a percentile",
+    )
     p.add_argument("--json", action="store_true", help="print the API's JSON body")
     p.set_defaults(run=run)
 
@@ -108,8 +112,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         listing["district"] = args.district
     if args.current_rent is not None:
         listing["current_rent_eur"] = _number(args.current_rent)
-    event = http_api_event("POST", "/estimates", json.dumps(listing),
-                           headers={"content-type": "application/json"})
+    event = http_api_event(
+        "POST", "/estimates", json.dumps(listing), headers={"content-type": "application/json"}
+    )
     resp = predict_handler(ctx)(event, None)
     raw = response_body(resp).decode("utf-8")
     payload = json.loads(raw)

@@ -61,8 +61,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         raise CliError(item["error"])
     where = getattr(ctx, "where", ctx.lake.uri)
     if not args.json:
-        print(f"scored {item['rows']} rows with model {item['model_version']} "
-              f"({item['problem_rows']} with a problem, see the 'problem' column):", file=ctx.out)
+        print(
+            f"scored {item['rows']} rows with model {item['model_version']} "
+            f"({item['problem_rows']} with a problem, see the 'problem' column):",
+            file=ctx.out,
+        )
         for out in item["outputs"]:
             print(f"  {where(out)}", file=ctx.out)
     return 0

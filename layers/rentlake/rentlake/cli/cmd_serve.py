@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="serve the estimates API locally (POST /estimates, GET /docs)",
-        description="Serve the predict function on http://HOST:PORT: each HTTP request becomes an API Gateway "
+        description="Serve the predict function on http://HOST:PORT: each HTTP request becomes an "
+        "API Gateway "
         "HTTP API (v2) event for functions/predict/app.py's handler, and its response becomes the HTTP "
         "answer. Open /docs for the interactive documentation. Stop with Ctrl-C.",
     )
@@ -52,9 +53,20 @@ def make_server(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> Thr
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_READ_BYTES:
-                self._send(413, [("Content-Type", "application/json")], json.dumps(
-                    {"error": {"code": "payload_too_large", "message": "the body is too large", "fields": []}}
-                ).encode(), close=True)
+                self._send(
+                    413,
+                    [("Content-Type", "application/json")],
+                    json.dumps(
+                        {
+                            "error": {
+                                "code": "payload_too_large",
+                                "message": "the body is too large",
+                                "fields": [],
+                            }
+                        }
+                    ).encode(),
+                    close=True,
+                )
                 return
             body = self.rfile.read(length) if length else None
             url = urlsplit(self.path)
@@ -62,12 +74,20 @@ def make_server(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> Thr
             for name, value in self.headers.items():
                 key = name.lower()
                 headers[key] = f"{headers[key]},{value}" if key in headers else value
-            event = http_api_event(self.command, url.path or "/", body, headers=headers, query=url.query,
-                                   source_ip=self.client_address[0])
+            event = http_api_event(
+                self.command,
+                url.path or "/",
+                body,
+                headers=headers,
+                query=url.query,
+                source_ip=self.client_address[0],
+            )
             resp = handler(event, None)
             self._send(int(resp.get("statusCode", 200)), response_headers(resp), response_body(resp))
 
-        def _send(self, status: int, headers: list[tuple[str, str]], data: bytes, close: bool = False) -> None:
+        def _send(
+            self, status: int, headers: list[tuple[str, str]], data: bytes, close: bool = False
+        ) -> None:
             self.send_response(status)
             for name, value in headers:
                 if name.lower() not in ("content-length", "connection", "transfer-encoding"):
@@ -94,8 +114,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     """Serve until interrupted."""
     server = make_server(predict_handler(ctx), args.host, args.port)
     host, port = server.server_address[:2]
-    print(f"serving the estimates API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops",
-          file=ctx.out, flush=True)
+    print(
+        f"serving the estimates API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops",
+        file=ctx.out,
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

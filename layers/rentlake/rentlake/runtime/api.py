@@ -63,8 +63,13 @@ Rent = Annotated[
 ]
 District = Annotated[
     str,
-    Field(strict=True, min_length=1, max_length=64, description="District, as in the training data.",
-          examples=["75011"]),
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=64,
+        description="District, as in the training data.",
+        examples=["75011"],
+    ),
 ]
 
 
@@ -166,7 +171,10 @@ class Health(BaseModel):
 
 def _error_responses(*codes: int) -> dict[int, dict[str, Any]]:
     return {
-        c: {"description": "Refused; the body names the fields at fault.", "content": {JSON: {"model": ErrorBody}}}
+        c: {
+            "description": "Refused; the body names the fields at fault.",
+            "content": {JSON: {"model": ErrorBody}},
+        }
         for c in codes
     }
 
@@ -182,8 +190,8 @@ _PROBLEMS: dict[str, str] = {
     "list_type": "must be a list",
     "model_type": "must be a JSON object",
     "model_attributes_type": "must be a JSON object",
-    "union_tag_not_found": "the body must be a JSON object: a listing or {\"listings\": [...]}",
-    "union_tag_invalid": "the body must be a JSON object: a listing or {\"listings\": [...]}",
+    "union_tag_not_found": 'the body must be a JSON object: a listing or {"listings": [...]}',
+    "union_tag_invalid": 'the body must be a JSON object: a listing or {"listings": [...]}',
 }
 
 
@@ -231,9 +239,15 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     if any(e.get("type") == "json_invalid" for e in errors):
         ctx = next(e.get("ctx") or {} for e in errors if e.get("type") == "json_invalid")
         where = next((e["loc"][1] for e in errors if len(e.get("loc", ())) > 1), None)
-        detail = f"{ctx.get('error', 'invalid JSON')}" + (f" at character {where}" if where is not None else "")
-        return ApiError(400, "malformed_json", f"the body is not valid JSON: {detail}",
-                        [FieldProblem("body", "malformed JSON")])
+        detail = f"{ctx.get('error', 'invalid JSON')}" + (
+            f" at character {where}" if where is not None else ""
+        )
+        return ApiError(
+            400,
+            "malformed_json",
+            f"the body is not valid JSON: {detail}",
+            [FieldProblem("body", "malformed JSON")],
+        )
     fields = []
     seen: set[tuple[str, str]] = set()
     for e in errors:
@@ -279,28 +293,39 @@ class EstimatesResolver(APIGatewayHttpResolver):
             return None
         raw_len = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
         if raw_len > self.max_body_bytes:
-            return ApiError(413, "payload_too_large",
-                            f"the body is larger than {self.max_body_bytes // 1024} KiB; "
-                            f"send at most {MAX_LISTINGS} listings per request")
+            return ApiError(
+                413,
+                "payload_too_large",
+                f"the body is larger than {self.max_body_bytes // 1024} KiB; "
+                f"send at most {MAX_LISTINGS} listings per request",
+            )
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if ctype != JSON:
-            return ApiError(415, "unsupported_media_type",
-                            f"the body must be JSON with 'Content-Type: {JSON}' (got {ctype or 'none'!r})")
+            return ApiError(
+                415,
+                "unsupported_media_type",
+                f"the body must be JSON with 'Content-Type: {JSON}' (got {ctype or 'none'!r})",
+            )
         if event.get("isBase64Encoded"):
             try:
                 base64.b64decode(body, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
-                return ApiError(400, "malformed_json", "the body is not valid base64-encoded UTF-8 JSON",
-                                [FieldProblem("body", "bad encoding")])
+                return ApiError(
+                    400,
+                    "malformed_json",
+                    "the body is not valid base64-encoded UTF-8 JSON",
+                    [FieldProblem("body", "bad encoding")],
+                )
         return None
 
     def openapi_json(self) -> str:
         """The OpenAPI document (built once: it costs milliseconds)."""
         if self._openapi_json is None:
             self._openapi_json = self.get_openapi_json_schema(
-                title=API_TITLE, version=API_VERSION,
-                description="Paris monthly rent estimates with a 90 % interval: \"am I paying too much?\"",
+                title=API_TITLE,
+                version=API_VERSION,
+                description='Paris monthly rent estimates with a 90 % interval: "am I paying too much?"',
             )
         return self._openapi_json
 
@@ -317,8 +342,11 @@ def error_response(err: ApiError) -> dict[str, Any]:
 
 def _json(status: int, payload: Any) -> Response:
     # Pre-serialised body: Powertools then skips its (slow) generic encoder on the hot path.
-    return Response(status_code=status, content_type=JSON,
-                    body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    return Response(
+        status_code=status,
+        content_type=JSON,
+        body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+    )
 
 
 def _err(err: ApiError) -> Response:
@@ -360,7 +388,7 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
     @app.post(
         "/estimates",
         summary="Estimate the rent of one listing or of up to 1 000",
-        description="One listing in, one estimate out; `{\"listings\": [...]}` in, `{\"estimates\": [...]}` out.",
+        description='One listing in, one estimate out; `{"listings": [...]}` in, `{"estimates": [...]}` out.',
         responses={
             200: {"description": "The estimates.", "content": {JSON: {"model": Estimate | EstimateBatch}}},
             **_error_responses(400, 413, 415, 422, 503),
@@ -379,8 +407,10 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
     @app.get(
         "/model",
         summary="The champion model: version, training date, metrics, trained feature ranges",
-        responses={200: {"description": "The champion.", "content": {JSON: {"model": ModelInfo}}},
-                   **_error_responses(503)},
+        responses={
+            200: {"description": "The champion.", "content": {JSON: {"model": ModelInfo}}},
+            **_error_responses(503),
+        },
         tags=["model"],
     )
     def get_model():  # noqa: ANN202
@@ -425,8 +455,11 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
     def on_not_found(exc: NotFoundError) -> Response:
         path = app.current_event.path
         if path in routes:
-            return _err(ApiError(405, "method_not_allowed",
-                                 f"{app.current_event.http_method} is not allowed on {path}"))
+            return _err(
+                ApiError(
+                    405, "method_not_allowed", f"{app.current_event.http_method} is not allowed on {path}"
+                )
+            )
         return _err(ApiError(404, "not_found", f"no route {path}; see /docs"))
 
     @app.exception_handler(Exception)

@@ -15,8 +15,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 # Content types API Gateway passes as text; anything else arrives base64-encoded.
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript",
-               "application/x-www-form-urlencoded")
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+)
 
 
 def http_api_event(

@@ -14,8 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HEAVY = ("pandas", "sklearn", "scipy", "awswrangler", "pyarrow", "matplotlib", "rentlake.model",
-         "rentlake.scoring")
+HEAVY = (
+    "pandas",
+    "sklearn",
+    "scipy",
+    "awswrangler",
+    "pyarrow",
+    "matplotlib",
+    "rentlake.model",
+    "rentlake.scoring",
+)
 
 
 def heavy_modules() -> list[str]:
@@ -45,10 +53,11 @@ def probe(app_path: str | Path, body: str = '{"surface_m2": 30}') -> dict[str, A
     spec.loader.exec_module(mod)
     from rentlake.runtime.events import http_api_event
 
-    resp = mod.handler(http_api_event("POST", "/estimates", body, headers={"content-type": "application/json"}),
-                       None)
+    resp = mod.handler(
+        http_api_event("POST", "/estimates", body, headers={"content-type": "application/json"}), None
+    )
     return {
-        "python": "%d.%d" % sys.version_info[:2],
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "status": resp["statusCode"],
         "body": json.loads(resp["body"]),
         "heavy": heavy_modules(),

@@ -130,9 +130,7 @@ class LoadedModel:
         tuple of numpy.ndarray
             ``rent_eur``, ``low`` and ``high``, each float32 of shape ``(n,)``.
         """
-        feeds: dict[str, np.ndarray] = {
-            "surface_m2": np.asarray(surface_m2, dtype=np.float32).reshape(-1, 1)
-        }
+        feeds: dict[str, np.ndarray] = {"surface_m2": np.asarray(surface_m2, dtype=np.float32).reshape(-1, 1)}
         if self.uses_district:
             n = feeds["surface_m2"].shape[0]
             feeds["district"] = (
@@ -307,7 +305,9 @@ class ChampionCache:
             try:
                 self._lake = self._lake_source() if callable(self._lake_source) else self._lake_source
             except LakeError as exc:  # e.g. RENTLAKE_BUCKET unset
-                raise ModelUnavailable("the prediction function is not configured (no lake bucket)", str(exc)) from exc
+                raise ModelUnavailable(
+                    "the prediction function is not configured (no lake bucket)", str(exc)
+                ) from exc
         return self._lake
 
     def use_lake(self, lake: Lake) -> None:
@@ -394,6 +394,8 @@ class ChampionCache:
         self._last_error = error
         if log:
             if self._current is not None:
-                logger.error("champion refresh failed; still serving %s: %s", self._current.version, error.for_logs())
+                logger.error(
+                    "champion refresh failed; still serving %s: %s", self._current.version, error.for_logs()
+                )
             else:
                 logger.error("champion load failed: %s", error.for_logs())
