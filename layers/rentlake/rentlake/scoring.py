@@ -1,7 +1,7 @@
 """Batch scoring: a file of listings (CSV or Parquet) -> the same rows with ``rent_eur``, ``low``, ``high``.
 
 Batch side (pandas and pyarrow allowed). The file is processed in chunks of ``chunk_rows`` rows; each
-chunk is one onnxruntime call on its valid rows. A row whose surface is missing, not a number, not finite,
+chunk is one onnxruntime call on its valid rows. Money is rounded to the whole euro, as in the API. A row whose surface is missing, not a number, not finite,
 not positive or absurd (over 10 000 m²) keeps empty estimates and says why in the ``problem`` column:
 no row is dropped and no row stops the file.
 
@@ -127,7 +127,7 @@ def score_table(model: LoadedModel, table: pa.Table) -> pa.Table:
             d = table.column("district").to_pandas().astype("string").fillna("").to_numpy(dtype=object)
             district = d[ok]
         r, lo, hi = model.predict(surface[ok], district)
-        rent[ok], low[ok], high[ok] = np.round(r, 2), np.round(lo, 2), np.round(hi, 2)
+        rent[ok], low[ok], high[ok] = np.round(r), np.round(lo), np.round(hi)  # whole euros, as the API
     invalid = ~ok
     return (
         table.append_column("rent_eur", pa.array(rent, pa.float64(), mask=invalid))
