@@ -1,8 +1,9 @@
 """Batch scoring: a file of listings (CSV or Parquet) -> the same rows with ``rent_eur``, ``low``, ``high``.
 
 Batch side (pandas and pyarrow allowed). The file is processed in chunks of ``chunk_rows`` rows; each
-chunk is one onnxruntime call on its valid rows. Money is rounded to the whole euro, as in the API. A row whose surface is missing, not a number, not finite,
-not positive or absurd (over 10 000 m²) keeps empty estimates and says why in the ``problem`` column:
+chunk is one onnxruntime call on its valid rows (money rounded to the whole euro, as in the API). A row
+whose surface is missing, not a number, not finite, not positive or absurd (over 10 000 m²) keeps empty
+estimates and says why in the ``problem`` column:
 no row is dropped and no row stops the file.
 
 Output, under ``scored/``: ``<stem>.scored.parquet`` always, ``<stem>.scored.csv`` when the input was CSV,
