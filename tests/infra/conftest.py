@@ -225,7 +225,8 @@ class Policy:
 def role_policy(cfn: dict[str, Any], function_logical_id: str, resolver: Resolver) -> Policy:
     """Every inline statement of a function's (or state machine's) role, resolved."""
     resources = cfn["Resources"]
-    role_ref = resources[function_logical_id]["Properties"]["Role"]
+    props = resources[function_logical_id]["Properties"]
+    role_ref = props.get("Role") or props["RoleArn"]
     role_id = role_ref["Fn::GetAtt"][0]
     statements: list[dict[str, Any]] = []
     for pol in resources[role_id]["Properties"].get("Policies", []):
