@@ -290,7 +290,9 @@ def evaluate(lake: Lake, version: str, *, tolerance: float = 0.05, promote: bool
     (:func:`rentlake.model.gate.decide`) sees both MAEs, the challenger's coverage and the training
     diagnostics. ``models/<version>/evaluation.json`` records the decision; only when it passes is the
     champion switched (:func:`rentlake.registry.promote`: history, then one PUT of the pointer, last).
-    The gate judges the served model's diagnosis (see :func:`gate_diagnostics`).
+    The gate judges the served model's diagnosis (see :func:`gate_diagnostics`). A challenger whose graph
+    is byte-identical to the champion's (unchanged data retrained with ``force``) is kept out: switching
+    would change nothing but the pointer.
 
     A held-out residual diagnosis (``ln rent ~ ln estimate``) is recorded for people; it does not block,
     because a held-out set of a few dozen rows makes influence tests erratic.
@@ -353,6 +355,11 @@ def evaluate(lake: Lake, version: str, *, tolerance: float = 0.05, promote: bool
             champion["metrics"] = champion_metrics
 
     decision = gate.decide(challenger, champion_metrics, gate_diagnostics(card), tolerance=tolerance)
+    if pointer is not None and str(pointer.get("sha256", "")).lower() == hashlib.sha256(onnx_bytes).hexdigest():
+        # Retraining unchanged data (--force) gives the same graph: promoting it would only churn the pointer.
+        decision.passed = False
+        decision.reasons.append(f"the challenger's model is identical to champion {pointer.get('version')}'s "
+                                "(same sha256): nothing to switch")
     evaluation = {
         "version": version,
         "evaluated_at": now().astimezone(UTC).isoformat(),
