@@ -35,7 +35,7 @@ ACCESS: dict[str, dict[str, list[str]]] = {
                "write": ["raw/objects/", "raw/_ingestions/", "raw/listings/", "quarantine/objects/"]},
     "clean": {"read": ["raw/_ingestions/", "raw/listings/", "clean/"],
               "write": ["clean/listings/", "clean/_batches/", "quarantine/listings/", "reports/quality/"]},
-    "explore": {"read": ["clean/"], "write": ["reports/run-1/"]},
+    "explore": {"read": ["clean/", "reports/"], "write": ["reports/run-1/"]},
     "train": {"read": ["clean/", "models/"], "write": ["models/v-1/"]},
     "evaluate": {"read": ["models/", "clean/"], "write": ["models/champion.json", "models/v-1/"]},
     "predict": {"read": ["models/"], "write": []},
@@ -95,7 +95,7 @@ def test_state_machine_role_uses_star_only_where_no_resource_level_permission_ex
 SCOPE: dict[str, dict[str, list[str]]] = {
     "ingest": {"get": ["landing/", "raw/_ingestions/"], "put": ["raw/", "quarantine/objects/"]},
     "clean": {"get": ["raw/", "clean/"], "put": ["clean/", "quarantine/", "reports/quality/"]},
-    "explore": {"get": ["clean/"], "put": ["reports/"]},
+    "explore": {"get": ["clean/", "reports/"], "put": ["reports/"]},
     "train": {"get": ["clean/", "models/"], "put": ["models/"],
               "never": ["models/champion.json", "models/champion_history.json"]},
     "evaluate": {"get": ["models/", "clean/"], "put": ["models/"]},
