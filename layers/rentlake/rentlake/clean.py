@@ -242,8 +242,8 @@ def reasons_to_series(n: int, reasons: list[tuple[str, np.ndarray]]) -> pd.Serie
 
 
 def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanParams
-                  ) -> dict[str, dict[str, float]]:
-    """Median and scaled MAD per group (and ``"*"`` for the whole pool), with the accepted bounds.
+                  ) -> dict[Any, dict[str, float]]:
+    """Median and scaled MAD per group label (and ``"*"`` for the whole pool), with the accepted bounds.
 
     Parameters
     ----------
@@ -263,20 +263,20 @@ def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanPa
     ok = np.isfinite(values)
     if ok.sum() < params.min_group:
         return {}
-    out = {"*": stats(values[ok])}
+    out: dict[Any, dict[str, float]] = {"*": stats(values[ok])}
     if groups is not None:
         g = groups[ok]
         v = values[ok]
-        labels, inverse = np.unique(g.astype(str), return_inverse=True)
-        for i, label in enumerate(labels):
+        labels, inverse = np.unique(g, return_inverse=True)
+        for i, label in enumerate(labels.tolist()):
             sel = v[inverse == i]
             if sel.size >= params.min_group:
-                out[str(label)] = stats(sel)
+                out[label] = stats(sel)
     return out
 
 
 def robust_outliers(values: np.ndarray, groups: np.ndarray | None,
-                    bounds: dict[str, dict[str, float]]) -> np.ndarray:
+                    bounds: dict[Any, dict[str, float]]) -> np.ndarray:
     """Mask of values outside their group's bounds (the pool's when the group is too small)."""
     out = np.zeros(values.shape, dtype=bool)
     if not bounds:
@@ -284,11 +284,10 @@ def robust_outliers(values: np.ndarray, groups: np.ndarray | None,
     low = np.full(values.shape, bounds["*"]["low"])
     high = np.full(values.shape, bounds["*"]["high"])
     if groups is not None:
-        g = groups.astype(str)
         for label, b in bounds.items():
             if label == "*":
                 continue
-            sel = g == label
+            sel = groups == label
             low[sel] = b["low"]
             high[sel] = b["high"]
     finite = np.isfinite(values)
