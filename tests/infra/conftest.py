@@ -68,8 +68,25 @@ def _construct(tag: str):
     return construct
 
 
-for _tag in ("Ref", "Sub", "GetAtt", "If", "Not", "Equals", "And", "Or", "Join", "Select", "Split",
-             "FindInMap", "ImportValue", "Base64", "Condition", "GetAZs", "Cidr"):
+for _tag in (
+    "Ref",
+    "Sub",
+    "GetAtt",
+    "If",
+    "Not",
+    "Equals",
+    "And",
+    "Or",
+    "Join",
+    "Select",
+    "Split",
+    "FindInMap",
+    "ImportValue",
+    "Base64",
+    "Condition",
+    "GetAZs",
+    "Cidr",
+):
     _CfnLoader.add_constructor(f"!{_tag}", _construct(_tag))
 
 
@@ -81,8 +98,13 @@ class _StubPolicyLoader:
     """Managed policy name -> ARN without calling IAM (what ``sam validate`` would fetch)."""
 
     def load(self) -> dict[str, str]:
-        names = ["AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess", "AWSLambdaRole",
-                 "AWSLambdaVPCAccessExecutionRole", "AWSXRayDaemonWriteAccess"]
+        names = [
+            "AWSLambdaBasicExecutionRole",
+            "AWSXrayWriteOnlyAccess",
+            "AWSLambdaRole",
+            "AWSLambdaVPCAccessExecutionRole",
+            "AWSXRayDaemonWriteAccess",
+        ]
         return {n: f"arn:aws:iam::aws:policy/service-role/{n}" for n in names}
 
 
@@ -114,8 +136,11 @@ def transform(template: dict[str, Any]) -> dict[str, Any]:
 
     loader = _StubPolicyLoader()
     translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=PSEUDO["AWS::Region"]))
-    return translator.translate(packaged(template), parameter_values={"AWS::AccountId": PSEUDO["AWS::AccountId"]},
-                                get_managed_policy_map=loader.load)
+    return translator.translate(
+        packaged(template),
+        parameter_values={"AWS::AccountId": PSEUDO["AWS::AccountId"]},
+        get_managed_policy_map=loader.load,
+    )
 
 
 # ------------------------------------------------------------------------------------------ resolving
@@ -145,11 +170,12 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.param(arg)
             if key == "Fn::Sub":
                 text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
                 def sub(m: re.Match[str]) -> str:
                     name = m.group(1)
                     if name in variables:
@@ -157,6 +183,7 @@ class Resolver:
                     if "." in name:
                         return f"{name}"
                     return str(self.param(name))
+
                 return re.sub(r"\$\{([^}!]+)\}", sub, text)
             if key == "Fn::GetAtt":
                 target = arg if isinstance(arg, list) else arg.split(".", 1)
@@ -207,7 +234,9 @@ class Policy:
         ctx = context or {}
         if any(st["Effect"] == "Deny" and self._matches(st, action, resource, ctx) for st in self.statements):
             return False
-        return any(st["Effect"] == "Allow" and self._matches(st, action, resource, ctx) for st in self.statements)
+        return any(
+            st["Effect"] == "Allow" and self._matches(st, action, resource, ctx) for st in self.statements
+        )
 
     def can_get(self, key: str) -> bool:
         return self.allows("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{key}")

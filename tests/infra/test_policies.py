@@ -31,10 +31,14 @@ from tests.infra.conftest import (
 # What each function reads and writes (prefixes), derived from the code (rentlake.jobs, modeling_jobs,
 # registry, scoring, runtime.model) and checked against it by the recorded runs below.
 ACCESS: dict[str, dict[str, list[str]]] = {
-    "ingest": {"read": ["landing/", "raw/_ingestions/"],
-               "write": ["raw/objects/", "raw/_ingestions/", "raw/listings/", "quarantine/objects/"]},
-    "clean": {"read": ["raw/_ingestions/", "raw/listings/", "clean/"],
-              "write": ["clean/listings/", "clean/_batches/", "quarantine/listings/", "reports/quality/"]},
+    "ingest": {
+        "read": ["landing/", "raw/_ingestions/"],
+        "write": ["raw/objects/", "raw/_ingestions/", "raw/listings/", "quarantine/objects/"],
+    },
+    "clean": {
+        "read": ["raw/_ingestions/", "raw/listings/", "clean/"],
+        "write": ["clean/listings/", "clean/_batches/", "quarantine/listings/", "reports/quality/"],
+    },
     "explore": {"read": ["clean/", "reports/"], "write": ["reports/run-1/"]},
     "train": {"read": ["clean/", "models/"], "write": ["models/v-1/"]},
     "evaluate": {"read": ["models/", "clean/"], "write": ["models/champion.json", "models/v-1/"]},
@@ -42,11 +46,25 @@ ACCESS: dict[str, dict[str, list[str]]] = {
     "score": {"read": ["score/", "models/"], "write": ["scored/"]},
 }
 # One key per zone (and the pointers) to try writes and reads outside the table.
-PROBES = ["landing/x.csv", "raw/objects/x", "raw/_ingestions/x.json", "raw/listings/x.parquet",
-          "clean/listings/x.parquet", "clean/_batches/listings/x.json", "quarantine/objects/x",
-          "quarantine/listings/x.parquet", "reports/quality/listings/x.json", "reports/run-1/report.html",
-          "models/v-1/model.onnx", "models/champion.json", "models/champion_history.json", "score/x.csv",
-          "scored/x.parquet", "athena-results/x.csv", "elsewhere.txt"]
+PROBES = [
+    "landing/x.csv",
+    "raw/objects/x",
+    "raw/_ingestions/x.json",
+    "raw/listings/x.parquet",
+    "clean/listings/x.parquet",
+    "clean/_batches/listings/x.json",
+    "quarantine/objects/x",
+    "quarantine/listings/x.parquet",
+    "reports/quality/listings/x.json",
+    "reports/run-1/report.html",
+    "models/v-1/model.onnx",
+    "models/champion.json",
+    "models/champion_history.json",
+    "score/x.csv",
+    "scored/x.parquet",
+    "athena-results/x.csv",
+    "elsewhere.txt",
+]
 
 
 def key_in(prefix: str) -> str:
@@ -77,7 +95,8 @@ def test_no_wildcard_action_and_no_star_resource(policies: dict[str, Policy]) ->
 
 
 def test_state_machine_role_uses_star_only_where_no_resource_level_permission_exists(
-        cfn_template: dict[str, Any]) -> None:
+    cfn_template: dict[str, Any],
+) -> None:
     pol = role_policy(cfn_template, "RetrainStateMachine", Resolver(cfn_template))
     for st in pol.statements:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
@@ -86,7 +105,9 @@ def test_state_machine_role_uses_star_only_where_no_resource_level_permission_ex
         assert not [a for a in actions if a == "*" or a.endswith(":*")]
     for fn in ("CleanFunction", "ExploreFunction", "TrainFunction", "EvaluateFunction"):
         assert pol.allows("lambda:InvokeFunction", f"arn:aws:lambda:eu-west-3:123456789012:function:{fn}")
-    assert not pol.allows("lambda:InvokeFunction", "arn:aws:lambda:eu-west-3:123456789012:function:PredictFunction")
+    assert not pol.allows(
+        "lambda:InvokeFunction", "arn:aws:lambda:eu-west-3:123456789012:function:PredictFunction"
+    )
     assert pol.allows("s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": "raw/_ingestions/"})
     assert not pol.allows("s3:GetObject", f"arn:aws:s3:::{BUCKET}/raw/_ingestions/x.json")
 
@@ -96,8 +117,11 @@ SCOPE: dict[str, dict[str, list[str]]] = {
     "ingest": {"get": ["landing/", "raw/_ingestions/"], "put": ["raw/", "quarantine/objects/"]},
     "clean": {"get": ["raw/", "clean/"], "put": ["clean/", "quarantine/", "reports/quality/"]},
     "explore": {"get": ["clean/", "reports/"], "put": ["reports/"]},
-    "train": {"get": ["clean/", "models/"], "put": ["models/"],
-              "never": ["models/champion.json", "models/champion_history.json"]},
+    "train": {
+        "get": ["clean/", "models/"],
+        "put": ["models/"],
+        "never": ["models/champion.json", "models/champion_history.json"],
+    },
     "evaluate": {"get": ["models/", "clean/"], "put": ["models/"]},
     "predict": {"get": ["models/"], "put": []},
     "score": {"get": ["score/", "models/"], "put": ["scored/"]},
@@ -153,11 +177,18 @@ def assert_within(pol: Policy, rec: Recorder, bucket: str, name: str) -> list[tu
 
 
 def test_ingest_and_clean_on_moto_touch_only_what_their_roles_allow(
-        policies: dict[str, Policy], function: Any, put_landing: Any, lambda_context: Any, bucket: str,
-        recorder: Recorder) -> None:
+    policies: dict[str, Policy],
+    function: Any,
+    put_landing: Any,
+    lambda_context: Any,
+    bucket: str,
+    recorder: Recorder,
+) -> None:
     bad = b"not,a,listing\n1,2,3\n"  # rejected whole: exercises the quarantine/objects/ path
-    events = [put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
-              put_landing("unknown.csv", bad)]
+    events = [
+        put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
+        put_landing("unknown.csv", bad),
+    ]
     ingest = function("ingest")
     recorder.calls.clear()  # the uploads above are the test's, not the function's
     outcomes = [ingest.handler(e, lambda_context)["outcomes"][0]["status"] for e in events]
@@ -166,9 +197,18 @@ def test_ingest_and_clean_on_moto_touch_only_what_their_roles_allow(
     accesses = assert_within(policies["ingest"], recorder, bucket, "ingest")
     written = {k for a, k in accesses if a == "s3:PutObject"}
     assert {k.split("/")[0] + "/" + k.split("/")[1] for k in written} == {
-        "raw/objects", "raw/_ingestions", "raw/listings", "quarantine/objects"}
-    allowed_glue = {a for st in policies["ingest"].statements if st["Effect"] == "Allow"
-                    for a in st["Action"] if a.startswith("glue:")}
+        "raw/objects",
+        "raw/_ingestions",
+        "raw/listings",
+        "quarantine/objects",
+    }
+    allowed_glue = {
+        a
+        for st in policies["ingest"].statements
+        if st["Effect"] == "Allow"
+        for a in st["Action"]
+        if a.startswith("glue:")
+    }
     assert recorder.glue_actions() and recorder.glue_actions() <= allowed_glue, recorder.glue_actions()
 
     clean_rec = Recorder()
@@ -181,20 +221,28 @@ def test_ingest_and_clean_on_moto_touch_only_what_their_roles_allow(
     assert any(k.startswith("clean/_batches/") for k in written)
     assert any(k.startswith("reports/quality/") for k in written)
     assert not [k for k in written if k.startswith(("landing/", "raw/", "models/"))]
-    allowed_glue = {a for st in policies["clean"].statements if st["Effect"] == "Allow"
-                    for a in st["Action"] if a.startswith("glue:")}
+    allowed_glue = {
+        a
+        for st in policies["clean"].statements
+        if st["Effect"] == "Allow"
+        for a in st["Action"]
+        if a.startswith("glue:")
+    }
     assert clean_rec.glue_actions() <= allowed_glue, clean_rec.glue_actions()
 
 
 def test_predict_and_score_on_moto_touch_only_what_their_roles_allow(
-        policies: dict[str, Policy], function: Any, lake: Any, bucket: str, recorder: Recorder) -> None:
+    policies: dict[str, Policy], function: Any, lake: Any, bucket: str, recorder: Recorder
+) -> None:
     import json
 
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
+
     from tests.conftest import load_event
 
-    publish_champion(lake, "v1", make_onnx_model(district_factors={"75006": 1.3}),
-                     make_card("v1", districts=["75006"]))
+    publish_champion(
+        lake, "v1", make_onnx_model(district_factors={"75006": 1.3}), make_card("v1", districts=["75006"])
+    )
     lake.put_bytes("score/listings.csv", b"id,surface_m2,district\na,30,75006\nb,45.5,75006\n")
     predict, score = function("predict"), function("score")
     recorder.calls.clear()
@@ -207,7 +255,9 @@ def test_predict_and_score_on_moto_touch_only_what_their_roles_allow(
     assert {a for a, _ in accesses} <= {"s3:GetObject", "s3:ListBucket"}
 
     recorder.calls.clear()
-    event = json.loads(json.dumps(load_event("score_s3_put")).replace("listings_to_score.csv", "listings.csv"))
+    event = json.loads(
+        json.dumps(load_event("score_s3_put")).replace("listings_to_score.csv", "listings.csv")
+    )
     out = score.handler(event, None)
     assert "error" not in out["scored"][0], out
     accesses = assert_within(policies["score"], recorder, bucket, "score")

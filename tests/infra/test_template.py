@@ -27,9 +27,18 @@ def test_sam_translator_turns_the_template_into_plain_cloudformation(cfn_templat
     types = {r["Type"] for r in cfn_template["Resources"].values()}
     assert not {t for t in types if t.startswith("AWS::Serverless::")}
     assert set(functions(cfn_template)) == set(FUNCTIONS)
-    for expected in ("AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::Glue::Database", "AWS::ApiGatewayV2::Api",
-                     "AWS::ApiGatewayV2::Stage", "AWS::StepFunctions::StateMachine", "AWS::Events::Rule",
-                     "AWS::SNS::Topic", "AWS::Lambda::LayerVersion", "AWS::Athena::WorkGroup"):
+    for expected in (
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::Glue::Database",
+        "AWS::ApiGatewayV2::Api",
+        "AWS::ApiGatewayV2::Stage",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::Events::Rule",
+        "AWS::SNS::Topic",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Athena::WorkGroup",
+    ):
         assert expected in types, expected
 
 
@@ -44,8 +53,9 @@ def test_cfn_lint_reports_no_error() -> None:
 
 
 # ------------------------------------------------------------------------------------ functions
-def test_every_function_of_the_cycle_runs_python313_on_arm64(sam_template: dict[str, Any],
-                                                              cfn_template: dict[str, Any]) -> None:
+def test_every_function_of_the_cycle_runs_python313_on_arm64(
+    sam_template: dict[str, Any], cfn_template: dict[str, Any]
+) -> None:
     for logical, fn in functions(cfn_template).items():
         props = fn["Properties"]
         assert props["Architectures"] == ["arm64"], logical
@@ -58,8 +68,11 @@ def test_every_function_of_the_cycle_runs_python313_on_arm64(sam_template: dict[
         else:
             assert props["Runtime"] == RUNTIME, logical
     # only the prediction path is light enough for a zip (< 250 MB with its layer)
-    zips = {k for k, f in sam_template["Resources"].items()
-            if f["Type"] == "AWS::Serverless::Function" and f["Properties"].get("PackageType") != "Image"}
+    zips = {
+        k
+        for k, f in sam_template["Resources"].items()
+        if f["Type"] == "AWS::Serverless::Function" and f["Properties"].get("PackageType") != "Image"
+    }
     assert zips == {"PredictFunction"}
 
 
@@ -80,8 +93,9 @@ def handler_paths(sam_template: dict[str, Any]) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS.values()))
-def test_every_handler_and_image_command_resolves_to_a_callable(name: str, sam_template: dict[str, Any],
-                                                                 function: Any) -> None:
+def test_every_handler_and_image_command_resolves_to_a_callable(
+    name: str, sam_template: dict[str, Any], function: Any
+) -> None:
     path, attr = handler_paths(sam_template)[name]
     assert path.parent.name == name and path.name == "app.py"
     assert path.is_file(), f"{path} does not exist"
@@ -100,8 +114,14 @@ def test_image_copies_the_handlers_where_the_command_looks_for_them() -> None:
 _ENV_NAME = re.compile(r"[\"']((?:RENTLAKE|POWERTOOLS)_[A-Z0-9_]+)[\"']")
 _ENV_READ = re.compile(r"environ(?:\.get\(|\[)\s*[\"']([A-Z0-9_]+)[\"']")
 # Set by Lambda itself in every execution environment.
-LAMBDA_PROVIDED = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_EXECUTION_ENV",
-                   "LAMBDA_TASK_ROOT", "AWS_ENDPOINT_URL"}
+LAMBDA_PROVIDED = {
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "AWS_ENDPOINT_URL",
+}
 # Read only by the `rentlake` command (cli/), never by a deployed function.
 CLI_ONLY = {"RENTLAKE_HOME", "RENTLAKE_FUNCTIONS_DIR", "RENTLAKE_PY313"}
 # Powertools' own settings the functions rely on (service name per function, namespace, level).
@@ -122,14 +142,18 @@ def variables_read_by_code() -> dict[str, set[str]]:
     return found
 
 
-def test_every_environment_variable_the_code_reads_is_set_for_every_function(cfn_template: dict[str, Any]) -> None:
+def test_every_environment_variable_the_code_reads_is_set_for_every_function(
+    cfn_template: dict[str, Any],
+) -> None:
     read = variables_read_by_code()
     assert {"RENTLAKE_BUCKET", "RENTLAKE_GLUE_DATABASE", "RENTLAKE_MODEL_REFRESH_SECONDS"} <= set(read)
     needed = (set(read) - LAMBDA_PROVIDED - CLI_ONLY) | POWERTOOLS
     for logical, fn in functions(cfn_template).items():
         env = set(fn["Properties"]["Environment"]["Variables"])
         missing = needed - env
-        assert not missing, f"{logical} lacks {sorted(missing)} (read in {[sorted(read.get(m, [])) for m in missing]})"
+        assert not missing, (
+            f"{logical} lacks {sorted(missing)} (read in {[sorted(read.get(m, [])) for m in missing]})"
+        )
 
 
 def test_each_function_names_its_own_powertools_service(cfn_template: dict[str, Any]) -> None:
@@ -153,17 +177,30 @@ def test_lake_bucket_is_encrypted_versioned_private_tls_only(cfn_template: dict[
     sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] in ("AES256", "aws:kms")
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
-    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert (
+        all(props["PublicAccessBlockConfiguration"].values())
+        and len(props["PublicAccessBlockConfiguration"]) == 4
+    )
     policy = res["LakeBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    tls = [s for s in policy if s["Effect"] == "Deny"
-           and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
+    tls = [
+        s
+        for s in policy
+        if s["Effect"] == "Deny"
+        and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+    ]
     assert tls and tls[0]["Principal"] == "*" and len(tls[0]["Resource"]) == 2  # bucket and objects
 
 
-def test_lifecycle_expires_landing_and_quarantine_and_old_model_versions(cfn_template: dict[str, Any]) -> None:
+def test_lifecycle_expires_landing_and_quarantine_and_old_model_versions(
+    cfn_template: dict[str, Any],
+) -> None:
     r = Resolver(cfn_template)
-    rules = {x["Prefix"] if "Prefix" in x else "": x
-             for x in r.resolve(cfn_template["Resources"]["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"])}
+    rules = {
+        x.get("Prefix", ""): x
+        for x in r.resolve(
+            cfn_template["Resources"]["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        )
+    }
     assert rules["landing/"]["ExpirationInDays"] == 30
     assert rules["quarantine/"]["ExpirationInDays"] == 90
     assert rules["models/"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 180
@@ -177,7 +214,11 @@ def test_glue_database_and_athena_results_prefix(cfn_template: dict[str, Any]) -
     r = Resolver(cfn_template)
     res = cfn_template["Resources"]
     assert r.resolve(res["GlueDatabase"]["Properties"]["DatabaseInput"]["Name"]) == "rentlake"
-    loc = r.resolve(res["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]["ResultConfiguration"]["OutputLocation"])
+    loc = r.resolve(
+        res["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]["ResultConfiguration"][
+            "OutputLocation"
+        ]
+    )
     assert loc == "s3://rentlake-test-lake-123456789012-eu-west-3/athena-results/"
 
 
@@ -225,8 +266,12 @@ def test_no_circular_dependency_between_the_bucket_and_the_functions(cfn_templat
     graph = {}
     for name, res in resources.items():
         deps = _refs(res.get("Properties", {})) | set(
-            res.get("DependsOn", []) if isinstance(res.get("DependsOn"), list) else [res["DependsOn"]]
-            if res.get("DependsOn") else [])
+            res.get("DependsOn", [])
+            if isinstance(res.get("DependsOn"), list)
+            else [res["DependsOn"]]
+            if res.get("DependsOn")
+            else []
+        )
         graph[name] = {d for d in deps if d in resources}
     state: dict[str, int] = {}
 
@@ -244,7 +289,8 @@ def test_no_circular_dependency_between_the_bucket_and_the_functions(cfn_templat
             visit(node, [])
     # and the bucket really depends on the functions' permissions (the edge that makes the cycle possible)
     assert {"IngestFunctionLandedPermission", "ScoreFunctionScoreUploadPermission"} <= set(
-        resources["LakeBucket"].get("DependsOn", []))
+        resources["LakeBucket"].get("DependsOn", [])
+    )
 
 
 # ------------------------------------------------------------------------------------ API
@@ -259,29 +305,49 @@ def test_http_api_is_throttled_has_cors_and_routes_every_endpoint(cfn_template: 
     cors = body["x-amazon-apigateway-cors"]
     assert "POST" in cors["allowMethods"] and r.resolve(cors["allowOrigins"]) == ["*"]
     routes = {(m.upper(), p) for p, ops in body["paths"].items() for m in ops}
-    assert {("POST", "/estimates"), ("GET", "/model"), ("GET", "/health"), ("GET", "/openapi.json"),
-            ("GET", "/docs"), ("GET", "/")} <= routes
+    assert {
+        ("POST", "/estimates"),
+        ("GET", "/model"),
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/"),
+    } <= routes
 
 
-def test_predict_uses_snapstart_on_a_published_alias_or_provisioned_concurrency(cfn_template: dict[str, Any]) -> None:
+def test_predict_uses_snapstart_on_a_published_alias_or_provisioned_concurrency(
+    cfn_template: dict[str, Any],
+) -> None:
     res = cfn_template["Resources"]
     default = Resolver(cfn_template)
-    assert default.resolve(res["PredictFunction"]["Properties"]["SnapStart"]) == {"ApplyOn": "PublishedVersions"}
+    assert default.resolve(res["PredictFunction"]["Properties"]["SnapStart"]) == {
+        "ApplyOn": "PublishedVersions"
+    }
     alias = next(v for v in res.values() if v["Type"] == "AWS::Lambda::Alias")["Properties"]
     assert alias["Name"] == "live"
     assert default.resolve(alias).get("ProvisionedConcurrencyConfig") is None
     provisioned = Resolver(cfn_template, {"PredictProvisionedConcurrency": 2})
     assert provisioned.resolve(res["PredictFunction"]["Properties"]).get("SnapStart") is None
-    assert provisioned.resolve(alias)["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
+    assert provisioned.resolve(alias)["ProvisionedConcurrencyConfig"] == {
+        "ProvisionedConcurrentExecutions": 2
+    }
     # the API invokes the alias (published versions), where SnapStart applies
-    perms = [v["Properties"] for k, v in res.items() if k.startswith("PredictFunction") and k.endswith("Permission")]
+    perms = [
+        v["Properties"]
+        for k, v in res.items()
+        if k.startswith("PredictFunction") and k.endswith("Permission")
+    ]
     assert perms and all(p["FunctionName"] == {"Ref": "PredictFunctionAliaslive"} for p in perms)
 
 
 # ------------------------------------------------------------------------------------ schedule, logs
-def test_retraining_is_scheduled_weekly_by_default(cfn_template: dict[str, Any], sam_template: dict[str, Any]) -> None:
+def test_retraining_is_scheduled_weekly_by_default(
+    cfn_template: dict[str, Any], sam_template: dict[str, Any]
+) -> None:
     assert sam_template["Parameters"]["RetrainSchedule"]["Default"] == "rate(7 days)"
-    rule = next(v for v in cfn_template["Resources"].values() if v["Type"] == "AWS::Events::Rule")["Properties"]
+    rule = next(v for v in cfn_template["Resources"].values() if v["Type"] == "AWS::Events::Rule")[
+        "Properties"
+    ]
     assert rule["ScheduleExpression"] == {"Ref": "RetrainSchedule"}
     assert rule["Targets"][0]["Arn"] == {"Ref": "RetrainStateMachine"}
     assert json.loads(rule["Targets"][0]["Input"]) == {"trigger": "schedule"}
@@ -296,11 +362,20 @@ def test_every_function_logs_to_its_own_group_with_a_retention(cfn_template: dic
 
 
 def test_parameters_and_outputs(sam_template: dict[str, Any]) -> None:
-    assert {"Stage", "RetrainSchedule", "LogRetentionDays", "ModelRefreshSeconds", "QuarantineExpirationDays",
-            "ApiThrottleBurstLimit", "ApiThrottleRateLimit", "AlarmEmail",
-            "PredictProvisionedConcurrency"} <= set(sam_template["Parameters"])
-    assert {"ApiUrl", "LakeBucket", "RetrainStateMachineArn", "GlueDatabase",
-            "NotificationsTopicArn"} <= set(sam_template["Outputs"])
+    assert {
+        "Stage",
+        "RetrainSchedule",
+        "LogRetentionDays",
+        "ModelRefreshSeconds",
+        "QuarantineExpirationDays",
+        "ApiThrottleBurstLimit",
+        "ApiThrottleRateLimit",
+        "AlarmEmail",
+        "PredictProvisionedConcurrency",
+    } <= set(sam_template["Parameters"])
+    assert {"ApiUrl", "LakeBucket", "RetrainStateMachineArn", "GlueDatabase", "NotificationsTopicArn"} <= set(
+        sam_template["Outputs"]
+    )
 
 
 # ------------------------------------------------------------------------------------ events, deps
@@ -323,20 +398,41 @@ def test_image_requirements_pin_what_the_dev_venv_runs() -> None:
         if line:
             name, version = line.split("==")
             pins[name.lower()] = version
-    assert {"pandas", "numpy", "pyarrow", "awswrangler", "scikit-learn", "scipy", "statsmodels", "matplotlib",
-            "onnx", "onnxruntime", "skl2onnx", "aws-lambda-powertools", "pydantic"} == set(pins)
+    assert {
+        "pandas",
+        "numpy",
+        "pyarrow",
+        "awswrangler",
+        "scikit-learn",
+        "scipy",
+        "statsmodels",
+        "matplotlib",
+        "onnx",
+        "onnxruntime",
+        "skl2onnx",
+        "aws-lambda-powertools",
+        "pydantic",
+    } == set(pins)
     for name, version in pins.items():
         assert importlib.metadata.version(name) == version, name
     # the predict function pins the same numpy/onnxruntime: the served model runs on what was tested
-    predict = dict(line.split("==") for line in (ROOT / "functions" / "predict" / "requirements.txt").read_text()
-                   .splitlines() if "==" in line and not line.startswith("#"))
+    predict = dict(
+        line.split("==")
+        for line in (ROOT / "functions" / "predict" / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     for name in ("numpy", "onnxruntime"):
         assert predict[name] == pins[name]
 
 
 def test_layer_is_pure_python() -> None:
-    reqs = [line for line in (ROOT / "layers" / "rentlake" / "requirements.txt").read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    reqs = [
+        line
+        for line in (ROOT / "layers" / "rentlake" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert reqs == []
-    compiled = [p for p in (ROOT / "layers" / "rentlake" / "rentlake").rglob("*") if p.suffix in (".so", ".pyd")]
+    compiled = [
+        p for p in (ROOT / "layers" / "rentlake" / "rentlake").rglob("*") if p.suffix in (".so", ".pyd")
+    ]
     assert compiled == []

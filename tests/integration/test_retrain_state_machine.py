@@ -164,8 +164,13 @@ class Execution:
     invoked: list[tuple[str, Any]] = field(default_factory=list)
     published: list[dict[str, Any]] = field(default_factory=list)
 
-    def run(self, data: Any, machine: dict[str, Any] | None = None, context: dict[str, Any] | None = None,
-            stop_at: str | None = None) -> Any:
+    def run(
+        self,
+        data: Any,
+        machine: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        stop_at: str | None = None,
+    ) -> Any:
         machine = machine or self.definition
         context = context or {"Execution": {"Input": data}}
         name = machine["StartAt"]
@@ -180,13 +185,18 @@ class Execution:
             if kind == "Fail":
                 raise TaskFailed(state.get("Error", "States.Fail"), state.get("Cause", ""))
             if kind == "Choice":
-                name = next((r["Next"] for r in state["Choices"] if choose(r, data, context)), None) \
+                name = (
+                    next((r["Next"] for r in state["Choices"] if choose(r, data, context)), None)
                     or state["Default"]
+                )
                 continue
             try:
                 if kind == "Pass":
-                    result = render(state["Parameters"], data, context) if "Parameters" in state \
+                    result = (
+                        render(state["Parameters"], data, context)
+                        if "Parameters" in state
                         else state.get("Result", data)
+                    )
                 elif kind == "Task":
                     result = self.task(state, data, context)
                 elif kind == "Map":
@@ -197,8 +207,14 @@ class Execution:
                     result = render(state["ResultSelector"], result, context)
                 data = set_path(data, state.get("ResultPath", "$"), result)
             except TaskFailed as exc:
-                catch = next((c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]
-                              or exc.error in c["ErrorEquals"]), None)
+                catch = next(
+                    (
+                        c
+                        for c in state.get("Catch", [])
+                        if "States.ALL" in c["ErrorEquals"] or exc.error in c["ErrorEquals"]
+                    ),
+                    None,
+                )
                 if catch is None:
                     raise
                 data = set_path(data, catch.get("ResultPath", "$"), {"Error": exc.error, "Cause": exc.cause})
@@ -231,8 +247,12 @@ class Execution:
             assert reader["Resource"] == "arn:aws:states:::s3:listObjectsV2"
             p = reader["Parameters"]
             items = []
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=p["Bucket"], Prefix=p["Prefix"]):
-                items.extend({"Key": o["Key"], "Size": o["Size"], "Etag": o["ETag"]} for o in page.get("Contents", []))
+            for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=p["Bucket"], Prefix=p["Prefix"]
+            ):
+                items.extend(
+                    {"Key": o["Key"], "Size": o["Size"], "Etag": o["ETag"]} for o in page.get("Contents", [])
+                )
         else:
             items = get_path(data, state.get("ItemsPath", "$"), context)
         selected = []
@@ -242,7 +262,7 @@ class Execution:
         batcher = state.get("ItemBatcher")
         if batcher:
             size = batcher["MaxItemsPerBatch"]
-            inputs = [{"Items": selected[i:i + size]} for i in range(0, len(selected), size)]
+            inputs = [{"Items": selected[i : i + size]} for i in range(0, len(selected), size)]
         else:
             inputs = selected
         processor = state.get("ItemProcessor") or state["Iterator"]
@@ -287,7 +307,8 @@ def snapshot(lake: Any) -> tuple[list[tuple[str, str]], Any]:
 
 # ------------------------------------------------------------------------------------------ tests
 def test_new_landing_data_runs_every_stage_in_order_then_a_rerun_changes_nothing(
-        machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any) -> None:
+    machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
     # GIVEN a landed file ingested by the S3-triggered ingest function
     event = put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes())
     assert function("ingest").handler(event, lambda_context)["rows"]["ingested"] == 545
@@ -297,8 +318,9 @@ def test_new_landing_data_runs_every_stage_in_order_then_a_rerun_changes_nothing
     out = machine.run({"trigger": "schedule"})
 
     # THEN the stages ran in order and the gate's decision was published
-    assert [s for s in machine.states if s in ("CleanPending", "Explore", "Train", "Evaluate", "QualityGate")] == [
-        "CleanPending", "Explore", "Train", "Evaluate", "QualityGate"]
+    assert [
+        s for s in machine.states if s in ("CleanPending", "Explore", "Train", "Evaluate", "QualityGate")
+    ] == ["CleanPending", "Explore", "Train", "Evaluate", "QualityGate"]
     assert [a.rsplit("-", 1)[1] for a, _ in machine.invoked] == ["clean", "explore", "train", "evaluate"]
     assert out["clean"]["batches"] == 1
     champion = lake.get_json_or_none("models/champion.json")
@@ -319,8 +341,9 @@ def test_new_landing_data_runs_every_stage_in_order_then_a_rerun_changes_nothing
     assert snapshot(lake) == before
 
 
-def test_each_batch_stage_stays_within_its_own_role(machine: Execution, function: Any, put_landing: Any,
-                                                    lake: Any, lambda_context: Any, recorder: Recorder) -> None:
+def test_each_batch_stage_stays_within_its_own_role(
+    machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any, recorder: Recorder
+) -> None:
     from tests.infra.conftest import role_policy, transform
 
     event = put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes())
@@ -345,14 +368,18 @@ def test_each_batch_stage_stays_within_its_own_role(machine: Execution, function
 
 
 def test_backfill_cleans_every_pending_batch_through_the_distributed_map(
-        machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any) -> None:
+    machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
     # GIVEN two landed files, ingested: two pending batches (plus a rejected object in the ledger)
     data = (SAMPLES / "house_intact.csv").read_bytes()
     lines = data.splitlines(keepends=True)
     half = len(lines) // 2
     ids = []
-    for name, body in (("a.csv", b"".join(lines[:half])), ("b.csv", lines[0] + b"".join(lines[half:])),
-                       ("junk.csv", b"x,y\n1,2\n")):
+    for name, body in (
+        ("a.csv", b"".join(lines[:half])),
+        ("b.csv", lines[0] + b"".join(lines[half:])),
+        ("junk.csv", b"x,y\n1,2\n"),
+    ):
         out = function("ingest").handler(put_landing(name, body), lambda_context)["outcomes"][0]
         ids.append(out["ingestion_id"])
     # WHEN a backfill execution cleans them, in batches of ids, stopping before the model stages
