@@ -277,19 +277,22 @@ def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanPa
 
 def robust_outliers(values: np.ndarray, groups: np.ndarray | None,
                     bounds: dict[Any, dict[str, float]]) -> np.ndarray:
-    """Mask of values outside their group's bounds (the pool's when the group is too small)."""
+    """Mask of values outside their group's bounds (the pool's when the group is too small).
+
+    Works group by group with boolean masks only, so the extra memory is a few bytes a row.
+    """
     out = np.zeros(values.shape, dtype=bool)
     if not bounds:
         return out
-    low = np.full(values.shape, bounds["*"]["low"])
-    high = np.full(values.shape, bounds["*"]["high"])
-    if groups is not None:
-        for label, b in bounds.items():
-            if label == "*":
-                continue
-            sel = groups == label
-            low[sel] = b["low"]
-            high[sel] = b["high"]
-    finite = np.isfinite(values)
-    out[finite] = (values[finite] < low[finite]) | (values[finite] > high[finite])
+    with np.errstate(invalid="ignore"):
+        own = np.zeros(values.shape, dtype=bool)  # rows whose group has its own statistics
+        if groups is not None:
+            for label, b in bounds.items():
+                if label == "*":
+                    continue
+                sel = groups == label
+                own |= sel
+                out |= sel & ((values < b["low"]) | (values > b["high"]))
+        pool = bounds["*"]
+        out |= ~own & ((values < pool["low"]) | (values > pool["high"]))
     return out

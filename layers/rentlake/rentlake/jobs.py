@@ -225,20 +225,19 @@ class _Pass1:
     row_hash: np.ndarray
     key_hash: np.ndarray | None
     robust_value: np.ndarray | None
-    robust_group: np.ndarray | None  # int64 hashes of the group labels (8 bytes a row, not a string)
+    robust_group: np.ndarray | None  # int32 codes of the group labels
 
 
-def _group_codes(labels: np.ndarray, names: dict[int, str]) -> np.ndarray:
-    """Hash group labels to int64 codes, remembering each code's label for the report."""
-    codes = pd.util.hash_array(labels.astype(object)).view("int64")
-    uniq, first = np.unique(codes, return_index=True)
-    for code, i in zip(uniq.tolist(), first.tolist(), strict=True):
-        names.setdefault(code, str(labels[i]))
-    return codes
+def _group_codes(labels: np.ndarray, names: dict[Any, int]) -> np.ndarray:
+    """Small integer codes of group labels (4 bytes a row, not a string), the same across chunks:
+    ``names`` maps each label seen so far to its code."""
+    inverse, uniques = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=False)
+    table = np.array([names.setdefault(u, len(names)) for u in uniques.tolist()], dtype=np.int32)
+    return table[inverse] if len(table) else np.zeros(len(labels), dtype=np.int32)
 
 
 def _first_pass(contract: contracts.Contract, raw: pd.DataFrame, factors: dict[str, float],
-                decimal_comma: bool, group_names: dict[int, str]) -> tuple[pd.DataFrame, _Pass1]:
+                decimal_comma: bool, group_names: dict[Any, int]) -> tuple[pd.DataFrame, _Pass1]:
     typed, reasons = type_chunk(raw, contract, factors=factors, decimal_comma=decimal_comma)
     rh = row_hashes(typed, contract.column_names)
     kh = row_hashes(typed, list(contract.key)) if contract.key else None
@@ -279,7 +278,7 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
                              strict=True))
 
     passes: list[_Pass1] = []
-    group_names: dict[int, str] = {}
+    group_names: dict[Any, int] = {}
     for chunk in lake.iter_batch("raw", dataset, ingest_date=day, ingestion_id=iid):
         _, p1 = _first_pass(contract, chunk, factors, decimal_comma, group_names)
         passes.append(p1)
@@ -289,6 +288,12 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
     row_hash = np.concatenate([p.row_hash for p in passes]) if passes else np.zeros(0, "int64")
     key_hash = (np.concatenate([p.key_hash for p in passes]) if passes and contract.key  # type: ignore[misc]
                 else None)
+    rv = rg = None
+    if contract.robust is not None and n:
+        rv = np.concatenate([p.robust_value for p in passes])  # type: ignore[misc]
+        if contract.robust.group is not None:
+            rg = np.concatenate([p.robust_group for p in passes])  # type: ignore[misc]
+    del passes  # the per-chunk copies: pass 2 recomputes what it needs from the raw chunks
 
     # Exact duplicates: the first valid occurrence stays (in this batch or already clean).
     valid = ~invalid
@@ -310,9 +315,7 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
     # Robust outliers among the rows still standing, against the pool of clean + this batch.
     outlier = np.zeros(n, dtype=bool)
     bounds: dict[str, dict[str, float]] = {}  # per group label, for the report
-    if contract.robust is not None and n:
-        rv = np.concatenate([p.robust_value for p in passes])  # type: ignore[misc]
-        rg = np.concatenate([p.robust_group for p in passes]) if contract.robust.group else None  # type: ignore[misc]
+    if rv is not None:
         keep = valid & ~dup & ~conflict
         pool_v, pool_g = rv[keep], (rg[keep] if rg is not None else None)
         if len(history):
@@ -322,8 +325,10 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
                 hg = _group_codes(contract.robust.group(history), group_names)  # type: ignore[misc]
                 pool_g = np.concatenate([hg, pool_g])  # type: ignore[list-item]
         coded = robust_bounds(pool_v, pool_g, params)
+        del pool_v, pool_g
         outlier = keep & robust_outliers(rv, rg, coded)
-        bounds = {k if k == "*" else group_names[k]: v for k, v in coded.items()}
+        label_of = {code: label for label, code in group_names.items()}
+        bounds = {k if k == "*" else str(label_of[k]): v for k, v in coded.items()}
 
     # Second pass: write clean and quarantined rows, chunk by chunk.
     for zone in ("clean", "quarantine"):
