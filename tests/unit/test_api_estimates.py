@@ -207,7 +207,7 @@ def test_docs_page_is_self_contained(predict: ModuleType) -> None:
         ('{"surface_m2": true}', "surface_m2", "must be a number"),
         ('{"surface_m2": 30, "current_rent_eur": -5}', "current_rent_eur", "must not be negative"),
         ('{"surface_m2": 30, "current_rent_eur": NaN}', "current_rent_eur", "finite"),
-        ('{"surface_m2": 30, "rooms": 2}', "rooms", "unknown field"),
+        ('{"surface_m2": 30, "floor": 2}', "floor", "unknown field"),
         ('{"district": "75006"}', "surface_m2", "required"),
         ('{"surface_m2": 30, "district": 75006}', "district", "must be a string"),
         ('{"surface_m2": 30, "district": ""}', "district", "must not be empty"),

@@ -1,4 +1,8 @@
-"""``rentlake estimate --surface 30``: ask the predict function, exactly as API Gateway would."""
+"""``rentlake estimate --surface 30``: ask the predict function, exactly as API Gateway would.
+
+With ``--quartier``, ``--rooms`` and ``--built`` (and optionally ``--city``, ``--furnished``, ``--year``)
+the answer adds the legal reference rent (encadrement des loyers) beside the market estimate.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,26 @@ def register(sub: Any) -> None:
         metavar="EUR",
         help="rent paid now, €/month: adds a verdict (above/within/below) and a percentile",
     )
+    legal = p.add_argument_group(
+        "legal reference rent (encadrement des loyers)",
+        "give --quartier, --rooms and --built to add the legal reference, minimum and maximum rents "
+        "(and, with --current-rent, a legal verdict); information from the reference table, not legal advice",
+    )
+    legal.add_argument("--city", default=None, help="paris (default) or lille")
+    legal.add_argument(
+        "--quartier",
+        default=None,
+        help="Paris: quartier name or 7-digit code (e.g. Belleville, 7512077); Lille: 9-digit IRIS code",
+    )
+    legal.add_argument("--rooms", default=None, help="main rooms, 1-4 (more than 4 counts as 4)")
+    legal.add_argument(
+        "--built",
+        default=None,
+        metavar="YEAR_OR_PERIOD",
+        help="construction year (e.g. 1965) or period ('Avant 1946', '1946-1970', '1971-1990', 'Apres 1990')",
+    )
+    legal.add_argument("--furnished", action="store_true", default=None, help="furnished letting")
+    legal.add_argument("--year", default=None, help="year of the reference table (default: the latest)")
     p.add_argument("--json", action="store_true", help="print the API's JSON body")
     p.set_defaults(run=run)
 
@@ -76,6 +100,16 @@ def _number(text: str | None) -> float | str | None:
         return text
 
 
+def _integer(text: str | None) -> int | str | None:
+    """An int when the text is a whole number; otherwise the text, so the API names the problem."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    if stripped.lstrip("+-").isdigit():
+        return int(stripped)
+    return text
+
+
 def euros(x: float) -> str:
     """``1190`` -> ``'1 190'`` (French grouping)."""
     return f"{round(x):,}".replace(",", " ")
@@ -93,8 +127,36 @@ def sentence(surface: float, answer: dict[str, Any], current: float | None) -> s
         pct = answer.get("percentile")
         extra = f" (higher than {pct:.0f} % of comparable rents)" if pct is not None else ""
         lines.append(f"At {euros(current)} €/month you pay {where} the market interval{extra}.")
+    lines += legal_lines(answer)
     lines += [f"warning: {w}" for w in answer.get("warnings", [])]
     return "\n".join(lines)
+
+
+_LEGAL_VERDICT = {
+    "above_max": "above the legal maximum",
+    "within": "between the legal minimum and maximum",
+    "below_min": "below the legal minimum",
+}
+
+
+def legal_lines(answer: dict[str, Any]) -> list[str]:
+    """The legal reference rent's lines of the human answer (or the hint)."""
+    lg = answer.get("legal")
+    if not lg:
+        hint = answer.get("legal_hint")
+        return [f"legal: {hint}"] if hint else []
+    q = lg["quartier"]
+    lines = [
+        f"Legal reference rent ({lg['city'].title()} {lg['year']}, {q['name']} {q['code']}, {lg['rooms']} "
+        f"room(s), {lg['period']}, {'furnished' if lg['furnished'] else 'unfurnished'}): "
+        f"{lg['ref_eur_m2']:g} €/m² -> {lg['ref_rent_eur']:.2f} €/month; legal band "
+        f"{lg['min_rent_eur']:.2f}–{lg['max_rent_eur']:.2f} €/month "
+        f"({lg['min_eur_m2']:g}–{lg['max_eur_m2']:g} €/m²)."
+    ]
+    if lg.get("verdict"):
+        lines.append(f"At {euros(lg['current_rent_eur'])} €/month you pay {_LEGAL_VERDICT[lg['verdict']]}.")
+    lines.append(lg["notice"])
+    return lines
 
 
 def error_message(payload: Any, status: int) -> str:
@@ -112,6 +174,15 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         listing["district"] = args.district
     if args.current_rent is not None:
         listing["current_rent_eur"] = _number(args.current_rent)
+    legal_fields = {
+        "city": getattr(args, "city", None),
+        "quartier": getattr(args, "quartier", None),
+        "rooms": _integer(getattr(args, "rooms", None)),
+        "built": _integer(getattr(args, "built", None)),
+        "furnished": getattr(args, "furnished", None),
+        "year": _integer(getattr(args, "year", None)),
+    }
+    listing.update({k: v for k, v in legal_fields.items() if v is not None})
     event = http_api_event(
         "POST", "/estimates", json.dumps(listing), headers={"content-type": "application/json"}
     )

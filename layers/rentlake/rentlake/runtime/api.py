@@ -1,6 +1,7 @@
 """The estimates HTTP API: Powertools resolver for API Gateway HTTP API (payload v2), pydantic models.
 
-Routes: ``POST /estimates``, ``GET /model``, ``GET /health``, ``GET /openapi.json``, ``GET /docs``.
+Routes: ``POST /estimates``, ``GET /model``, ``GET /quartiers``, ``GET /plot-data``, ``GET /health``,
+``GET /openapi.json``, ``GET /docs`` and ``GET /`` (the tenant page, :mod:`rentlake.runtime.page`).
 Every refusal is a 4xx (or a 503 while no model can be served) with the body
 ``{"error": {"code", "message", "fields": [{"field", "problem"}]}}``; nothing else leaks (no stack
 trace, no internal path).
@@ -24,8 +25,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from rentlake.runtime import legal, page
 from rentlake.runtime.errors import ApiError, FieldProblem, ModelUnavailable
-from rentlake.runtime.estimate import estimate
+from rentlake.runtime.estimate import TABLE_UNAVAILABLE, estimate
 from rentlake.runtime.model import ChampionCache, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -73,14 +75,57 @@ District = Annotated[
 ]
 
 
+City = Annotated[
+    str,
+    Field(
+        strict=True,
+        min_length=1,
+        max_length=32,
+        description="City of the legal reference table: `paris` (default) or `lille`.",
+        examples=["paris"],
+    ),
+]
+Quartier = Annotated[
+    str | int,
+    Field(
+        description="Paris: the quartier's name (accents, case, 'St'/'Saint' do not matter) or its 7-digit "
+        "code (751AAQQ); Lille: the 9-digit IRIS code. See `GET /quartiers`.",
+        examples=["Belleville"],
+    ),
+]
+Rooms = Annotated[
+    int,
+    Field(strict=True, description="Main rooms, 1-4; more than 4 counts as 4.", examples=[2]),
+]
+Built = Annotated[
+    int | str,
+    Field(
+        description="Construction year, or one of the periods 'Avant 1946', '1946-1970', '1971-1990', "
+        "'Apres 1990'.",
+        examples=[1965],
+    ),
+]
+Furnished = Annotated[bool, Field(description="Furnished letting (default false).", examples=[False])]
+LegalYear = Annotated[
+    int,
+    Field(strict=True, description="Year of the reference table (default: the latest).", examples=[2017]),
+]
+
+
 class Listing(BaseModel):
-    """One listing to estimate."""
+    """One listing to estimate; ``quartier``, ``rooms`` and ``built`` together add the legal answer."""
 
     model_config = ConfigDict(extra="forbid")
 
     surface_m2: Surface
     district: District | None = None
     current_rent_eur: Rent | None = None
+    city: City | None = None
+    quartier: Quartier | None = None
+    rooms: Rooms | None = None
+    built: Built | None = None
+    furnished: Furnished | None = None
+    year: LegalYear | None = None
 
 
 class ListingBatch(BaseModel):
@@ -118,8 +163,39 @@ class Interval(BaseModel):
     level: float = Field(description="Probability of the interval.", examples=[0.9])
 
 
+class QuartierRef(BaseModel):
+    name: str = Field(examples=["Belleville"])
+    code: str = Field(examples=["7512077"])
+
+
+class LegalAnswer(BaseModel):
+    """The legal reference rent (encadrement des loyers) of the listing, read from the reference table.
+
+    Information from the official table, not legal advice (``notice``). Amounts exclude charges.
+    """
+
+    ref_eur_m2: float = Field(description="Reference rent, €/m²/month.", examples=[28.4])
+    min_eur_m2: float = Field(description="Minimum ('loyer de référence minoré'), €/m²/month.")
+    max_eur_m2: float = Field(description="Maximum ('loyer de référence majoré'), €/m²/month.")
+    ref_rent_eur: float | None = Field(None, description="Reference rent × surface, €/month (to the cent).")
+    min_rent_eur: float | None = Field(None, description="Minimum × surface, €/month.")
+    max_rent_eur: float | None = Field(None, description="Maximum × surface, €/month.")
+    year: int = Field(description="Year of the table used.", examples=[2017])
+    source: str = Field(description="The table's source.")
+    city: Literal["PARIS", "LILLE"]
+    quartier: QuartierRef
+    rooms: int = Field(description="Room class used (1-4).")
+    period: str = Field(description="Construction period used.", examples=["1946-1970"])
+    furnished: bool
+    current_rent_eur: float | None = Field(None, description="The rent given, when given.")
+    verdict: Literal["above_max", "within", "below_min"] | None = Field(
+        None, description="Where the current rent stands against the legal band (bounds included)."
+    )
+    notice: str = Field(description="Information from the reference table, not legal advice.")
+
+
 class Estimate(BaseModel):
-    """The answer for one listing (money rounded to the euro)."""
+    """The answer for one listing (money rounded to the euro; legal amounts to the cent)."""
 
     rent_eur: int = Field(description="Estimated rent, €/month.", examples=[1190])
     interval: Interval
@@ -130,6 +206,16 @@ class Estimate(BaseModel):
     )
     percentile: float | None = Field(
         None, description="Percentile of the current rent in the predictive distribution (0-100)."
+    )
+    legal: LegalAnswer | None = Field(
+        None,
+        description="The legal reference rent, when the listing gives quartier, rooms and built (and the "
+        "model carries a reference table). With current_rent_eur it adds a legal verdict.",
+    )
+    legal_hint: str | None = Field(
+        None,
+        description="Instead of `legal`: the fields that would add the legal answer, or why the reference "
+        "table is unavailable.",
     )
 
 
@@ -162,6 +248,35 @@ class ModelInfo(BaseModel):
     features: list[str]
     feature_ranges: dict[str, Any]
     interval: dict[str, Any]
+    legal: dict[str, Any] = Field(
+        description="The legal reference table served with the model: `available`, `years` per city, "
+        "`source`, or `problem` when it could not be loaded."
+    )
+
+
+class QuartierList(BaseModel):
+    city: Literal["PARIS", "LILLE"]
+    years: list[int]
+    quartiers: list[QuartierRef]
+    hint: str | None = None
+
+
+class BandPoint(BaseModel):
+    surface_m2: float
+    rent_eur: float
+    low: float
+    high: float
+
+
+class PlotData(BaseModel):
+    model_version: str
+    level: float
+    surface_range: list[float]
+    district: str | None
+    band: list[BandPoint] = Field(description="The model's estimate and interval over the surface range.")
+    points: list[list[float]] = Field(
+        description="Up to 500 training listings as [surface_m2, rent_eur], when the model card has them."
+    )
 
 
 class Health(BaseModel):
@@ -325,7 +440,12 @@ class EstimatesResolver(APIGatewayHttpResolver):
             self._openapi_json = self.get_openapi_json_schema(
                 title=API_TITLE,
                 version=API_VERSION,
-                description='Paris monthly rent estimates with a 90 % interval: "am I paying too much?"',
+                description='Paris monthly rent estimates with a 90 % interval: "am I paying too much?". '
+                "Give `quartier`, `rooms` and `built` (optionally `city`, `furnished`, `year`) to get, "
+                "beside the market estimate, the legal reference rent (`legal`: reference, minimum and "
+                "maximum per m² and for the surface, and with `current_rent_eur` a legal verdict); "
+                "without them the answer carries `legal_hint`. The legal block is information read from "
+                "the official reference table (encadrement des loyers), not legal advice.",
             )
         return self._openapi_json
 
@@ -365,7 +485,96 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         "features": model.card.features,
         "feature_ranges": card.get("feature_ranges") or {},
         "interval": card.get("interval") or {"level": model.card.interval_level},
+        "legal": legal_info(model),
     }
+
+
+def legal_info(model: LoadedModel) -> dict[str, Any]:
+    """What ``GET /model`` says about the reference table served with the champion."""
+    table = model.legal
+    if table is None:
+        return {
+            "available": False,
+            "problem": TABLE_UNAVAILABLE if model.legal_problem else legal.hint(available=False),
+        }
+    return {
+        "available": True,
+        "years": {city.lower(): table.years(city) for city in table.cities},
+        "source": table.source.get("dataset") if isinstance(table.source, dict) else None,
+        "fields": ["city", "quartier", "rooms", "built", "furnished", "year"],
+    }
+
+
+def quartier_list(model: LoadedModel, city: str | None) -> dict[str, Any]:
+    """``GET /quartiers``: names and codes of a city's quartiers (Lille: IRIS codes) in the legal table.
+
+    Raises
+    ------
+    ApiError
+        422 naming ``city`` for a city the table does not cover.
+    """
+    try:
+        key = legal.normalise_city(city)
+    except legal.LegalLookupError as exc:
+        raise ApiError(422, "invalid_request", exc.args[0], [FieldProblem(exc.field, exc.message)]) from exc
+    table = model.legal
+    if table is None or key not in table.cities:
+        hint = TABLE_UNAVAILABLE if model.legal_problem else legal.hint(available=False)
+        return {"city": key, "years": [], "quartiers": [], "hint": hint}
+    names = table.cities[key].names
+    rows = sorted(({"name": n, "code": c} for c, n in names.items()), key=lambda q: (q["name"], q["code"]))
+    return {"city": key, "years": table.years(key), "quartiers": rows, "hint": None}
+
+
+PLOT_GRID = 48
+MAX_PLOT_POINTS = 500
+
+
+def plot_data(model: LoadedModel, district: str | None) -> dict[str, Any]:
+    """``GET /plot-data``: the model's band over the trained surface range, and training points if any.
+
+    The band is evaluated by the ONNX model itself over a grid of :data:`PLOT_GRID` surfaces (one
+    inference call); the points come from the card's ``plot_sample`` (``[[surface_m2, rent_eur], ...]``
+    or ``[{"surface_m2", "rent_eur"}, ...]``), at most :data:`MAX_PLOT_POINTS`, and are empty otherwise.
+    """
+    lo = model.card.surface_min if model.card.surface_min is not None else 9.0
+    hi = model.card.surface_max if model.card.surface_max is not None else 250.0
+    lo, hi = max(lo, 1.0), max(hi, lo + 1.0)
+    step = (hi - lo) / (PLOT_GRID - 1)
+    grid = [lo + i * step for i in range(PLOT_GRID)]
+    districts = None
+    if model.uses_district:
+        districts = [district or ""] * PLOT_GRID
+    rent, low, high = model.predict(grid, districts)  # type: ignore[arg-type]
+    band = [
+        {"surface_m2": round(s, 2), "rent_eur": round(r, 1), "low": round(a, 1), "high": round(b, 1)}
+        for s, r, a, b in zip(grid, rent.tolist(), low.tolist(), high.tolist(), strict=True)
+    ]
+    return {
+        "model_version": model.version,
+        "level": model.card.interval_level,
+        "surface_range": [lo, hi],
+        "district": district if model.uses_district else None,
+        "band": band,
+        "points": _card_points(model.card.raw.get("plot_sample")),
+    }
+
+
+def _card_points(sample: Any) -> list[list[float]]:
+    """Training points from the card, tolerant of its two shapes; anything else gives none."""
+    out: list[list[float]] = []
+    if not isinstance(sample, list):
+        return out
+    for p in sample[:MAX_PLOT_POINTS]:
+        if isinstance(p, Mapping):
+            s, r = p.get("surface_m2"), p.get("rent_eur")
+        elif isinstance(p, (list, tuple)) and len(p) >= 2:
+            s, r = p[0], p[1]
+        else:
+            continue
+        if isinstance(s, (int, float)) and isinstance(r, (int, float)) and s > 0 and r > 0:
+            out.append([float(s), float(r)])
+    return out
 
 
 def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) -> EstimatesResolver:
@@ -402,7 +611,7 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
         if isinstance(request, ListingBatch):
             answers = estimate(model, request.listings)
             return _json(200, {"estimates": answers, "model_version": model.version})
-        return _json(200, estimate(model, [request])[0])
+        return _json(200, estimate(model, [request], batch=False)[0])
 
     @app.get(
         "/model",
@@ -415,6 +624,50 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
     )
     def get_model():  # noqa: ANN202
         return _json(200, model_info(app.champion.get()))
+
+    @app.get(
+        "/quartiers",
+        summary="Quartiers of the legal reference table (names and codes), for autocompletion",
+        description="`?city=paris` (default) lists Paris quartiers (7-digit codes); `?city=lille` lists "
+        "Lille's IRIS codes with their quartier names.",
+        responses={
+            200: {"description": "The quartiers.", "content": {JSON: {"model": QuartierList}}},
+            **_error_responses(422, 503),
+        },
+        tags=["legal"],
+    )
+    def get_quartiers():  # noqa: ANN202
+        city = app.current_event.get_query_string_value("city")
+        return _json(200, quartier_list(app.champion.get(), city))
+
+    @app.get(
+        "/plot-data",
+        summary="The market plot: the model's estimate and 90 % band over the surface range (+ points)",
+        description="`?district=75011` when the model uses the district.",
+        responses={
+            200: {"description": "The curve.", "content": {JSON: {"model": PlotData}}},
+            **_error_responses(503),
+        },
+        tags=["model"],
+    )
+    def get_plot_data():  # noqa: ANN202
+        district = app.current_event.get_query_string_value("district") or None
+        if district is not None and len(district) > 64:
+            problem = FieldProblem("district", "at most 64 characters")
+            raise ApiError(422, "invalid_request", "invalid request: district", [problem])
+        return _json(200, plot_data(app.champion.get(), district))
+
+    @app.get("/", include_in_schema=False)
+    def get_page():  # noqa: ANN202
+        # The page needs no model: it asks /model, /quartiers and /estimates itself.
+        event = app.current_event
+        lang = page.pick_language(event.get_query_string_value("lang"), event.headers.get("accept-language"))
+        return Response(
+            status_code=200,
+            content_type="text/html; charset=utf-8",
+            body=page.render(lang),
+            headers={"Content-Language": lang, "Vary": "Accept-Language", "Cache-Control": "no-cache"},
+        )
 
     @app.get(
         "/health",
@@ -433,7 +686,7 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
     # The Swagger UI's JS and CSS ship inside Powertools and are inlined in the page: no CDN, no network.
     app.enable_swagger(path="/docs", title=API_TITLE, version=API_VERSION)
 
-    routes = {"/estimates", "/model", "/health", "/openapi.json", "/docs"}
+    routes = {"/estimates", "/model", "/quartiers", "/plot-data", "/health", "/openapi.json", "/docs", "/"}
 
     @app.exception_handler(ApiError)
     def on_api_error(exc: ApiError) -> Response:

@@ -1,7 +1,12 @@
 """Listings in, answers out: one vectorised inference, then warnings, verdicts and rounding.
 
 Money is rounded to the whole euro everywhere (an estimate to the cent would claim a precision the
-model does not have); percentiles to 0.1.
+model does not have); percentiles to 0.1. The legal reference rent (:mod:`rentlake.runtime.legal`) is
+read from the table, to the cent, as published.
+
+Each answer carries either ``legal`` (the listing gave ``quartier``, ``rooms`` and ``built`` and the
+champion has a reference table) or ``legal_hint`` (a sentence naming the missing fields, or saying the
+table is unavailable); the market ``verdict`` is answered beside it in both cases.
 """
 
 from __future__ import annotations
@@ -12,8 +17,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rentlake.runtime import legal
 from rentlake.runtime.errors import ApiError, FieldProblem
 from rentlake.runtime.model import LoadedModel
+
+TABLE_UNAVAILABLE = (
+    "the legal reference table could not be loaded with this model: the legal reference rent is "
+    "unavailable for now (the market estimate is not affected)"
+)
+# The fields of a listing the legal lookup reads (besides surface_m2 and current_rent_eur).
+LEGAL_REQUEST_FIELDS = ("city", "quartier", "rooms", "built", "furnished", "year")
 
 
 class ListingLike(Protocol):
@@ -22,6 +35,7 @@ class ListingLike(Protocol):
     surface_m2: float
     district: str | None
     current_rent_eur: float | None
+    # Optional legal fields (city, quartier, rooms, built, furnished, year) are read with getattr.
 
 
 def percentile_of(rent: float, low: float, high: float, z: float, scale: str) -> float | None:
@@ -94,7 +108,58 @@ def listing_warnings(model: LoadedModel, surface: float, district: str | None) -
     return out
 
 
-def estimate(model: LoadedModel, listings: Sequence[ListingLike]) -> list[dict[str, Any]]:
+def legal_request(item: ListingLike) -> dict[str, Any]:
+    """The legal lookup's request fields of one listing (absent ones as None)."""
+    req = {f: getattr(item, f, None) for f in LEGAL_REQUEST_FIELDS}
+    req["surface_m2"] = item.surface_m2
+    req["current_rent_eur"] = item.current_rent_eur
+    return req
+
+
+def _check_given(req: dict[str, Any]) -> None:
+    """Refuse the legal fields given with a wrong value even when the set is incomplete."""
+    if req.get("city") not in (None, ""):
+        legal.normalise_city(req["city"])
+    if req.get("rooms") not in (None, ""):
+        legal.normalise_rooms(req["rooms"])
+    if req.get("built") not in (None, ""):
+        legal.normalise_built(req["built"])
+    legal.normalise_furnished(req.get("furnished"))
+
+
+def legal_part(model: LoadedModel, item: ListingLike) -> dict[str, Any]:
+    """``{"legal": {...}}`` or ``{"legal_hint": "..."}`` for one listing.
+
+    Parameters
+    ----------
+    model
+        The champion (its ``legal`` table, or ``legal_problem`` when the table failed to load).
+    item
+        The listing.
+
+    Returns
+    -------
+    dict
+        The keys to merge into the listing's answer.
+
+    Raises
+    ------
+    rentlake.runtime.legal.LegalLookupError
+        A legal field given with a value the table cannot answer for (``field`` names it).
+    """
+    req = legal_request(item)
+    missing = legal.missing_fields(req)
+    if missing:
+        _check_given(req)  # "rooms": 0 is wrong whether or not the quartier is given
+        return {"legal_hint": legal.hint(missing)}
+    if model.legal is None:
+        return {"legal_hint": TABLE_UNAVAILABLE if model.legal_problem else legal.hint(available=False)}
+    return legal.attach(model.legal, req)
+
+
+def estimate(
+    model: LoadedModel, listings: Sequence[ListingLike], *, batch: bool = True
+) -> list[dict[str, Any]]:
     """Answer a batch of listings with one onnxruntime call.
 
     Parameters
@@ -103,18 +168,21 @@ def estimate(model: LoadedModel, listings: Sequence[ListingLike]) -> list[dict[s
         The champion to use.
     listings
         Validated listings (surface > 0 and finite, rent >= 0 when given).
+    batch
+        Whether the request was a batch: refusals then name ``listings[i].field``, else ``field``.
 
     Returns
     -------
     list of dict
         One answer per listing, in order: ``rent_eur``, ``interval`` (``low``, ``high``, ``level``),
-        ``model_version``, ``warnings`` and, when ``current_rent_eur`` was given, ``verdict`` and
-        ``percentile``.
+        ``model_version``, ``warnings``, when ``current_rent_eur`` was given ``verdict`` and
+        ``percentile``, and ``legal`` or ``legal_hint`` (see :func:`legal_part`).
 
     Raises
     ------
     ApiError
-        422 when the model returns a non-finite estimate for a listing.
+        422 when the model returns a non-finite estimate for a listing, or when a legal field has a value
+        the reference table cannot answer for (each such field named, with what it accepts).
     """
     n = len(listings)
     surface = np.fromiter((x.surface_m2 for x in listings), dtype=np.float32, count=n)
@@ -129,10 +197,16 @@ def estimate(model: LoadedModel, listings: Sequence[ListingLike]) -> list[dict[s
     level = card.interval_level
     answers: list[dict[str, Any]] = []
     bad: list[FieldProblem] = []
+    refused: list[FieldProblem] = []
     for i, item in enumerate(listings):
         r, lo, hi = rent_l[i], low_l[i], high_l[i]
         if not (math.isfinite(r) and math.isfinite(lo) and math.isfinite(hi)):
             bad.append(FieldProblem(f"listings[{i}].surface_m2", "the model returned no finite estimate"))
+            continue
+        try:
+            extra = legal_part(model, item)
+        except legal.LegalLookupError as exc:
+            refused.append(FieldProblem(f"listings[{i}].{exc.field}" if batch else exc.field, exc.message))
             continue
         answer: dict[str, Any] = {
             "rent_eur": round(r),
@@ -145,7 +219,14 @@ def estimate(model: LoadedModel, listings: Sequence[ListingLike]) -> list[dict[s
             answer["verdict"] = verdict_of(current, lo, hi)
             pct = percentile_of(current, lo, hi, model.z, card.interval_scale)
             answer["percentile"] = None if pct is None else round(pct, 1)
+        answer.update(extra)
         answers.append(answer)
+    if refused:
+        names = ", ".join(f.field for f in refused[:5]) + (" …" if len(refused) > 5 else "")
+        message = f"invalid request: {names}"
+        if len(refused) == 1:
+            message = f"invalid request: {refused[0].field}: {refused[0].problem}"
+        raise ApiError(422, "invalid_request", message, refused + bad)
     if bad:
         raise ApiError(422, "cannot_estimate", "the model cannot estimate some listings", bad)
     return answers

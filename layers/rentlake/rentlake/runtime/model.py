@@ -8,6 +8,7 @@ already holds the old one finishes with it). A refresh that fails keeps the old 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -21,7 +22,9 @@ import numpy as np
 import onnxruntime as ort
 
 from rentlake.lake import Lake, LakeError, ObjectNotFound, keys
+from rentlake.runtime import legal as legal_mod
 from rentlake.runtime.errors import ModelUnavailable
+from rentlake.runtime.legal import LegalTable, LegalTableError
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +111,9 @@ class LoadedModel:
     pointer: dict[str, Any]
     uses_district: bool
     z: float  # half-width of the interval in standard deviations, from the card's level
+    legal: LegalTable | None = field(default=None, repr=False)
+    # Why the champion's legal table could not be loaded (None: loaded, or the champion names none).
+    legal_problem: str | None = None
 
     @property
     def version(self) -> str:
@@ -251,6 +257,35 @@ def read_pointer(lake: Lake) -> dict[str, Any]:
     return pointer
 
 
+def load_legal(
+    lake: Lake, pointer: Mapping[str, Any], card: Mapping[str, Any]
+) -> tuple[LegalTable | None, str | None]:
+    """The legal reference table a champion names, or why it cannot be had; never raises.
+
+    Parameters
+    ----------
+    lake
+        The lake holding ``legal_key``.
+    pointer
+        The champion pointer (``legal_key``, ``legal_sha256`` at its top level).
+    card
+        The model card (the same fields under ``legal``), used when the pointer names no table.
+
+    Returns
+    -------
+    tuple
+        ``(table, None)``; ``(None, None)`` when the champion has no table; ``(None, reason)`` when the
+        table is corrupt, of another format, or unreadable: the estimate is then answered without it.
+    """
+    source: Mapping[str, Any] = pointer if pointer.get("legal_key") else card
+    try:
+        return legal_mod.load_for_champion(lake, source), None
+    except (LegalTableError, LakeError) as exc:
+        version = pointer.get("version", "?")
+        logger.error("champion %s: legal reference table unavailable: %s", version, exc)
+        return None, str(exc)
+
+
 def _fetch(lake: Lake, pointer: Mapping[str, Any]) -> LoadedModel:
     version = str(pointer.get("version", "?"))
     try:
@@ -261,12 +296,19 @@ def _fetch(lake: Lake, pointer: Mapping[str, Any]) -> LoadedModel:
         raise ModelUnavailable(f"champion {version}: a file it points to is missing", str(exc)) from exc
     except LakeError as exc:
         raise ModelUnavailable(f"champion {version}: cannot read its files", str(exc)) from exc
-    return build_model(pointer, model_bytes, card)
+    model = build_model(pointer, model_bytes, card)
+    table, problem = load_legal(lake, pointer, card if isinstance(card, Mapping) else {})
+    return dataclasses.replace(model, legal=table, legal_problem=problem)
 
 
-def _identity(pointer: Mapping[str, Any]) -> tuple[str, str, str]:
-    """What makes two pointers name the same model."""
-    return (str(pointer.get("version")), str(pointer.get("model_key")), str(pointer.get("sha256")).lower())
+def _identity(pointer: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """What makes two pointers name the same model (and the same legal table)."""
+    return (
+        str(pointer.get("version")),
+        str(pointer.get("model_key")),
+        str(pointer.get("sha256")).lower(),
+        str(pointer.get("legal_sha256") or ""),
+    )
 
 
 class ChampionCache:
@@ -372,6 +414,8 @@ class ChampionCache:
             return
         ident = _identity(pointer)
         if self._current is not None and _identity(self._current.pointer) == ident:
+            if self._current.legal_problem is not None:  # e.g. a throttled GET: try the table again
+                self._retry_legal(self._current)
             return
         if ident in self._bad:
             self._fail(self._bad[ident], log=False)
@@ -389,6 +433,12 @@ class ChampionCache:
             "champion loaded",
             extra={"model_version": model.version, "previous": old.version if old else None},
         )
+
+    def _retry_legal(self, current: LoadedModel) -> None:
+        table, problem = load_legal(self.lake, current.pointer, current.card.raw)
+        if problem is None:
+            self._current = dataclasses.replace(current, legal=table, legal_problem=None)
+            logger.info("legal reference table loaded", extra={"model_version": current.version})
 
     def _fail(self, error: ModelUnavailable, *, log: bool = True) -> None:
         self._last_error = error
