@@ -89,7 +89,8 @@ def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion:
     assert datetime.fromisoformat(card["trained_at"]).tzinfo is not None
     assert card["features"] == ["surface_m2"]
     assert card["feature_ranges"]["surface_m2"]["min"] >= 9 and card["feature_ranges"]["district"] == []
-    assert card["interval"]["level"] == 0.9 and card["interval"]["scale"] == "log" and card["interval"]["method"]
+    assert card["interval"]["level"] == 0.9 and card["interval"]["scale"] == "log"
+    assert card["interval"]["method"]
     assert card["metrics"]["mae"] == pytest.approx(trained["metrics"]["mae"])
     batch = lake.committed_batches("listings")[0]
     ingestion = lake.get_json(f"raw/_ingestions/{batch['ingestion_id']}.json")
@@ -97,7 +98,8 @@ def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion:
     assert lineage_batch["ingestion_id"] == batch["ingestion_id"]
     assert lineage_batch["source_key"] == "landing/house_intact.csv"
     assert lineage_batch["source_sha256"] == ingestion["source_sha256"]
-    assert lineage_batch["source_sha256"] == hashlib.sha256((SAMPLES / "house_intact.csv").read_bytes()).hexdigest()
+    sample_sha = hashlib.sha256((SAMPLES / "house_intact.csv").read_bytes()).hexdigest()
+    assert lineage_batch["source_sha256"] == sample_sha
     assert card["data"]["lineage"] == card["lineage"]
 
     # AND the held-out rows are stored, and re-scoring them gives the card's metrics
@@ -172,7 +174,8 @@ def test_new_clean_data_trains_a_challenger_judged_on_the_same_rows(champion: di
     assert evaluated["champion"]["version"] == champion["train"]["version"]
     assert evaluated["champion"]["metrics"]["n"] == evaluated["metrics"]["n"] == trained["sizes"]["test"]
     pointer = course_lake.get_json("models/champion.json")
-    assert pointer["version"] == (trained["version"] if evaluated["promoted"] else champion["train"]["version"])
+    expected = trained["version"] if evaluated["promoted"] else champion["train"]["version"]
+    assert pointer["version"] == expected
 
 
 def test_worse_challenger_is_refused_and_the_champion_stays(champion: dict[str, Any], function: Any,
@@ -192,7 +195,7 @@ def test_worse_challenger_is_refused_and_the_champion_stays(champion: dict[str, 
     bad.test_set = registry.read_test_set(lake, v1)
     registry.save_version(lake, bad, lineage={"batches": []})
     # WHEN the evaluate function judges it
-    evaluated = function("evaluate").handler({"version": bad.version}, lambda_context)
+    evaluated = function("evaluate").handler(load_event("evaluate", VERSION=bad.version), lambda_context)
     # THEN the gate refuses it with the MAE comparison among its reasons, and nothing switched
     assert evaluated["promoted"] is False and evaluated["gate"]["decision"] == "keep"
     assert evaluated["champion"]["version"] == v1

@@ -161,11 +161,13 @@ def test_legal_lookup_follows_promotion_and_rollback(lake: Any, two_versions: tu
         lk.put_bytes(key, data)
         return {"legal_key": key, "legal_sha256": hashlib.sha256(data).hexdigest(), "years": [2017]}
 
-    monkeypatch.setitem(sys.modules, "rentlake.reference", types.SimpleNamespace(attach_to_model=attach_to_model))
+    fake = types.SimpleNamespace(attach_to_model=attach_to_model)
+    monkeypatch.setitem(sys.modules, "rentlake.reference", fake)
     v1, v2 = two_versions
     p1 = registry.promote(lake, v1, reason="first")
     p2 = registry.promote(lake, v2, reason="second")
-    assert p2["legal_key"] == f"models/{v2}/legal.json" and registry.read_card(lake, v2)["legal"]["years"] == [2017]
+    assert p2["legal_key"] == f"models/{v2}/legal.json"
+    assert registry.read_card(lake, v2)["legal"]["years"] == [2017]
     # WHEN rolled back THEN the pointer names v1's own lookup again
     back = registry.rollback(lake)
     assert (back["legal_key"], back["legal_sha256"]) == (p1["legal_key"], p1["legal_sha256"])

@@ -355,7 +355,8 @@ def evaluate(lake: Lake, version: str, *, tolerance: float = 0.05, promote: bool
             champion["metrics"] = champion_metrics
 
     decision = gate.decide(challenger, champion_metrics, gate_diagnostics(card), tolerance=tolerance)
-    if pointer is not None and str(pointer.get("sha256", "")).lower() == hashlib.sha256(onnx_bytes).hexdigest():
+    same_graph = hashlib.sha256(onnx_bytes).hexdigest() == str((pointer or {}).get("sha256", "")).lower()
+    if pointer is not None and same_graph:
         # Retraining unchanged data (--force) gives the same graph: promoting it would only churn the pointer.
         decision.passed = False
         decision.reasons.append(f"the challenger's model is identical to champion {pointer.get('version')}'s "

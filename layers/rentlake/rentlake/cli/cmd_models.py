@@ -26,10 +26,13 @@ def register(sub: Any) -> None:
                          description="One line per registry version, oldest first; '*' marks the champion.")
     lp.add_argument("--json", action="store_true", help="print a JSON list")
     lp.set_defaults(run=run_list, needs_lake=True)
-    pp = msub.add_parser("promote", help="make VERSION the champion (manual: the gate is not consulted)",
-                         description="Make VERSION the champion by hand: its files and sha256 are checked, the "
-                         "reference-rent lookup is attached when available, the switch is recorded in the "
-                         "history (so 'models rollback' undoes it). The quality gate is NOT consulted.")
+    pp = msub.add_parser(
+        "promote",
+        help="make VERSION the champion (manual: the gate is not consulted)",
+        description="Make VERSION the champion by hand: its files and sha256 are checked, the "
+        "reference-rent lookup is attached when available, the switch is recorded in the history (so "
+        "'models rollback' undoes it). The quality gate is NOT consulted.",
+    )
     pp.add_argument("version", metavar="VERSION")
     pp.add_argument("--json", action="store_true", help="print the new pointer")
     pp.set_defaults(run=run_promote, needs_lake=True)
@@ -59,8 +62,9 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     for r in rows:
         m = r["metrics"]
         mark = "*" if r["champion"] else " "
-        print(f"{mark} {r['version']:32} {str(r['trained_at'])[:19]:20} {str(r['model_name']):13} "
-              f"{_num(m.get('mae'), '.0f'):>7} {_num(m.get('r2'), '.2f'):>5} {_num(m.get('coverage'), '.2f'):>5}"
+        cells = (f"{_num(m.get('mae'), '.0f'):>7} {_num(m.get('r2'), '.2f'):>5} "
+                 f"{_num(m.get('coverage'), '.2f'):>5}")
+        print(f"{mark} {r['version']:32} {str(r['trained_at'])[:19]:20} {str(r['model_name']):13} {cells}"
               f"  {r['gate'] or 'not evaluated'}", file=ctx.out)
     champion = next((r["version"] for r in rows if r["champion"]), None)
     print(f"champion: {champion or 'none'} ({ctx.where(keys.champion())})", file=ctx.out)
@@ -75,7 +79,8 @@ def _switched(ctx: Context, args: argparse.Namespace, pointer: dict[str, Any], w
     if args.json:
         ctx.emit_json(pointer)
     else:
-        print(f"{what}: champion is now {pointer['version']} (sha256 {pointer['sha256'][:12]}…)", file=ctx.out)
+        print(f"{what}: champion is now {pointer['version']} (sha256 {pointer['sha256'][:12]}…)",
+              file=ctx.out)
         print(f"  pointer: {ctx.where(keys.champion())}", file=ctx.out)
     return 0
 

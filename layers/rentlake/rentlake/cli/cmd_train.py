@@ -28,15 +28,17 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", default="listings", help="dataset to train on (default: listings)")
     p.add_argument("--seed", type=int, default=None, help="seed of the split and folds (default 42)")
     p.add_argument("--force", action="store_true", help="train even if the clean data has not changed")
-    p.add_argument("--no-promote", action="store_true", help="evaluate and gate, but never switch the champion")
+    p.add_argument("--no-promote", action="store_true",
+                   help="evaluate and gate, but never switch the champion")
     p.add_argument("--tolerance", type=float, default=None,
                    help="allowed relative MAE degradation versus the champion (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the train and evaluate answers as JSON")
     p.set_defaults(run=run)
 
 
-def train_and_evaluate(ctx: Context, *, dataset: str = "listings", seed: int | None = None, force: bool = False,
-                       promote: bool = True, tolerance: float | None = None) -> dict[str, Any]:
+def train_and_evaluate(ctx: Context, *, dataset: str = "listings", seed: int | None = None,
+                       force: bool = False, promote: bool = True,
+                       tolerance: float | None = None) -> dict[str, Any]:
     """Invoke the train function, then the evaluate function on its answer.
 
     Parameters

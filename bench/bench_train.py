@@ -1,0 +1,201 @@
+"""Benchmark: train + evaluate + ONNX export on N synthetic clean listings (issue 3).
+
+The N rows are written as one committed batch of the clean zone of an in-process moto S3 (Parquet files
+plus the commit marker, as the clean stage leaves them). Then, in one fresh process:
+
+* ``read``: ``Lake.read_clean`` of the N rows, timed alone;
+* ``train stage``: :func:`rentlake.modeling_jobs.train`, what the train function runs: read the clean
+  zone, fit the candidates (cross-validation on the capped subsample), select, export to ONNX, score the
+  held-out rows, diagnostics, plots, card, and write the registry version (held-out rows as Parquet);
+* ``export``: the ONNX export of the chosen model inside that run (``FittedCandidate.to_onnx`` timed);
+* ``evaluate stage``: :func:`rentlake.modeling_jobs.evaluate`: read the version back, score it and a
+  champion (trained beforehand on other data) on the same held-out rows, gate, ``evaluation.json``,
+  pointer switch.
+
+Peak RSS is the process's ``ru_maxrss`` after everything (data generation included).
+
+Usage::
+
+    .venv/bin/python bench/bench_train.py [--rows 1000000] [--record]
+
+Targets (issue 3, 2-core machine): train + evaluate + export < 60 s and peak RSS < 2 GB at 1 M rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from rentlake.lake import Lake
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+TITLE = "Training, evaluation and ONNX export (bench/bench_train.py)"
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def synthetic_clean(n: int, seed: int = 0) -> pd.DataFrame:
+    """Clean listings as the clean zone types them: rent ≈ 30 €/m² × district factor, log-normal noise,
+    20 Paris districts, listing dates over two years."""
+    rng = np.random.default_rng(seed)
+    surface = np.round(rng.lognormal(np.log(50), 0.5, n).clip(9, 400), 1)
+    district = rng.integers(1, 21, n)
+    rent = np.round(surface * 30 * np.exp(rng.normal(0, 0.2, n)) * (1 + (20 - district) / 40), 2)
+    start = np.datetime64("2024-01-01T00:00:00")
+    listed = start + rng.integers(0, 730 * 86400, n).astype("timedelta64[s]")
+    return pd.DataFrame({
+        "rent_eur": rent,
+        "surface_m2": surface,
+        "district": pd.Series([f"750{d:02d}" for d in district], dtype="string"),
+        "listed_at": pd.to_datetime(listed, utc=True),
+    })
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def run(rows: int) -> dict[str, float | str | int]:
+    """Time each step; returns the figures."""
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "eu-west-3", "AWS_REGION": "eu-west-3"})
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        os.environ.pop(var, None)
+    import boto3
+    from moto import mock_aws
+    from rentlake import modeling_jobs, registry
+    from rentlake.lake import Lake, keys
+    from rentlake.model.train import FittedCandidate, train
+
+    exports: list[float] = []
+    real_to_onnx = FittedCandidate.to_onnx
+
+    def timed_to_onnx(self: FittedCandidate, doc: str = "") -> bytes:
+        t = time.perf_counter()
+        out = real_to_onnx(self, doc)
+        exports.append(time.perf_counter() - t)
+        return out
+
+    FittedCandidate.to_onnx = timed_to_onnx  # type: ignore[method-assign]
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="bench",
+                                         CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        lake = Lake("bench")
+        # A champion trained on other data, so that evaluate scores two models on the same rows.
+        small = train(synthetic_clean(20_000, seed=1), seed=1, trained_at=T0, make_files=False)
+        registry.save_version(lake, small)
+        registry.promote(lake, small.version, reason="bench champion")
+        write_clean_batch(lake, synthetic_clean(rows))
+        exports.clear()
+
+        t = time.perf_counter()
+        n_read = len(lake.read_clean("listings"))
+        t_read = time.perf_counter() - t
+        t = time.perf_counter()
+        trained = modeling_jobs.train(lake, now=lambda: T0 + timedelta(hours=1))
+        t_train = time.perf_counter() - t
+        t = time.perf_counter()
+        evaluated = modeling_jobs.evaluate(lake, trained["version"])
+        t_eval = time.perf_counter() - t
+        onnx_bytes = lake.head(keys.model_file(trained["version"], "model.onnx"))["size"]
+    return {
+        "rows": n_read,
+        "model": str(trained["model_name"]),
+        "test_rows": int(trained["sizes"]["test"]),
+        "cv_rows": int(trained["sizes"]["cv_subsample"]),
+        "read_s": t_read,
+        "train_s": t_train,
+        "export_s": sum(exports),
+        "evaluate_s": t_eval,
+        "total_s": t_train + t_eval,
+        "peak_rss_mib": peak_rss_mib(),
+        "onnx_kib": onnx_bytes / 1024,
+        "mae": float(evaluated["metrics"]["mae"]),
+        "coverage": float(evaluated["metrics"]["coverage"]),
+        "gate": str(evaluated["gate"]["decision"]),
+    }
+
+
+def write_clean_batch(lake: Lake, df: pd.DataFrame, part_rows: int = 250_000) -> None:
+    """Put ``df`` in the clean zone as one committed batch: Parquet parts, then the commit marker."""
+    import io
+
+    from rentlake.lake import keys
+
+    iid, day = "bench0000000000000000", "2030-01-01"
+    prefix = keys.batch_prefix("clean", "listings", day, iid)
+    for part, start in enumerate(range(0, len(df), part_rows)):
+        buf = io.BytesIO()
+        df.iloc[start:start + part_rows].to_parquet(buf, index=False)
+        lake.put_bytes(f"{prefix}part-{part:05d}.parquet", buf.getvalue())
+    lake.put_json(keys.clean_batch_record("listings", iid), {
+        "dataset": "listings", "ingestion_id": iid, "ingest_date": day, "cleaned_at": T0.isoformat(),
+        "source_key": "landing/bench.csv", "source_sha256": "0" * 64, "rows": {"clean": len(df)},
+    })
+
+
+def table(r: dict[str, float | str | int]) -> str:
+    ok_time = "yes" if float(r["total_s"]) < 60 else "**no**"
+    ok_rss = "yes" if float(r["peak_rss_mib"]) * 1.048576 < 2000 else "**no**"
+    return "\n".join([
+        "| measure | value | target | met |",
+        "| --- | --- | --- | --- |",
+        f"| read the clean zone ({int(r['rows']):,} rows, Parquet from S3), timed alone | "
+        f"{float(r['read_s']):.1f} s | | |",
+        f"| train stage: read + fit (chose {r['model']}; CV and heavy fits on {int(r['cv_rows']):,} rows) + "
+        f"export + held-out scoring + plots + card + registry version ({int(r['test_rows']):,} held-out "
+        f"rows as Parquet) | {float(r['train_s']):.1f} s | | |",
+        f"| of which ONNX export of the chosen model | {float(r['export_s']) * 1000:.0f} ms "
+        f"({float(r['onnx_kib']):.1f} KiB) | | |",
+        f"| evaluate stage: challenger + champion scored on the same held-out rows, gate, pointer | "
+        f"{float(r['evaluate_s']):.1f} s | | |",
+        f"| **train + evaluate stages, wall** | **{float(r['total_s']):.1f} s** | < 60 s | {ok_time} |",
+        f"| peak RSS of the process (data generation included) | {float(r['peak_rss_mib']):.0f} MiB | < 2 GB "
+        f"| {ok_rss} |",
+        f"| held-out MAE / 90 % coverage / gate | {float(r['mae']):.0f} € / {float(r['coverage']):.3f} / "
+        f"{r['gate']} | | |",
+    ])
+
+
+def record(command: str, body: str) -> None:
+    """Replace (or append) this benchmark's section of RESULTS.md; other sections are left as they are."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    section = (f"## {TITLE}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}, Python "
+               f"{platform.python_version()}, {os.cpu_count()} cores ({platform.machine()}), one fresh "
+               f"process, S3 = moto in process.\n\n{body.strip()}\n")
+    pattern = re.compile(rf"^## {re.escape(TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else (
+        text.rstrip() + "\n\n" + section)
+    RESULTS.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    figures = run(args.rows)
+    body = table(figures)
+    print(body)
+    if args.record:
+        size = f" --rows {args.rows}" if args.rows != 1_000_000 else ""
+        cmd = ".venv/bin/python bench/bench_train.py" + size
+        record(cmd + " --record", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
