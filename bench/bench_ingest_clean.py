@@ -34,30 +34,38 @@ def synthetic_csv(n: int, seed: int = 0) -> bytes:
     surface = np.round(rng.lognormal(np.log(50), 0.5, n).clip(9, 400), 1)
     district = rng.integers(1, 21, n)
     rent = np.round(surface * 30 * np.exp(rng.normal(0, 0.2, n)) * (1 + (20 - district) / 40), 2)
-    df = pd.DataFrame({
-        "loyer": rent.astype(str),
-        "surface": surface.astype(str),
-        "arrondissement": district.astype(str),
-        "date": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
-    })
+    df = pd.DataFrame(
+        {
+            "loyer": rent.astype(str),
+            "surface": surface.astype(str),
+            "arrondissement": district.astype(str),
+            "date": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
+        }
+    )
     junk = rng.random(n) < 0.01
     df.loc[junk, "loyer"] = "n/a"
     return df.to_csv(index=False).encode()
 
 
 def _env(n: int, endpoint: str) -> None:
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-3",
-        "AWS_REGION": "eu-west-3", "AWS_ENDPOINT_URL": endpoint, "RENTLAKE_BUCKET": f"bench-{n}",
-        "RENTLAKE_GLUE_DATABASE": f"bench_{n}",
-        "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING",
-    })
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-3",
+            "AWS_REGION": "eu-west-3",
+            "AWS_ENDPOINT_URL": endpoint,
+            "RENTLAKE_BUCKET": f"bench-{n}",
+            "RENTLAKE_GLUE_DATABASE": f"bench_{n}",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+    )
 
 
 def land(n: int, endpoint: str) -> dict[str, object]:
     """Generate n listings and upload them to landing/ (in the parent: not part of the measure)."""
     import boto3
-
     from rentlake.cli.stages import s3_put_event
 
     _env(n, endpoint)
@@ -124,21 +132,35 @@ def main() -> int:
         return 0
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", f"from moto.server import ThreadedMotoServer as S; import time; "
-         f"s=S('127.0.0.1',{port},verbose=False); s.start(); time.sleep(1e9)"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-c",
+            f"from moto.server import ThreadedMotoServer as S; import time; "
+            f"s=S('127.0.0.1',{port},verbose=False); s.start(); time.sleep(1e9)",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results = []
     try:
         time.sleep(2)
         for n in args.rows:
             # Generation runs in its own process: Linux carries a parent's peak RSS over to its children
             # (ru_maxrss survives fork + exec), so the measuring process must come from a lean parent.
-            landed = subprocess.run([sys.executable, __file__, "--land", str(n), "--endpoint",
-                                     f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
+            landed = subprocess.run(
+                [sys.executable, __file__, "--land", str(n), "--endpoint", f"http://127.0.0.1:{port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             event = json.loads(landed.stdout.strip().splitlines()[-1])
-            proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--endpoint",
-                                   f"http://127.0.0.1:{port}"], input=json.dumps(event),
-                                  capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), "--endpoint", f"http://127.0.0.1:{port}"],
+                input=json.dumps(event),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
@@ -146,10 +168,15 @@ def main() -> int:
             print(json.dumps(results[-1]))
     finally:
         server.terminate()
-    lines = ["| rows | ingest s | clean s | total s | rows/s | peak RSS MB | clean | quarantined |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['rows']:,} | {r['ingest_s']} | {r['clean_s']} | {r['total_s']} | {r['rows_per_s']:,} | "
-              f"{r['peak_rss_mb']} | {r['clean']:,} | {r['quarantined']:,} |" for r in results]
+    lines = [
+        "| rows | ingest s | clean s | total s | rows/s | peak RSS MB | clean | quarantined |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['rows']:,} | {r['ingest_s']} | {r['clean_s']} | {r['total_s']} | {r['rows_per_s']:,} | "
+        f"{r['peak_rss_mb']} | {r['clean']:,} | {r['quarantined']:,} |"
+        for r in results
+    ]
     if len(results) >= 2:
         ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
         lines.append(f"\nPeak RSS ratio {results[-1]['rows']:,} / {results[0]['rows']:,} rows: {ratio:.2f}")
@@ -158,8 +185,11 @@ def main() -> int:
     if args.record:
         from bench_results import record_section
 
-        record_section("Ingest + clean (issue 2)", "python bench/bench_ingest_clean.py --rows "
-                       + " ".join(str(n) for n in args.rows) + " --record", table)
+        record_section(
+            "Ingest + clean (issue 2)",
+            "python bench/bench_ingest_clean.py --rows " + " ".join(str(n) for n in args.rows) + " --record",
+            table,
+        )
     return 0
 
 

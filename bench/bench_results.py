@@ -13,8 +13,9 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 def record_section(title: str, command: str, body: str) -> None:
     """Replace (or append) the ``## title`` section of RESULTS.md with the command and figures."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = (f"## {title}\n\nCommand: `{command}`  \nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-               f"on {platform.machine()}, Python {platform.python_version()}.\n\n{body.strip()}\n")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = f"{platform.machine()}, Python {platform.python_version()}"
+    section = f"## {title}\n\nCommand: `{command}`  \nMeasured {when} on {machine}.\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)

@@ -23,9 +23,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = parse_ingest(event, bucket=SETTINGS.bucket)
     lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
     lake.ensure_database()
-    outcomes = jobs.ingest_keys(lake, request.keys, dataset=request.dataset, chunk_rows=SETTINGS.chunk_rows,
-                                max_bytes=SETTINGS.max_object_bytes)
+    outcomes = jobs.ingest_keys(
+        lake,
+        request.keys,
+        dataset=request.dataset,
+        chunk_rows=SETTINGS.chunk_rows,
+        max_bytes=SETTINGS.max_object_bytes,
+    )
     rows = sum(o.rows for o in outcomes)
     metric.add_metric(name="RowsIngested", unit="Count", value=rows)
-    metric.add_metric(name="ObjectsRejected", unit="Count", value=sum(o.status == "rejected" for o in outcomes))
+    metric.add_metric(
+        name="ObjectsRejected", unit="Count", value=sum(o.status == "rejected" for o in outcomes)
+    )
     return {"rows": {"ingested": rows}, "outcomes": [o.to_dict() for o in outcomes]}

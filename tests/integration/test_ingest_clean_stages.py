@@ -29,7 +29,9 @@ def read_zone(lake: Any, zone: str, dataset: str = "listings") -> pd.DataFrame:
     return wr.s3.read_parquet([lake.uri(k) for k in keys], dataset=False)
 
 
-def test_course_file_lands_in_every_zone_with_nothing_lost(function, put_landing, lake, lambda_context) -> None:
+def test_course_file_lands_in_every_zone_with_nothing_lost(
+    function, put_landing, lake, lambda_context
+) -> None:
     # GIVEN the course's file uploaded to landing/ and the S3 event that upload sends
     event = put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes())
     # WHEN the ingest then the clean function run
@@ -54,8 +56,9 @@ def test_course_file_lands_in_every_zone_with_nothing_lost(function, put_landing
     assert lake.get_json(f"reports/quality/listings/{report['ingestion_id']}.json")["rows"]["clean"] == 481
 
 
-def test_raw_keeps_the_object_as_received_and_every_row_traces_back(function, put_landing, lake,
-                                                                     lambda_context) -> None:
+def test_raw_keeps_the_object_as_received_and_every_row_traces_back(
+    function, put_landing, lake, lambda_context
+) -> None:
     data = (SAMPLES / "house_intact.csv").read_bytes()
     event = put_landing("house_intact.csv", data)
     out = run_ingest(function, event, lambda_context)["outcomes"][0]
@@ -96,7 +99,9 @@ def test_truncated_surfaces_never_reach_the_clean_zone(function, put_landing, la
     # GIVEN the corrupted copy whose surfaces lost their trailing zero (40 m² written 4)
     intact = pd.read_csv(SAMPLES / "house_intact.csv")
     broken = pd.read_csv(SAMPLES / "house.csv")
-    truncated_rows = set(np.flatnonzero(intact["surface"].to_numpy() != broken["surface"].to_numpy()[:545]) + 1)
+    truncated_rows = set(
+        np.flatnonzero(intact["surface"].to_numpy() != broken["surface"].to_numpy()[:545]) + 1
+    )
     assert len(truncated_rows) == 131
     # WHEN it is ingested and cleaned on its own
     run_ingest(function, put_landing("house.csv", (SAMPLES / "house.csv").read_bytes()), lambda_context)
@@ -111,8 +116,9 @@ def test_truncated_surfaces_never_reach_the_clean_zone(function, put_landing, la
 
 
 def test_thresholds_come_from_the_event_and_are_recorded(function, put_landing, lake, lambda_context) -> None:
-    run_ingest(function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
-               lambda_context)
+    run_ingest(
+        function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()), lambda_context
+    )
     # WHEN cleaning with a stricter threshold (3.5 scaled MADs)
     report = run_clean(function, lambda_context, {"mad_k": 3.5})["reports"][0]
     # THEN one more listing (81.5 €/m²) is an outlier, and the report says which k was used
@@ -141,7 +147,9 @@ def test_bad_rows_are_quarantined_with_reasons(function, put_landing, lake, lamb
     clean = read_zone(lake, "clean").sort_values("source_row")
     # THEN the two good rows are clean, typed; every other row is quarantined with its own reason
     assert clean[["rent_eur", "surface_m2", "district"]].values.tolist() == [
-        [1200.5, 30.0, "75011"], [950.0, 25.0, "75003"]]
+        [1200.5, 30.0, "75011"],
+        [950.0, 25.0, "75003"],
+    ]
     reasons = dict(zip(quarantine["source_row"], quarantine["reasons"], strict=True))
     assert reasons[2] == "rent_eur_not_a_number"
     assert reasons[3] == "surface_m2_below_min" and reasons[4] == "surface_m2_below_min"
@@ -162,8 +170,9 @@ def test_bad_rows_are_quarantined_with_reasons(function, put_landing, lake, lamb
         ("unknown-columns.csv", b"city,population\nParis,2100000\n", "unrecognised_header"),
     ],
 )
-def test_objects_rejected_whole_are_kept_with_their_reason(function, put_landing, lake, lambda_context,
-                                                           name: str, data: bytes, reason: str) -> None:
+def test_objects_rejected_whole_are_kept_with_their_reason(
+    function, put_landing, lake, lambda_context, name: str, data: bytes, reason: str
+) -> None:
     # WHEN a bad object lands
     out = run_ingest(function, put_landing(name, data), lambda_context)["outcomes"][0]
     # THEN it is rejected with a clear reason, kept in quarantine/objects with a reason file, nothing raw
@@ -186,8 +195,10 @@ def test_one_50_mb_line_is_ingested_and_quarantined(function, put_landing, lake,
 
 
 def test_json_lines_and_parquet_are_ingested(function, put_landing, lake, lambda_context) -> None:
-    jsonl = b'{"price": 1200, "area": 30, "district": "75011", "date": "2024-03-01"}\n' \
-            b'{"price": 800, "area": 20, "district": "75011", "date": "2024-03-02"}\n'
+    jsonl = (
+        b'{"price": 1200, "area": 30, "district": "75011", "date": "2024-03-01"}\n'
+        b'{"price": 800, "area": 20, "district": "75011", "date": "2024-03-02"}\n'
+    )
     buf = io.BytesIO()
     pd.DataFrame({"loyer": [1500.0], "surface": [45.0], "arrondissement": [15]}).to_parquet(buf)
     run_ingest(function, put_landing("a.jsonl", jsonl), lambda_context)
@@ -207,19 +218,22 @@ def test_s3_event_with_encoded_key_and_a_bad_event(function, lake, lambda_contex
     event = load_event("ingest_s3_put")
     event["Records"][0]["s3"]["object"]["key"] = "landing/my+listings.csv"
     out = run_ingest(function, event, lambda_context)
-    assert out["outcomes"][0]["status"] == "ingested" and out["outcomes"][0]["key"] == "landing/my listings.csv"
+    assert (
+        out["outcomes"][0]["status"] == "ingested" and out["outcomes"][0]["key"] == "landing/my listings.csv"
+    )
     # AND an event that is neither an S3 notification nor a list of keys is refused with a clear message
     with pytest.raises(BadEvent, match="keys"):
         run_ingest(function, {"hello": "world"}, lambda_context)
 
 
-def test_failed_clean_leaves_no_partial_data_and_reruns_to_the_same_result(function, put_landing, lake,
-                                                                           lambda_context,
-                                                                           monkeypatch) -> None:
+def test_failed_clean_leaves_no_partial_data_and_reruns_to_the_same_result(
+    function, put_landing, lake, lambda_context, monkeypatch
+) -> None:
     from rentlake.lake import Lake, LakeError
 
-    run_ingest(function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
-               lambda_context)
+    run_ingest(
+        function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()), lambda_context
+    )
     # GIVEN S3 failing on the quarantine write, after the clean rows were written
     real = Lake.write_batch
 
@@ -242,8 +256,9 @@ def test_failed_clean_leaves_no_partial_data_and_reruns_to_the_same_result(funct
 
 
 def test_later_batch_is_checked_against_the_clean_zone(function, put_landing, lake, lambda_context) -> None:
-    run_ingest(function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
-               lambda_context)
+    run_ingest(
+        function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()), lambda_context
+    )
     run_clean(function, lambda_context)
     # GIVEN a small later file: a listing already clean, a new plausible one, and an absurd rent per m²
     later = b"loyer,surface\n1330,37\n1250,33\n3000,12\n"

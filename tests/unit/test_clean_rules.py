@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from rentlake import contracts
 from rentlake.clean import (
     CleanParams,
@@ -79,8 +78,9 @@ def test_type_chunk_gives_each_bad_row_its_reasons() -> None:
 def test_yearly_rent_column_is_converted_to_monthly() -> None:
     contract = contracts.get("listings")
     mapping = contract.map_header(["loyer_annuel", "surface"])
-    raw = pd.DataFrame({"rent_eur": ["14400"], "surface_m2": ["40"], "district": [None], "listed_at": [None]},
-                       dtype="string")
+    raw = pd.DataFrame(
+        {"rent_eur": ["14400"], "surface_m2": ["40"], "district": [None], "listed_at": [None]}, dtype="string"
+    )
     typed, reasons = type_chunk(raw, contract, factors=mapping.factors)
     assert typed.loc[0, "rent_eur"] == pytest.approx(1200.0) and not reasons
 

@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from rentlake.ingest import Rejected, parse_object
 
 
@@ -48,9 +47,7 @@ def test_semicolon_latin1_decimal_comma_and_unknown_columns() -> None:
 
 def test_mixed_encodings_are_decoded_line_by_line() -> None:
     # GIVEN a file whose lines were appended by tools with different encodings
-    data = "loyer,surface,quartier\n".encode() + "900,20,Opéra\n".encode("utf-8") + "950,21,Gobelins é\n".encode(
-        "latin-1"
-    )
+    data = b"loyer,surface,quartier\n" + "900,20,Opéra\n".encode() + "950,21,Gobelins é\n".encode("latin-1")
     # WHEN parsed
     parsed = parse_object(data, "mixed.csv")
     df = pd.concat(list(parsed.chunks))

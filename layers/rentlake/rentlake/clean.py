@@ -107,8 +107,7 @@ def coerce_date(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     retry = present & values.isna().to_numpy()
     if retry.any():
         values = values.copy()
-        values[retry] = pd.to_datetime(text[retry], errors="coerce", dayfirst=True, utc=True,
-                                       format="mixed")
+        values[retry] = pd.to_datetime(text[retry], errors="coerce", dayfirst=True, utc=True, format="mixed")
     values = values.dt.tz_convert(None).astype("datetime64[us]")
     invalid = present & values.isna().to_numpy()
     return values, invalid
@@ -132,8 +131,9 @@ def coerce_bool(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return values, invalid
 
 
-def _coerce_column(col: Column, raw: pd.Series, factor: float, decimal_comma: bool
-                   ) -> tuple[pd.Series, list[tuple[str, np.ndarray]]]:
+def _coerce_column(
+    col: Column, raw: pd.Series, factor: float, decimal_comma: bool
+) -> tuple[pd.Series, list[tuple[str, np.ndarray]]]:
     reasons: list[tuple[str, np.ndarray]] = []
     n = len(raw)
     if col.kind in ("float", "int"):
@@ -183,8 +183,13 @@ def _coerce_column(col: Column, raw: pd.Series, factor: float, decimal_comma: bo
     return series.reset_index(drop=True), reasons
 
 
-def type_chunk(raw: pd.DataFrame, contract: Contract, *, factors: dict[str, float] | None = None,
-               decimal_comma: bool = False) -> tuple[pd.DataFrame, list[tuple[str, np.ndarray]]]:
+def type_chunk(
+    raw: pd.DataFrame,
+    contract: Contract,
+    *,
+    factors: dict[str, float] | None = None,
+    decimal_comma: bool = False,
+) -> tuple[pd.DataFrame, list[tuple[str, np.ndarray]]]:
     """Coerce a raw chunk (strings) to the contract's types and check every column.
 
     Parameters
@@ -241,8 +246,9 @@ def reasons_to_series(n: int, reasons: list[tuple[str, np.ndarray]]) -> pd.Serie
     return series.mask(series == "")
 
 
-def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanParams
-                  ) -> dict[Any, dict[str, float]]:
+def robust_bounds(
+    values: np.ndarray, groups: np.ndarray | None, params: CleanParams
+) -> dict[Any, dict[str, float]]:
     """Median and scaled MAD per group label (and ``"*"`` for the whole pool), with the accepted bounds.
 
     Parameters
@@ -254,11 +260,17 @@ def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanPa
     params
         Thresholds.
     """
+
     def stats(v: np.ndarray) -> dict[str, float]:
         med = float(np.median(v))
         mad = max(float(np.median(np.abs(v - med))) * 1.4826, params.min_scale)
-        return {"n": int(v.size), "median": med, "scaled_mad": mad,
-                "low": med - params.mad_k * mad, "high": med + params.mad_k * mad}
+        return {
+            "n": int(v.size),
+            "median": med,
+            "scaled_mad": mad,
+            "low": med - params.mad_k * mad,
+            "high": med + params.mad_k * mad,
+        }
 
     ok = np.isfinite(values)
     if ok.sum() < params.min_group:
@@ -275,8 +287,9 @@ def robust_bounds(values: np.ndarray, groups: np.ndarray | None, params: CleanPa
     return out
 
 
-def robust_outliers(values: np.ndarray, groups: np.ndarray | None,
-                    bounds: dict[Any, dict[str, float]]) -> np.ndarray:
+def robust_outliers(
+    values: np.ndarray, groups: np.ndarray | None, bounds: dict[Any, dict[str, float]]
+) -> np.ndarray:
     """Mask of values outside their group's bounds (the pool's when the group is too small).
 
     Works group by group with boolean masks only, so the extra memory is a few bytes a row.

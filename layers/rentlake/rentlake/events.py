@@ -74,7 +74,9 @@ def parse_ingest(event: Any, *, bucket: str | None = None) -> IngestRequest:
     try:
         return IngestRequest.model_validate(event)
     except ValidationError as exc:
-        raise BadEvent(f"expected an S3 ObjectCreated notification or {{\"keys\": [...]}}: {_errors(exc)}") from exc
+        raise BadEvent(
+            f'expected an S3 ObjectCreated notification or {{"keys": [...]}}: {_errors(exc)}'
+        ) from exc
 
 
 def parse_clean(event: Any) -> CleanRequest:
@@ -146,6 +148,8 @@ def parse_evaluate(event: Any) -> EvaluateRequest:
     except ValidationError as exc:
         raise BadEvent(f"invalid evaluate request: {_errors(exc)}") from exc
     if req.version is None and req.skip_reason is None:
-        raise BadEvent('invalid evaluate request: expected {"version": "<registry version>"} or the train '
-                       "function's output")
+        raise BadEvent(
+            'invalid evaluate request: expected {"version": "<registry version>"} or the train '
+            "function's output"
+        )
     return req

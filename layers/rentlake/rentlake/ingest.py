@@ -130,11 +130,14 @@ def _choose_delimiter(line: str, dataset: str | None) -> tuple[str, list[str], H
     if best is None:
         for delim in DELIMITERS:
             header = _split_header(line, delim)
-            for contract in ([contracts.get(dataset)] if dataset else contracts.all_contracts()):
+            for contract in [contracts.get(dataset)] if dataset else contracts.all_contracts():
                 mapping = contract.map_header(header)
                 if mapping.ambiguous and not mapping.missing_required:
-                    raise Rejected("ambiguous_header", f"several columns of the header {header[:12]} mean "
-                                   f"{', '.join(mapping.ambiguous)}: keep one of them")
+                    raise Rejected(
+                        "ambiguous_header",
+                        f"several columns of the header {header[:12]} mean "
+                        f"{', '.join(mapping.ambiguous)}: keep one of them",
+                    )
         most = max(DELIMITERS, key=line.count)
         found = _split_header(line, most)[:12]
         raise Rejected("unrecognised_header", _header_message(found, dataset))
@@ -144,8 +147,12 @@ def _choose_delimiter(line: str, dataset: str | None) -> tuple[str, list[str], H
 def _header_message(found: list[str], dataset: str | None) -> str:
     cands = [contracts.get(dataset)] if dataset else contracts.all_contracts()
     expected = "; ".join(
-        f"{c.name} needs " + ", ".join(f"{col.name} (or {'/'.join(a.name for a in col.aliases[:4])})"
-                                      for col in c.columns if col.required)
+        f"{c.name} needs "
+        + ", ".join(
+            f"{col.name} (or {'/'.join(a.name for a in col.aliases[:4])})"
+            for col in c.columns
+            if col.required
+        )
         for c in cands
     )
     shown = ", ".join(repr(h[:40]) for h in found)
@@ -172,8 +179,13 @@ def _frame(df: pd.DataFrame, mapping: HeaderMapping, start_row: int) -> pd.DataF
         extra = df[[c for c in mapping.unknown if c in df.columns]].astype("string")
         records = extra.to_dict("records")
         out["extra"] = pd.array(
-            [json.dumps({k: (None if v is pd.NA else v[:MAX_FIELD_CHARS]) for k, v in r.items()},
-                        ensure_ascii=False) for r in records],
+            [
+                json.dumps(
+                    {k: (None if v is pd.NA else v[:MAX_FIELD_CHARS]) for k, v in r.items()},
+                    ensure_ascii=False,
+                )
+                for r in records
+            ],
             dtype="string",
         )
     else:
@@ -183,15 +195,17 @@ def _frame(df: pd.DataFrame, mapping: HeaderMapping, start_row: int) -> pd.DataF
     return out.reset_index(drop=True)
 
 
-def _malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping, *, header_lines: int
-                     ) -> pd.DataFrame:
+def _malformed_frame(
+    rows: list[tuple[int, str]], mapping: HeaderMapping, *, header_lines: int
+) -> pd.DataFrame:
     """Rows the parser could not split: ``rows`` holds (line number, text); the record number is the line
     number less the header lines."""
     contract = contracts.get(mapping.dataset)
     n = len(rows)
     out = pd.DataFrame({c: pd.Series([pd.NA] * n, dtype="string") for c in contract.column_names})
-    out["extra"] = pd.array([json.dumps({"line": text[:MAX_FIELD_CHARS]}) for _, text in rows],
-                            dtype="string")
+    out["extra"] = pd.array(
+        [json.dumps({"line": text[:MAX_FIELD_CHARS]}) for _, text in rows], dtype="string"
+    )
     out["source_row"] = np.array([ln - header_lines for ln, _ in rows], dtype="int64")
     out["raw_problem"] = pd.array([f"malformed_row (line {ln})" for ln, _ in rows], dtype="string")
     return out
@@ -268,8 +282,13 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
         if bad_rows:
             yield _malformed_frame(bad_rows, mapping, header_lines=1)
 
-    return Parsed(mapping.dataset, mapping, "csv", chunks(),
-                  {"encoding": encoding, "delimiter": delim, "header": header})
+    return Parsed(
+        mapping.dataset,
+        mapping,
+        "csv",
+        chunks(),
+        {"encoding": encoding, "delimiter": delim, "header": header},
+    )
 
 
 def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> Parsed:
@@ -285,15 +304,21 @@ def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -
         except ValueError:
             obj = None
         if isinstance(obj, dict):
-            records.append({str(k): (None if v is None else (json.dumps(v) if isinstance(v, (dict, list))
-                                                              else str(v))) for k, v in obj.items()})
+            records.append(
+                {
+                    str(k): (
+                        None if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+                    )
+                    for k, v in obj.items()
+                }
+            )
             lines.append(ln)
         else:
             bad.append((ln, line))
     if not records and not bad:
         raise Rejected("empty_object", f"{name} holds no JSON lines")
     header: list[str] = list(dict.fromkeys(k for r in records for k in r))
-    mapping = (contracts.get(dataset).map_header(header) if dataset else contracts.detect(header))
+    mapping = contracts.get(dataset).map_header(header) if dataset else contracts.detect(header)
     if mapping is None or not mapping.ok:
         raise Rejected("unrecognised_header", _header_message(header[:12], dataset))
 
@@ -318,7 +343,7 @@ def _parse_parquet(data: bytes, name: str, dataset: str | None, chunk_rows: int)
     except (pa.ArrowInvalid, OSError) as exc:
         raise Rejected("unreadable", f"{name} is not a readable Parquet file: {exc}") from exc
     header = list(pf.schema_arrow.names)
-    mapping = (contracts.get(dataset).map_header(header) if dataset else contracts.detect(header))
+    mapping = contracts.get(dataset).map_header(header) if dataset else contracts.detect(header)
     if mapping is None or not mapping.ok:
         raise Rejected("unrecognised_header", _header_message(header[:12], dataset))
 
@@ -334,8 +359,14 @@ def _parse_parquet(data: bytes, name: str, dataset: str | None, chunk_rows: int)
     return Parsed(mapping.dataset, mapping, "parquet", chunks(), {"header": header})
 
 
-def parse_object(data: bytes, name: str, *, dataset: str | None = None, chunk_rows: int = 250_000,
-                 max_bytes: int = 512 << 20) -> Parsed:
+def parse_object(
+    data: bytes,
+    name: str,
+    *,
+    dataset: str | None = None,
+    chunk_rows: int = 250_000,
+    max_bytes: int = 512 << 20,
+) -> Parsed:
     """Turn an object's bytes into raw rows.
 
     Parameters

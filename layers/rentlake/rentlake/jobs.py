@@ -68,14 +68,29 @@ class IngestOutcome:
 
 def _raw_dtype(contract: contracts.Contract) -> dict[str, str]:
     dtype = {c: "string" for c in contract.column_names}
-    dtype.update({"extra": "string", "raw_problem": "string", "source_key": "string",
-                  "source_etag": "string", "source_sha256": "string", "source_row": "bigint"})
+    dtype.update(
+        {
+            "extra": "string",
+            "raw_problem": "string",
+            "source_key": "string",
+            "source_etag": "string",
+            "source_sha256": "string",
+            "source_row": "bigint",
+        }
+    )
     return dtype
 
 
-def ingest_key(lake: Lake, key: str, *, dataset: str | None = None, chunk_rows: int = 250_000,
-               max_bytes: int = 512 << 20, progress: Progress = _noop,
-               now: Callable[[], datetime] = _now) -> IngestOutcome:
+def ingest_key(
+    lake: Lake,
+    key: str,
+    *,
+    dataset: str | None = None,
+    chunk_rows: int = 250_000,
+    max_bytes: int = 512 << 20,
+    progress: Progress = _noop,
+    now: Callable[[], datetime] = _now,
+) -> IngestOutcome:
     """Ingest one object of the lake (normally under ``landing/``) into the raw zone.
 
     Idempotent: the ingestion id comes from the content, and an object whose id is already in the
@@ -100,7 +115,9 @@ def ingest_key(lake: Lake, key: str, *, dataset: str | None = None, chunk_rows: 
     """
     head = lake.head(key)
     if head is None:
-        return IngestOutcome(key, "rejected", reason="not_found", message=f"s3://{lake.bucket}/{key} does not exist")
+        return IngestOutcome(
+            key, "rejected", reason="not_found", message=f"s3://{lake.bucket}/{key} does not exist"
+        )
     if head["size"] > max_bytes:
         return _reject_large(lake, key, head, max_bytes)
     data = lake.get_bytes(key)
@@ -108,9 +125,15 @@ def ingest_key(lake: Lake, key: str, *, dataset: str | None = None, chunk_rows: 
     record_key = keys.ingestion_record(ingestion_id)
     previous = lake.get_json_or_none(record_key)
     if previous is not None:
-        return IngestOutcome(key, "duplicate", ingestion_id, previous.get("dataset"), 0,
-                             message=f"same content as {previous.get('source_key')} "
-                                     f"(ingested {previous.get('ingested_at')}): nothing added")
+        return IngestOutcome(
+            key,
+            "duplicate",
+            ingestion_id,
+            previous.get("dataset"),
+            0,
+            message=f"same content as {previous.get('source_key')} "
+            f"(ingested {previous.get('ingested_at')}): nothing added",
+        )
     stamp = now()
     ingest_date = stamp.strftime("%Y-%m-%d")
     name = key.rsplit("/", 1)[-1]
@@ -122,8 +145,15 @@ def ingest_key(lake: Lake, key: str, *, dataset: str | None = None, chunk_rows: 
         lake.drop_batch("raw", parsed.dataset, ingest_date=ingest_date, ingestion_id=ingestion_id)
         for part, chunk in enumerate(parsed.chunks):
             chunk = chunk.assign(source_key=key, source_etag=head["etag"], source_sha256=sha)
-            lake.write_batch(chunk, "raw", parsed.dataset, ingest_date=ingest_date, ingestion_id=ingestion_id,
-                             part=part, dtype=_raw_dtype(contract))
+            lake.write_batch(
+                chunk,
+                "raw",
+                parsed.dataset,
+                ingest_date=ingest_date,
+                ingestion_id=ingestion_id,
+                part=part,
+                dtype=_raw_dtype(contract),
+            )
             rows += len(chunk)
             progress(f"ingest {name}: {rows:,} rows read")
         if rows == 0:
@@ -156,24 +186,39 @@ def ingest_key(lake: Lake, key: str, *, dataset: str | None = None, chunk_rows: 
     }
     lake.put_json(record_key, record)  # written last: it is the commit of the ingestion
     log.info("ingested %s: %d rows as %s (%s)", key, rows, parsed.dataset, ingestion_id)
-    return IngestOutcome(key, "ingested", ingestion_id, parsed.dataset, rows,
-                         details={"format": parsed.format, **record["details"],
-                                  "unknown_columns": parsed.mapping.unknown})
+    return IngestOutcome(
+        key,
+        "ingested",
+        ingestion_id,
+        parsed.dataset,
+        rows,
+        details={"format": parsed.format, **record["details"], "unknown_columns": parsed.mapping.unknown},
+    )
 
 
-def _reject(lake: Lake, key: str, head: dict[str, Any], sha: str, ingestion_id: str, exc: Rejected,
-            stamp: datetime) -> IngestOutcome:
+def _reject(
+    lake: Lake, key: str, head: dict[str, Any], sha: str, ingestion_id: str, exc: Rejected, stamp: datetime
+) -> IngestOutcome:
     name = key.rsplit("/", 1)[-1]
     kept = keys.rejected_object(ingestion_id, name)
     lake.copy(key, kept)
-    reason = {"source_key": key, "source_etag": head["etag"], "source_sha256": sha, "reason": exc.code,
-              "message": exc.message, "rejected_at": stamp.isoformat(), "kept_at": kept}
+    reason = {
+        "source_key": key,
+        "source_etag": head["etag"],
+        "source_sha256": sha,
+        "reason": exc.code,
+        "message": exc.message,
+        "rejected_at": stamp.isoformat(),
+        "kept_at": kept,
+    }
     lake.put_json(keys.rejected_reason(ingestion_id, name), reason)
-    lake.put_json(keys.ingestion_record(ingestion_id), {"ingestion_id": ingestion_id, "status": "rejected",
-                                                        **reason})
+    lake.put_json(
+        keys.ingestion_record(ingestion_id), {"ingestion_id": ingestion_id, "status": "rejected", **reason}
+    )
     log.warning("rejected %s: %s", key, exc)
-    return IngestOutcome(key, "rejected", ingestion_id, reason=exc.code, message=exc.message,
-                         details={"kept_at": kept})
+    return IngestOutcome(
+        key, "rejected", ingestion_id, reason=exc.code, message=exc.message, details={"kept_at": kept}
+    )
 
 
 def _reject_large(lake: Lake, key: str, head: dict[str, Any], max_bytes: int) -> IngestOutcome:
@@ -181,8 +226,9 @@ def _reject_large(lake: Lake, key: str, head: dict[str, Any], max_bytes: int) ->
     # it landed (copying it would double the cost; the reason file says where it is).
     ingestion_id = "etag-" + head["etag"][:20]
     msg = f"{key} is {head['size']} bytes; the limit of one object is {max_bytes}: split it"
-    lake.put_json(keys.rejected_reason(ingestion_id, key), {"source_key": key, "reason": "too_large",
-                                                            "message": msg})
+    lake.put_json(
+        keys.rejected_reason(ingestion_id, key), {"source_key": key, "reason": "too_large", "message": msg}
+    )
     return IngestOutcome(key, "rejected", ingestion_id, reason="too_large", message=msg)
 
 
@@ -207,8 +253,16 @@ def pending_batches(lake: Lake, dataset: str | None = None) -> list[dict[str, An
 def _clean_dtype(contract: contracts.Contract) -> dict[str, str]:
     kinds = {"float": "double", "int": "bigint", "str": "string", "date": "timestamp", "bool": "boolean"}
     dtype = {c.name: kinds[c.kind] for c in contract.columns}
-    dtype.update({"source_key": "string", "source_etag": "string", "source_sha256": "string",
-                  "source_row": "bigint", "row_hash": "bigint", "key_hash": "bigint"})
+    dtype.update(
+        {
+            "source_key": "string",
+            "source_etag": "string",
+            "source_sha256": "string",
+            "source_row": "bigint",
+            "row_hash": "bigint",
+            "key_hash": "bigint",
+        }
+    )
     return dtype
 
 
@@ -236,8 +290,13 @@ def _group_codes(labels: np.ndarray, names: dict[Any, int]) -> np.ndarray:
     return table[inverse] if len(table) else np.zeros(len(labels), dtype=np.int32)
 
 
-def _first_pass(contract: contracts.Contract, raw: pd.DataFrame, factors: dict[str, float],
-                decimal_comma: bool, group_names: dict[Any, int]) -> tuple[pd.DataFrame, _Pass1]:
+def _first_pass(
+    contract: contracts.Contract,
+    raw: pd.DataFrame,
+    factors: dict[str, float],
+    decimal_comma: bool,
+    group_names: dict[Any, int],
+) -> tuple[pd.DataFrame, _Pass1]:
     typed, reasons = type_chunk(raw, contract, factors=factors, decimal_comma=decimal_comma)
     rh = row_hashes(typed, contract.column_names)
     kh = row_hashes(typed, list(contract.key)) if contract.key else None
@@ -249,8 +308,14 @@ def _first_pass(contract: contracts.Contract, raw: pd.DataFrame, factors: dict[s
     return typed, _Pass1(len(typed), reasons, rh, kh, rv, rg)
 
 
-def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, progress: Progress = _noop,
-                now: Callable[[], datetime] = _now) -> dict[str, Any]:
+def clean_batch(
+    lake: Lake,
+    record: dict[str, Any],
+    params: CleanParams,
+    *,
+    progress: Progress = _noop,
+    now: Callable[[], datetime] = _now,
+) -> dict[str, Any]:
     """Clean one ingested batch: raw → clean + quarantine, then the quality report and commit marker.
 
     Two passes over the raw parts keep memory bounded by one chunk plus a few bytes per row: the first
@@ -274,8 +339,9 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
     hist_rows = set(history["row_hash"].astype("int64").tolist()) if len(history) else set()
     hist_keys: dict[int, int] = {}
     if contract.key and len(history):
-        hist_keys = dict(zip(history["key_hash"].astype("int64"), history["row_hash"].astype("int64"),
-                             strict=True))
+        hist_keys = dict(
+            zip(history["key_hash"].astype("int64"), history["row_hash"].astype("int64"), strict=True)
+        )
 
     passes: list[_Pass1] = []
     group_names: dict[Any, int] = {}
@@ -286,8 +352,11 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
     n = sum(p.n for p in passes)
     invalid = np.concatenate([_any(p.n, p.reasons) for p in passes]) if passes else np.zeros(0, bool)
     row_hash = np.concatenate([p.row_hash for p in passes]) if passes else np.zeros(0, "int64")
-    key_hash = (np.concatenate([p.key_hash for p in passes]) if passes and contract.key  # type: ignore[misc]
-                else None)
+    key_hash = (
+        np.concatenate([p.key_hash for p in passes])
+        if passes and contract.key  # type: ignore[misc]
+        else None
+    )
     rv = rg = None
     if contract.robust is not None and n:
         rv = np.concatenate([p.robust_value for p in passes])  # type: ignore[misc]
@@ -309,7 +378,9 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
         frame = pd.DataFrame({"k": key_hash[cand], "r": row_hash[cand]})
         multi = frame.groupby("k")["r"].nunique()
         bad_keys = set(multi[multi > 1].index.tolist())
-        bad_keys |= {k for k, r in zip(frame["k"], frame["r"], strict=True) if k in hist_keys and hist_keys[k] != r}
+        bad_keys |= {
+            k for k, r in zip(frame["k"], frame["r"], strict=True) if k in hist_keys and hist_keys[k] != r
+        }
         if bad_keys:
             conflict = cand & pd.Series(key_hash).isin(bad_keys).to_numpy()
     # Robust outliers among the rows still standing, against the pool of clean + this batch.
@@ -340,8 +411,11 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
         typed, p1 = _first_pass(contract, raw, factors, decimal_comma, group_names)
         sl = slice(offset, offset + p1.n)
         offset += p1.n
-        reasons = list(p1.reasons) + [("duplicate", dup[sl]), ("conflicting_key", conflict[sl]),
-                                      (contract.robust.code if contract.robust else "outlier", outlier[sl])]
+        reasons = list(p1.reasons) + [
+            ("duplicate", dup[sl]),
+            ("conflicting_key", conflict[sl]),
+            (contract.robust.code if contract.robust else "outlier", outlier[sl]),
+        ]
         reasons = [(c, m) for c, m in reasons if m.any()]
         for code, mask in reasons:
             counts[code] += int(mask.sum())
@@ -355,13 +429,27 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
             good["row_hash"] = p1.row_hash[~bad]
             if p1.key_hash is not None:
                 good["key_hash"] = p1.key_hash[~bad]
-            lake.write_batch(good, "clean", dataset, ingest_date=day, ingestion_id=iid, part=part,
-                             dtype=_clean_dtype(contract))
+            lake.write_batch(
+                good,
+                "clean",
+                dataset,
+                ingest_date=day,
+                ingestion_id=iid,
+                part=part,
+                dtype=_clean_dtype(contract),
+            )
         if bad.any():
             quarantined = raw.loc[bad].copy()
             quarantined["reasons"] = reasons_to_series(p1.n, reasons)[bad].to_numpy()
-            lake.write_batch(quarantined, "quarantine", dataset, ingest_date=day, ingestion_id=iid, part=part,
-                             dtype=_quarantine_dtype(contract))
+            lake.write_batch(
+                quarantined,
+                "quarantine",
+                dataset,
+                ingest_date=day,
+                ingestion_id=iid,
+                part=part,
+                dtype=_quarantine_dtype(contract),
+            )
         n_clean += int((~bad).sum())
         n_quar += int(bad.sum())
         progress(f"clean {dataset} {iid}: wrote {n_clean:,} clean, {n_quar:,} quarantined")
@@ -379,9 +467,11 @@ def clean_batch(lake: Lake, record: dict[str, Any], params: CleanParams, *, prog
         "rows": {"in": n, "clean": n_clean, "quarantined": n_quar},
         "invariant_holds": n == n_clean + n_quar,
         "reasons": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-        "params": {**params.describe(),
-                   "robust_check": contract.robust.description if contract.robust else None,
-                   "ranges": {c.name: [c.min, c.max] for c in contract.columns if c.min is not None}},
+        "params": {
+            **params.describe(),
+            "robust_check": contract.robust.description if contract.robust else None,
+            "ranges": {c.name: [c.min, c.max] for c in contract.columns if c.min is not None},
+        },
         "robust_bounds": bounds,
         "history_rows": int(len(history)),
         "clean_zone": keys.batch_prefix("clean", dataset, day, iid),
@@ -399,8 +489,14 @@ def _any(n: int, reasons: list[tuple[str, np.ndarray]]) -> np.ndarray:
     return out
 
 
-def clean_pending(lake: Lake, params: CleanParams, *, dataset: str | None = None,
-                  ingestion_ids: Iterable[str] | None = None, progress: Progress = _noop) -> list[dict[str, Any]]:
+def clean_pending(
+    lake: Lake,
+    params: CleanParams,
+    *,
+    dataset: str | None = None,
+    ingestion_ids: Iterable[str] | None = None,
+    progress: Progress = _noop,
+) -> list[dict[str, Any]]:
     """Clean every pending batch (or only the given ingestion ids); returns their quality reports."""
     wanted = set(ingestion_ids) if ingestion_ids is not None else None
     reports = []

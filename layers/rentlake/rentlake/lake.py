@@ -372,7 +372,13 @@ class Lake:
         return wr.s3.read_parquet(self.uri(key), columns=columns, boto3_session=self.session)
 
     def iter_batch(
-        self, zone: str, dataset: str, *, ingest_date: str, ingestion_id: str, columns: list[str] | None = None
+        self,
+        zone: str,
+        dataset: str,
+        *,
+        ingest_date: str,
+        ingestion_id: str,
+        columns: list[str] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Yield one batch chunk by chunk (bounded memory)."""
         for key in self.batch_files(zone, dataset, ingest_date=ingest_date, ingestion_id=ingestion_id):

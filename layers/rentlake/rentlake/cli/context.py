@@ -51,8 +51,12 @@ class Context:
     def create(
         cls, *, bucket: str, database: str, functions_dir: Path, local_root: Path | None, quiet: bool
     ) -> Context:
-        return cls(lake=Lake(bucket, database=database), functions_dir=functions_dir,
-                   local_root=local_root, quiet=quiet)
+        return cls(
+            lake=Lake(bucket, database=database),
+            functions_dir=functions_dir,
+            local_root=local_root,
+            quiet=quiet,
+        )
 
     def progress(self, message: str) -> None:
         """A progress line on stderr (long steps), unless --quiet."""

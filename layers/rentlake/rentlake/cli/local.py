@@ -30,8 +30,16 @@ FAKE_CREDENTIALS = {
 }
 # Read-only fields that get_table returns but create_table refuses.
 _TABLE_READ_ONLY = {
-    "DatabaseName", "CreateTime", "UpdateTime", "CreatedBy", "IsRegisteredWithLakeFormation",
-    "CatalogId", "VersionId", "FederatedTable", "IsMultiDialectView", "IsMaterializedView",
+    "DatabaseName",
+    "CreateTime",
+    "UpdateTime",
+    "CreatedBy",
+    "IsRegisteredWithLakeFormation",
+    "CatalogId",
+    "VersionId",
+    "FederatedTable",
+    "IsMultiDialectView",
+    "IsMaterializedView",
 }
 _PARTITION_READ_ONLY = {"DatabaseName", "TableName", "CreationTime", "CatalogId", "LastAccessTime"}
 

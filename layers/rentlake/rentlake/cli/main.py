@@ -36,9 +36,7 @@ Typical session:
 
 def _command_modules() -> list[str]:
     pkg = importlib.import_module("rentlake.cli")
-    return sorted(
-        m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("cmd_")
-    )
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("cmd_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +87,10 @@ def open_context(args: argparse.Namespace) -> Iterator[Context]:
     root = Path(args.lake_dir).resolve()
     with embedded_lake(root, database=database) as local:
         yield Context.create(
-            bucket=local.bucket, database=database, functions_dir=functions_dir, local_root=root,
+            bucket=local.bucket,
+            database=database,
+            functions_dir=functions_dir,
+            local_root=root,
             quiet=args.quiet,
         )
 

@@ -30,8 +30,11 @@ def s3_put_event(bucket: str, key: str, *, etag: str, size: int) -> dict[str, An
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "configurationId": "landing",
-                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "local"},
-                               "arn": f"arn:aws:s3:::{bucket}"},
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "local"},
+                        "arn": f"arn:aws:s3:::{bucket}",
+                    },
                     "object": {"key": quote_plus(key), "size": size, "eTag": etag, "sequencer": "0"},
                 },
             }
@@ -78,8 +81,10 @@ def clean(ctx: Context, **request: Any) -> dict[str, Any]:
 def print_outcomes(ctx: Context, outcomes: list[dict[str, Any]]) -> None:
     for o in outcomes:
         if o["status"] == "ingested":
-            print(f"  ingested  {o['key']}: {o['rows']:,} rows as '{o['dataset']}' (id {o['ingestion_id']})",
-                  file=ctx.out)
+            print(
+                f"  ingested  {o['key']}: {o['rows']:,} rows as '{o['dataset']}' (id {o['ingestion_id']})",
+                file=ctx.out,
+            )
         elif o["status"] == "duplicate":
             print(f"  skipped   {o['key']}: {o.get('message')}", file=ctx.out)
         else:
@@ -91,11 +96,16 @@ def print_outcomes(ctx: Context, outcomes: list[dict[str, Any]]) -> None:
 def print_clean(ctx: Context, result: dict[str, Any]) -> None:
     for r in result["reports"]:
         rows = r["rows"]
-        print(f"  cleaned   {r['dataset']} batch {r['ingestion_id']}: {rows['in']:,} rows in = "
-              f"{rows['clean']:,} clean + {rows['quarantined']:,} quarantined", file=ctx.out)
+        print(
+            f"  cleaned   {r['dataset']} batch {r['ingestion_id']}: {rows['in']:,} rows in = "
+            f"{rows['clean']:,} clean + {rows['quarantined']:,} quarantined",
+            file=ctx.out,
+        )
         for code, count in list(r["reasons"].items())[:8]:
             print(f"              {count:6,} × {code}", file=ctx.out)
-        print(f"            report: {ctx.where(keys.quality_report(r['dataset'], r['ingestion_id']))}",
-              file=ctx.out)
+        print(
+            f"            report: {ctx.where(keys.quality_report(r['dataset'], r['ingestion_id']))}",
+            file=ctx.out,
+        )
     if not result["reports"]:
         print("  nothing pending to clean", file=ctx.out)
