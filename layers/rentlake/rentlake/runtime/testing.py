@@ -101,8 +101,9 @@ def make_card(
     surface_range: tuple[float, float] = (9.0, 250.0),
     districts: Sequence[str] = (),
     scale: str = "log",
+    plot_sample: Sequence[Sequence[float]] | None = None,
 ) -> dict[str, Any]:
-    """A model card as the training pipeline writes it."""
+    """A model card as the training pipeline writes it (``plot_sample``: optional training points)."""
     features = ["surface_m2"] + (["district"] if districts else [])
     ranges: dict[str, Any] = {"surface_m2": {"min": surface_range[0], "max": surface_range[1]}}
     if districts:
@@ -115,6 +116,7 @@ def make_card(
         "features": features,
         "feature_ranges": ranges,
         "interval": {"level": 0.9, "method": "synthetic", "scale": scale},
+        **({"plot_sample": [list(p) for p in plot_sample]} if plot_sample is not None else {}),
     }
 
 
@@ -125,6 +127,8 @@ def publish_champion(
     card: Mapping[str, Any] | None = None,
     *,
     sha256: str | None = None,
+    legal: bytes | None = None,
+    legal_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Write a model and its card to the registry and point ``models/champion.json`` at it.
 
@@ -140,6 +144,12 @@ def publish_champion(
         The card (default: :func:`make_card`).
     sha256
         Override the pointer's checksum (to simulate corruption).
+    legal
+        A legal reference artifact (:func:`rentlake.reference.artifact_bytes`): written to
+        ``models/<version>/legal.json`` and named in the pointer (``legal_key``, ``legal_sha256``) as the
+        registry does at promotion.
+    legal_sha256
+        Override the pointer's ``legal_sha256`` (to simulate a corrupt table).
 
     Returns
     -------
@@ -157,6 +167,11 @@ def publish_champion(
         "card_key": card_key,
         "promoted_at": datetime.now(UTC).isoformat(),
     }
+    if legal is not None:
+        legal_key = keys.model_file(version, "legal.json")
+        lake.put_bytes(legal_key, legal)
+        pointer["legal_key"] = legal_key
+        pointer["legal_sha256"] = legal_sha256 or hashlib.sha256(legal).hexdigest()
     lake.put_json(keys.champion(), pointer)
     return pointer
 
