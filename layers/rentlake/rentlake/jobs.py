@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rentlake import contracts
+from rentlake.progress import report as report_progress
 from rentlake.clean import (
     CleanParams,
     reasons_to_series,
@@ -32,10 +33,6 @@ from rentlake.lake import Lake, keys
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 LINEAGE = ["source_key", "source_etag", "source_sha256", "source_row"]
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 def _now() -> datetime:
@@ -88,7 +85,7 @@ def ingest_key(
     dataset: str | None = None,
     chunk_rows: int = 250_000,
     max_bytes: int = 512 << 20,
-    progress: Progress = _noop,
+    progress: Progress = report_progress,
     now: Callable[[], datetime] = _now,
 ) -> IngestOutcome:
     """Ingest one object of the lake (normally under ``landing/``) into the raw zone.
@@ -313,7 +310,7 @@ def clean_batch(
     record: dict[str, Any],
     params: CleanParams,
     *,
-    progress: Progress = _noop,
+    progress: Progress = report_progress,
     now: Callable[[], datetime] = _now,
 ) -> dict[str, Any]:
     """Clean one ingested batch: raw → clean + quarantine, then the quality report and commit marker.
@@ -495,7 +492,7 @@ def clean_pending(
     *,
     dataset: str | None = None,
     ingestion_ids: Iterable[str] | None = None,
-    progress: Progress = _noop,
+    progress: Progress = report_progress,
 ) -> list[dict[str, Any]]:
     """Clean every pending batch (or only the given ingestion ids); returns their quality reports."""
     wanted = set(ingestion_ids) if ingestion_ids is not None else None

@@ -104,8 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if getattr(args, "needs_lake", True):
+            from rentlake import progress
+
             with open_context(args) as ctx:
-                return int(args.run(args, ctx) or 0)
+                progress.set_reporter(ctx.progress)
+                try:
+                    return int(args.run(args, ctx) or 0)
+                finally:
+                    progress.set_reporter(None)
         return int(args.run(args, None) or 0)
     except CliError as exc:
         print(f"rentlake: {exc}", file=sys.stderr)
