@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from rentlake import contracts
-from rentlake.progress import report as report_progress
 from rentlake.clean import (
     CleanParams,
     reasons_to_series,
@@ -29,6 +28,7 @@ from rentlake.clean import (
 )
 from rentlake.ingest import Rejected, parse_object
 from rentlake.lake import Lake, keys
+from rentlake.progress import report as report_progress
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
