@@ -1,0 +1,151 @@
+"""Browser fixtures: the estimates API served on 127.0.0.1 (champion on moto) and headless Chromium.
+
+Chromium and its driver come from Debian (``apt-get install -y chromium chromium-driver``), the driver
+binding from PyPI (``selenium``). Without them the browser tests are skipped, saying what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "rentlake-browser"
+REGION = "eu-west-3"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--no-proxy-server",  # the page talks to 127.0.0.1 only
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here too, so --strict-markers accepts it even before pyproject.toml lists it.
+    config.addinivalue_line("markers", "browser: drives headless Chromium against a local server")
+
+
+def _missing() -> str | None:
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not (Path(path).exists() or shutil.which(Path(path).name)):
+            return (
+                f"{path} is missing: apt-get install -y chromium chromium-driver (Debian package {package})"
+            )
+    if importlib.util.find_spec("selenium") is None:
+        return "the selenium package is missing: pip install selenium (requirements/dev.txt)"
+    return None
+
+
+def _sample_artifact() -> bytes:
+    import pandas as pd
+    from rentlake import contracts
+    from rentlake.clean import type_chunk
+    from rentlake.ingest import parse_object
+    from rentlake.reference import artifact_bytes, compile_lookup
+
+    sample = ROOT / "data" / "samples" / "encadrement_loyers_paris_lille_2015_2017.csv"
+    data = sample.read_bytes()
+    raw = pd.concat(list(parse_object(data, sample.name).chunks), ignore_index=True)
+    typed, _ = type_chunk(raw, contracts.get("reference_rents"))
+    typed = typed.assign(source_key=f"landing/{sample.name}", source_sha256=hashlib.sha256(data).hexdigest())
+    return artifact_bytes(compile_lookup(typed))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """``rentlake serve`` in a thread: predict handler, champion + legal table on moto; yields the URL."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "RENTLAKE_BUCKET": BUCKET,
+    }
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    mp.delenv("AWS_ENDPOINT_URL", raising=False)
+    try:
+        with mock_aws():
+            boto3.client("s3", region_name=REGION).create_bucket(
+                Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
+            from types import SimpleNamespace
+
+            from rentlake.cli.cmd_estimate import predict_handler
+            from rentlake.cli.cmd_serve import make_server
+            from rentlake.lake import Lake
+            from rentlake.runtime.testing import (
+                expected_rent,
+                make_card,
+                make_onnx_model,
+                publish_champion,
+                sample_surfaces,
+            )
+
+            lake = Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
+            surfaces = sample_surfaces(300, seed=3)
+            # Training-like points scattered around the model's curve, for the plot.
+            points = [
+                [round(float(s), 1), round(expected_rent(float(s)) * (0.8 + 0.4 * ((i * 37) % 100) / 100))]
+                for i, s in enumerate(surfaces)
+            ]
+            publish_champion(
+                lake, "v1", make_onnx_model(), make_card("v1", plot_sample=points), legal=_sample_artifact()
+            )
+            ctx = SimpleNamespace(lake=lake, functions_dir=ROOT / "functions")
+            srv = make_server(predict_handler(ctx), "127.0.0.1", 0)
+            srv.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+            thread = threading.Thread(target=srv.serve_forever, daemon=True)
+            thread.start()
+            try:
+                yield f"http://127.0.0.1:{srv.server_address[1]}"
+            finally:
+                srv.shutdown()
+                srv.server_close()
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def browser(server: str) -> Iterator[Any]:
+    """A headless Chromium driven through chromedriver (both from Debian)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="rentlake-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument("--window-size=1280,900")
+    options.add_argument("--lang=en-GB")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
