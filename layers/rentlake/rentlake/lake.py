@@ -30,10 +30,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+# S3 answers 503 SlowDown under load and throttles bursts: retry with backoff rather than fail a batch.
+# "standard" mode retries throttling and transient errors with jittered exponential backoff; awswrangler's
+# own clients read the same settings from AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (set in template.yaml).
+RETRY_CONFIG = Config(retries={"max_attempts": 10, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 
 ZONES = ("landing", "raw", "clean", "quarantine", "reports", "models", "score", "scored")
 PARTITION_COLS = ["ingest_date", "ingestion_id"]
@@ -205,7 +211,7 @@ class Lake:
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            self._s3 = self.session.client("s3")
+            self._s3 = self.session.client("s3", config=RETRY_CONFIG)
         return self._s3
 
     def uri(self, key: str) -> str:
