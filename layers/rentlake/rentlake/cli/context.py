@@ -86,12 +86,19 @@ class Context:
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
         """Run a function's handler in process with a Lambda-like context.
 
-        What the handler prints (EMF metrics, logs) goes to stderr: stdout is the command's result.
+        What the handler prints on stdout (EMF metric lines, as CloudWatch would receive them) goes to
+        ``<lake>/logs/<function>.log`` for the embedded lake, to stderr otherwise: stdout is the command's
+        result.
         """
         import contextlib
 
         handler = self.handler(name)
-        with contextlib.redirect_stdout(sys.stderr):
+        if self.local_root is None:
+            with contextlib.redirect_stdout(sys.stderr):
+                return handler(event, LambdaContext(name))
+        logs = self.local_root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{name}.log").open("a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
             return handler(event, LambdaContext(name))
 
     def emit_json(self, obj: Any) -> None:
