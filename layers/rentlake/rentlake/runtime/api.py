@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from rentlake.runtime import legal, page
 from rentlake.runtime.errors import ApiError, FieldProblem, ModelUnavailable
-from rentlake.runtime.estimate import TABLE_UNAVAILABLE, estimate
+from rentlake.runtime.estimate import TABLE_UNAVAILABLE, batch_hint, estimate
 from rentlake.runtime.model import ChampionCache, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,11 @@ class Estimate(BaseModel):
 class EstimateBatch(BaseModel):
     estimates: list[Estimate]
     model_version: str
+    legal_hint: str | None = Field(
+        None,
+        description="Present when some listings gave no legal field: the fields that would add the legal "
+        "answer (said once for the batch; listings with some legal fields carry their own hint).",
+    )
 
 
 class FieldError(BaseModel):
@@ -610,7 +615,7 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
         model = app.champion.get()
         if isinstance(request, ListingBatch):
             answers = estimate(model, request.listings)
-            return _json(200, {"estimates": answers, "model_version": model.version})
+            return _json(200, {"estimates": answers, "model_version": model.version, **batch_hint(answers)})
         return _json(200, estimate(model, [request], batch=False)[0])
 
     @app.get(
