@@ -66,7 +66,7 @@ def _stats(s: pd.Series) -> dict[str, Any]:
     }
 
 
-def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
+def build_report(df: pd.DataFrame, *, run_id: str, reference: pd.DataFrame | None = None) -> Report:
     """Explore clean listings and state what the data suggests.
 
     Parameters
@@ -76,6 +76,9 @@ def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
         counted but otherwise ignored.
     run_id : str
         Identifier of the pipeline run, recorded in the summary and the page title.
+    reference : pandas.DataFrame, optional
+        Clean legal reference rents (dataset ``reference_rents``): when given, the report adds their median
+        €/m² per Paris arrondissement (furnished and not) and sets the listings beside them.
 
     Returns
     -------
@@ -184,6 +187,11 @@ def build_report(df: pd.DataFrame, *, run_id: str) -> Report:
             + "</ul>",
         ),
     ]
+    if reference is not None and len(reference):
+        ref_summary, ref_png, ref_html = reference_section(reference, d)
+        summary["reference_rents"] = ref_summary
+        files["reference_rents_by_arrondissement.png"] = ref_png
+        sections.append(("Legal reference rents", ref_html))
     files["report.html"] = html_page(
         f"rentlake exploration — {run_id}",
         sections,
@@ -371,3 +379,68 @@ def _figures(d: pd.DataFrame, fit: Any, by_district: dict[str, Any]) -> dict[str
         ax.set_title("Rent per m² by district")
         files["rent_per_m2_by_district.png"] = png(fig)
     return files
+
+
+def reference_section(reference: pd.DataFrame, listings: pd.DataFrame) -> tuple[dict[str, Any], bytes, str]:
+    """Median legal reference rent per m² by Paris arrondissement, furnished and not, for the latest year.
+
+    The course's "crossing data sources": the listings' median rent per m² is drawn beside the official
+    references (regulatory values, not observed rents), so the report shows how far the market sits above
+    what the law considers normal.
+
+    Parameters
+    ----------
+    reference : pandas.DataFrame
+        Clean ``reference_rents`` rows (``city``, ``quartier_code``, ``furnished``, ``year``, ``ref_eur_m2``).
+    listings : pandas.DataFrame
+        Usable listings with ``rent_per_m2`` (and ``district`` when known).
+
+    Returns
+    -------
+    summary, png, html_fragment
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paris = reference[reference["city"].astype(str).str.upper() == "PARIS"].copy()
+    if paris.empty:
+        return {"paris": None}, b"", "<p>No Paris reference rents in the clean zone.</p>"
+    year = int(paris["year"].max())
+    paris = paris[paris["year"].astype("int64") == year]
+    # 751AAQQ → arrondissement postcode 750AA, the listings' district form.
+    paris["arrondissement"] = "750" + paris["quartier_code"].astype(str).str[3:5]
+    med = paris.pivot_table(index="arrondissement", columns="furnished", values="ref_eur_m2",
+                            aggfunc="median").sort_index()
+    med.columns = ["furnished" if bool(c) else "unfurnished" for c in med.columns]
+    market = float(listings["rent_per_m2"].median())
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    x = np.arange(len(med))
+    width = 0.4
+    for i, col in enumerate([c for c in ("unfurnished", "furnished") if c in med.columns]):
+        ax.bar(x + (i - 0.5) * width, med[col].to_numpy(), width, label=f"reference, {col}")
+    ax.axhline(market, color="C3", lw=1.5, label=f"listings' median ({market:.1f} €/m²)")
+    ax.set_xticks(x, [a[-2:] for a in med.index], fontsize=8)
+    ax.set_xlabel("Paris arrondissement")
+    ax.set_ylabel("€/m² per month")
+    ax.set_title(f"Legal reference rents {year}: median per arrondissement")
+    ax.legend(fontsize=8)
+    image = png(fig)
+    by_arr = {str(k): {c: float(v) for c, v in row.items() if pd.notna(v)} for k, row in med.iterrows()}
+    all_max = float(paris["max_eur_m2"].max())
+    share_above = float((listings["rent_per_m2"] > all_max).mean())
+    summary = {
+        "year": year,
+        "median_by_arrondissement": by_arr,
+        "listings_median_eur_m2": market,
+        "highest_paris_max_eur_m2": all_max,
+        "share_of_listings_above_highest_max": share_above,
+    }
+    text = (
+        f"<p>Paris reference rents {year} (information from the official table, not legal advice): "
+        f"median {float(paris['ref_eur_m2'].median()):.1f} €/m²; the highest legal maximum is "
+        f"{all_max:.1f} €/m². The listings' median is {market:.1f} €/m², and "
+        f"{100 * share_above:.0f} % of them are above the highest maximum of any quartier.</p>"
+    )
+    return summary, image, text

@@ -30,6 +30,8 @@ from rentlake.model import InsufficientDataError
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 DATASET = "listings"
+# The legal reference rents (issue 8), drawn beside the listings in the exploration report.
+REFERENCE_DATASET = "reference_rents"
 
 
 def _noop(_: str) -> None:
@@ -124,7 +126,13 @@ def explore(lake: Lake, *, dataset: str = DATASET, run_id: str | None = None,
 
     lineage = clean_lineage(lake, dataset)
     _require_batches(lineage)
-    rid = run_id or f"{dataset}-{lineage['fingerprint'][:12]}"
+    # The second source, crossed with the listings in the report when the lake has it.
+    ref_lineage = clean_lineage(lake, REFERENCE_DATASET) if dataset == DATASET else None
+    has_reference = bool(ref_lineage and ref_lineage.get("batches"))
+    fingerprint = lineage["fingerprint"]
+    if has_reference:
+        fingerprint = hashlib.sha256((fingerprint + ref_lineage["fingerprint"]).encode()).hexdigest()
+    rid = run_id or f"{dataset}-{fingerprint[:12]}"
     html_key = keys.report_file(rid, "report.html")
     summary_key = keys.report_file(rid, "summary.json")
     if run_id is None and lake.exists(html_key):
@@ -134,7 +142,8 @@ def explore(lake: Lake, *, dataset: str = DATASET, run_id: str | None = None,
     df = lake.read_clean(dataset)
     if df.empty:
         raise InsufficientDataError(f"the clean zone of {dataset!r} holds no rows: nothing to explore")
-    report = build_report(df, run_id=rid)
+    reference = lake.read_clean(REFERENCE_DATASET) if has_reference else None
+    report = build_report(df, run_id=rid, reference=reference)
     written: dict[str, str] = {}
     for name, data in report.files.items():
         if name == "report.html":
