@@ -27,7 +27,7 @@ REGION = "eu-west-3"
 BUCKET = "rentlake-reliability"
 LEGAL_SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 # Strings that must never reach a client: a stack trace or a path of the machine.
-LEAKS = ("Traceback", 'File "', "/work", "site-packages", ".py\"", "s3://")
+LEAKS = ("Traceback", 'File "', "/work", "site-packages", '.py"', "s3://")
 
 
 def leaks_in(text: str) -> list[str]:
@@ -98,7 +98,6 @@ def moto_lake(extra_env: dict[str, str] | None = None) -> Iterator[MotoLake]:
 def legal_artifact() -> bytes:
     """The sample legal reference table compiled as the promotion step does."""
     import pandas as pd
-
     from rentlake import contracts
     from rentlake.clean import type_chunk
     from rentlake.ingest import parse_object
@@ -219,8 +218,9 @@ class _Raw:
         yield self._data
 
 
-def s3_error(url: str, status: int = 503, code: str = "SlowDown", message: str = "Please reduce your "
-             "request rate.") -> Any:
+def s3_error(
+    url: str, status: int = 503, code: str = "SlowDown", message: str = "Please reduce your request rate."
+) -> Any:
     from botocore.awsrequest import AWSResponse
 
     body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
