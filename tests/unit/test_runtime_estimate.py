@@ -172,3 +172,17 @@ def test_model_card_with_bad_scale_is_refused() -> None:
     # THEN the model is not served
     with pytest.raises(ModelUnavailable, match="cubic"):
         build_model(pointer, data, card)
+
+
+def test_listing_without_legal_fields_gets_the_hint_alone_and_batches_say_it_once() -> None:
+    # GIVEN listings that know nothing of the legal fields (plain objects with surface, district, rent)
+    from rentlake.runtime.estimate import batch_hint
+
+    (single,) = estimate(_model(), [Item(30.0)], batch=False)
+    batch = estimate(_model(), [Item(30.0), Item(40.0)])
+    # THEN a single answer names the fields that would add the legal answer; a batch's listings do not,
+    # and the batch carries that hint once
+    assert single["legal_hint"].startswith("add quartier, rooms, built")
+    assert all("legal_hint" not in a and "legal" not in a for a in batch)
+    assert batch_hint(batch) == {"legal_hint": single["legal_hint"]}
+    assert batch_hint([single]) == {}

@@ -19,11 +19,12 @@ def register(sub: Any) -> None:
     """Add the ``serve`` command."""
     p = sub.add_parser(
         "serve",
-        help="serve the estimates API locally (POST /estimates, GET /docs)",
+        help="serve the estimates API and the tenant page locally (GET /, POST /estimates, GET /docs)",
         description="Serve the predict function on http://HOST:PORT: each HTTP request becomes an "
         "API Gateway "
         "HTTP API (v2) event for functions/predict/app.py's handler, and its response becomes the HTTP "
-        "answer. Open /docs for the interactive documentation. Stop with Ctrl-C.",
+        "answer. Open / for the tenant page (estimate, interval, legal reference rent, market plot) and "
+        "/docs for the interactive documentation. Stop with Ctrl-C.",
     )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -115,7 +116,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     server = make_server(predict_handler(ctx), args.host, args.port)
     host, port = server.server_address[:2]
     print(
-        f"serving the estimates API on http://{host}:{port} (docs: http://{host}:{port}/docs); Ctrl-C stops",
+        f"serving the estimates API on http://{host}:{port} (page: http://{host}:{port}/, "
+        f"docs: http://{host}:{port}/docs); Ctrl-C stops",
         file=ctx.out,
         flush=True,
     )

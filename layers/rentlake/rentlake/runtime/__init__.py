@@ -8,4 +8,7 @@ Modules here import only the standard library, numpy, onnxruntime, pydantic, aws
 * :mod:`rentlake.runtime.estimate`: listings in, answers out (vectorised inference, warnings, verdicts).
 * :mod:`rentlake.runtime.api`: the HTTP API (Powertools resolver, pydantic models, OpenAPI).
 * :mod:`rentlake.runtime.events`: API Gateway HTTP API v2 events to and from plain HTTP.
+* :mod:`rentlake.runtime.legal`: the legal reference rent lookup (standard library only), loaded with the
+  champion.
+* :mod:`rentlake.runtime.page`: the tenant page at ``GET /`` (``static/index.html``, inline CSS and JS).
 """
