@@ -124,6 +124,9 @@ def server() -> Iterator[str]:
             finally:
                 srv.shutdown()
                 srv.server_close()
+                from rentlake.runtime import legal
+
+                legal._CACHE.clear()  # the process-wide table cache: leave none to later tests
     finally:
         mp.undo()
 

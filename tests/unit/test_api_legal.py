@@ -60,6 +60,16 @@ def row_of(rows: list[dict[str, str]], **where: str) -> dict[str, str]:
     return hits[0]
 
 
+@pytest.fixture(autouse=True)
+def fresh_table_cache() -> Iterator[None]:
+    """Each test is a fresh container: no legal table cached before, none left for other modules."""
+    from rentlake.runtime import legal
+
+    legal._CACHE.clear()
+    yield
+    legal._CACHE.clear()
+
+
 @pytest.fixture
 def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for k, v in {
@@ -330,7 +340,6 @@ def test_table_is_loaded_once_with_the_model_and_refreshed_with_it(
     from rentlake.runtime.model import ChampionCache
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
-    legal._CACHE.clear()
     reads: list[str] = []
     real_get = type(lake).get_bytes
 
