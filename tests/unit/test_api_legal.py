@@ -393,6 +393,8 @@ def test_quartiers_lists_names_and_codes_of_both_cities(
     assert {"name": "Lille-Centre", "code": "593500101"} in lille["quartiers"]
     status, _, body = call(predict, "GET", "/quartiers?city=london")
     assert refused(status, body)[0]["field"] == "city"
+    status, _, body = call(predict, "GET", "/quartiers?city=" + "x" * 40)
+    assert status == 422 and body["error"]["fields"][0]["field"] == "city"
 
 
 def test_model_says_which_legal_years_it_serves(predict: ModuleType, champion: dict[str, Any]) -> None:
@@ -418,6 +420,8 @@ def test_plot_data_is_the_model_band_over_the_surface_range(predict: ModuleType,
     assert first["rent_eur"] == pytest.approx(expected_rent(9.0), rel=1e-4)
     assert last["high"] == pytest.approx(expected_rent(250.0) * math.exp(0.4), rel=1e-4)
     assert plot["points"] == points
+    status, _, body = call(predict, "GET", "/plot-data?district=" + "x" * 65)
+    assert status == 422 and body["error"]["fields"][0]["field"] == "district"
 
 
 def test_openapi_documents_legal_and_the_new_routes(predict: ModuleType, champion: dict[str, Any]) -> None:
@@ -425,6 +429,7 @@ def test_openapi_documents_legal_and_the_new_routes(predict: ModuleType, champio
     doc = json.loads(text) if isinstance(text, str) else text
     assert status == 200
     assert {"/quartiers", "/plot-data"} <= set(doc["paths"])
+    assert [p["name"] for p in doc["paths"]["/quartiers"]["get"]["parameters"]] == ["city"]
     schemas = doc["components"]["schemas"]
     assert {"legal", "legal_hint"} <= set(schemas["Estimate"]["properties"])
     assert {"ref_eur_m2", "max_rent_eur", "verdict", "notice"} <= set(schemas["LegalAnswer"]["properties"])

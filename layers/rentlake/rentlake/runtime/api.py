@@ -22,7 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from rentlake.runtime import legal, page
@@ -318,7 +318,7 @@ _PROBLEMS: dict[str, str] = {
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "batch", "listings", 3, "surface_m2")`` -> ``"listings[3].surface_m2"``."""
     parts = list(loc)
-    if parts and parts[0] == "body":
+    if parts and parts[0] in ("body", "query"):
         parts = parts[1:]
     if parts and parts[0] in ("listing", "batch"):  # discriminated-union tags, not fields
         parts = parts[1:]
@@ -641,8 +641,11 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
         },
         tags=["legal"],
     )
-    def get_quartiers():  # noqa: ANN202
-        city = app.current_event.get_query_string_value("city")
+    def get_quartiers(
+        city: Annotated[
+            str | None, Query(max_length=32, description="`paris` (default) or `lille`.", examples=["lille"])
+        ] = None,
+    ):  # noqa: ANN202
         return _json(200, quartier_list(app.champion.get(), city))
 
     @app.get(
@@ -655,12 +658,13 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
         },
         tags=["model"],
     )
-    def get_plot_data():  # noqa: ANN202
-        district = app.current_event.get_query_string_value("district") or None
-        if district is not None and len(district) > 64:
-            problem = FieldProblem("district", "at most 64 characters")
-            raise ApiError(422, "invalid_request", "invalid request: district", [problem])
-        return _json(200, plot_data(app.champion.get(), district))
+    def get_plot_data(
+        district: Annotated[
+            str | None,
+            Query(max_length=64, description="District, when the model uses it.", examples=["75011"]),
+        ] = None,
+    ):  # noqa: ANN202
+        return _json(200, plot_data(app.champion.get(), district or None))
 
     @app.get("/", include_in_schema=False)
     def get_page():  # noqa: ANN202
