@@ -39,7 +39,7 @@ test: $(STAMP) system-deps  ## the full test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the suite without the slow tier (network wheel checks, browser, fuzzing)
-	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .

@@ -38,3 +38,19 @@ def test_report_adds_reference_rents_per_arrondissement(function, put_landing, l
     assert 0.1 < summary["share_of_listings_above_highest_max"] < 0.3
     page = lake.get_bytes(files["report.html"]).decode()
     assert "Legal reference rents" in page and "not legal advice" in page
+
+
+def test_card_carries_a_sample_of_listings_for_the_tenant_plot(function, put_landing, lake,
+                                                               lambda_context) -> None:
+    # GIVEN the course listings cleaned in the lake
+    function("ingest").handler(put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
+                               lambda_context)
+    function("clean").handler({}, lambda_context)
+    # WHEN a model is trained
+    out = function("train").handler({}, lambda_context)
+    card = lake.get_json(out["card_key"])
+    # THEN its card holds every clean listing (481 ≤ 500) as [surface, rent] points, from the clean zone
+    clean = lake.read_clean("listings")
+    assert len(card["plot_sample"]) == len(clean) == 481
+    assert sorted(map(tuple, card["plot_sample"])) == sorted(
+        zip(clean["surface_m2"].round(1), clean["rent_eur"].round(1), strict=True))

@@ -32,6 +32,7 @@ Progress = Callable[[str], None]
 DATASET = "listings"
 # The legal reference rents (issue 8), drawn beside the listings in the exploration report.
 REFERENCE_DATASET = "reference_rents"
+PLOT_SAMPLE_SIZE = 500  # listings drawn on the tenant page (kept in the card: a few KB)
 
 
 def _noop(_: str) -> None:
@@ -263,9 +264,17 @@ def train(lake: Lake, *, dataset: str = DATASET, seed: int = 42, force: bool = F
     progress(f"train {dataset}: fitting candidates on {len(df):,} rows")
     result = fit(df, seed=seed, trained_at=now(), lineage=lineage, **train_kwargs)
     progress(f"train {dataset}: writing version {result.version}")
-    written = registry.save_version(lake, result, lineage=lineage)
+    written = registry.save_version(lake, result, lineage=lineage, plot_sample=_plot_sample(df, seed))
     card = lake.get_json(written[registry.CARD])
     return {**_train_result(result.version, card), "keys": written}
+
+
+def _plot_sample(df: Any, seed: int, size: int = PLOT_SAMPLE_SIZE) -> list[list[float]]:
+    """A seeded sample of clean listings for the tenant page's plot: ``[[surface_m2, rent_eur], ...]``."""
+    points = df[["surface_m2", "rent_eur"]].dropna()
+    if len(points) > size:
+        points = points.sample(size, random_state=seed)
+    return points.astype(float).round(1).to_numpy().tolist()
 
 
 def _train_result(version: str, card: dict[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,8 @@ def _now() -> datetime:
 
 
 # ------------------------------------------------------------------------------------------- versions
-def save_version(lake: Lake, result: TrainResult, *, lineage: dict[str, Any] | None = None) -> dict[str, str]:
+def save_version(lake: Lake, result: TrainResult, *, lineage: dict[str, Any] | None = None,
+                 plot_sample: list[list[float]] | None = None) -> dict[str, str]:
     """Write a trained model as a registry version; ``card.json`` is written last (the commit).
 
     Parameters
@@ -70,6 +71,9 @@ def save_version(lake: Lake, result: TrainResult, *, lineage: dict[str, Any] | N
     lineage
         Where the training data came from (also in ``result.card["data"]["lineage"]`` when passed to
         ``train``); copied to the card's top-level ``lineage``.
+    plot_sample
+        Up to a few hundred ``[surface_m2, rent_eur]`` listings, drawn as points on the tenant page's
+        market plot (the card is the only training data the prediction side sees).
 
     Returns
     -------
@@ -92,6 +96,8 @@ def save_version(lake: Lake, result: TrainResult, *, lineage: dict[str, Any] | N
         ctype = "text/html; charset=utf-8" if name.endswith(".html") else "image/png"
         put(name, data, ctype)
     card = serving_card(result, lineage=lineage, artifacts=dict(written))
+    if plot_sample is not None:
+        card["plot_sample"] = plot_sample
     written[CARD] = keys.model_file(v, CARD)
     lake.put_json(written[CARD], card)  # last: the version exists once its card does
     return written
