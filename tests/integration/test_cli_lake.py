@@ -91,3 +91,17 @@ def test_help_explains_each_command() -> None:
             [*RENTLAKE, command, "--help"], capture_output=True, text=True, check=True, cwd=ROOT
         )
         assert "usage: rentlake" in sub.stdout and len(sub.stdout) > 200
+
+
+def test_demo_pipeline_shows_a_market_and_a_legal_answer(tmp_path: Path) -> None:
+    # GIVEN what `make demo` runs: the course listings and the reference-rent table
+    table = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
+    out = rentlake("pipeline", str(SAMPLES / "house_intact.csv"), str(table), lake=tmp_path / "lake").stdout
+    # THEN both land, each as its own dataset, and the summary answers the tenant's two questions
+    assert "11,200 rows as 'reference_rents'" in out and "545 rows as 'listings'" in out
+    assert "PROMOTED" in out
+    assert "example:  30 m²: about" in out
+    assert "Legal reference rent (Paris 2017, Belleville 7512077, 2 room(s), 1946-1970, unfurnished): " \
+           "23.1 €/m²" in out
+    assert "At 1 200 €/month you pay above the legal maximum." in out
+    assert "not legal advice" in out

@@ -36,17 +36,25 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def example_estimate(ctx: Context, surface: float = 30.0) -> str | None:
-    """One estimate line from the predict function (as API Gateway would call it), or None."""
+# The tenant's question, asked of the new champion at the end of the run: the course's 30 m², paid
+# 1 200 €/month, in Belleville (2 rooms, built in 1965) for the legal reference rent beside the market.
+EXAMPLE = {"surface_m2": 30, "current_rent_eur": 1200, "quartier": "Belleville", "rooms": 2, "built": 1965}
+
+
+def example_estimate(ctx: Context, request: dict[str, Any] | None = None) -> list[str]:
+    """The answer of the predict function (as API Gateway would call it) to the example request, as the
+    lines ``rentlake estimate`` prints; empty when the function cannot answer."""
     from rentlake.cli.cmd_estimate import predict_handler, sentence
     from rentlake.runtime.events import http_api_event, response_body
 
-    event = http_api_event("POST", "/estimates", json.dumps({"surface_m2": surface}),
-                           headers={"content-type": "application/json"})
+    body = dict(request or EXAMPLE)
+    headers = {"content-type": "application/json"}
+    event = http_api_event("POST", "/estimates", json.dumps(body), headers=headers)
     resp = predict_handler(ctx)(event, None)
     if resp.get("statusCode") != 200:
-        return None
-    return sentence(surface, json.loads(response_body(resp)), None).splitlines()[0]
+        return []
+    answer = json.loads(response_body(resp))
+    return sentence(float(body["surface_m2"]), answer, body.get("current_rent_eur")).splitlines()
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -101,9 +109,8 @@ def _print_human(ctx: Context, outcomes: list[dict[str, Any]], cleaned: dict[str
     if model["champion"]:
         now = " (promoted by this run)" if model["promoted"] else ""
         print(f"  champion: {model['champion']}{now}", file=ctx.out)
-        line = example_estimate(ctx)
-        if line:
-            print(f"  example:  {line}", file=ctx.out)
+        for i, line in enumerate(example_estimate(ctx)):
+            print(f"  {'example:' if i == 0 else '':9} {line}", file=ctx.out)
     else:
         print("  champion: none", file=ctx.out)
     print(f"  lake:     {result['lake']}  (zones: landing/ raw/ clean/ quarantine/ reports/ models/)",
