@@ -170,11 +170,18 @@ class ServedApi:
 
 
 @contextmanager
-def serve(handler: Callable[[Any, Any], dict[str, Any]]) -> Iterator[tuple[str, int]]:
-    """``rentlake serve``'s server on 127.0.0.1 (free port), serving in a thread; closed on exit."""
+def serve(
+    handler: Callable[[Any, Any], dict[str, Any]], *, nodelay: bool = False
+) -> Iterator[tuple[str, int]]:
+    """``rentlake serve``'s server on 127.0.0.1 (free port), serving in a thread; closed on exit.
+
+    ``nodelay`` sets TCP_NODELAY on accepted connections (the fix proposed for the Nagle delay; benchmarks
+    only, tests serve the server as shipped)."""
     from rentlake.cli.cmd_serve import make_server
 
     server = make_server(handler, "127.0.0.1", 0)
+    if nodelay:
+        server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
     server.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -189,14 +196,14 @@ def serve(handler: Callable[[Any, Any], dict[str, Any]]) -> Iterator[tuple[str, 
 
 @contextmanager
 def served_api(
-    *, refresh_seconds: float = 60.0, champion: str | None = "v1", legal: bool = True
+    *, refresh_seconds: float = 60.0, champion: str | None = "v1", legal: bool = True, nodelay: bool = False
 ) -> Iterator[ServedApi]:
     """Moto lake + (optionally) a published champion + the predict function behind the loopback server."""
     with moto_lake({"RENTLAKE_MODEL_REFRESH_SECONDS": str(refresh_seconds)}) as moto:
         if champion is not None:
             publish(moto.lake, champion, legal=legal_artifact() if legal else None)
         predict = load_function("predict")
-        with serve(predict.handler) as (host, port):
+        with serve(predict.handler, nodelay=nodelay) as (host, port):
             yield ServedApi(host, port, moto, predict)
 
 
