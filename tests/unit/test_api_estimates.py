@@ -5,14 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
@@ -20,27 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
 
 
-@pytest.fixture
-def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Fake credentials -> mock_aws -> bucket -> Lake (until tests/conftest.py provides ``s3``)."""
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "RENTLAKE_BUCKET": BUCKET,
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        from rentlake.lake import Lake
-
-        yield Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
-
-
+# `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
 def _load_app() -> ModuleType:
     spec = importlib.util.spec_from_file_location("predict_app_under_test", ROOT / "functions/predict/app.py")
     assert spec and spec.loader

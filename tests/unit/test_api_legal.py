@@ -18,10 +18,8 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import boto3
 import pandas as pd
 import pytest
-from moto import mock_aws
 
 from tests.conftest import SAMPLES
 
@@ -70,26 +68,7 @@ def fresh_table_cache() -> Iterator[None]:
     legal._CACHE.clear()
 
 
-@pytest.fixture
-def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "RENTLAKE_BUCKET": BUCKET,
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        from rentlake.lake import Lake
-
-        yield Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
-
-
+# `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
 @pytest.fixture
 def champion(lake: Any, artifact: bytes) -> dict[str, Any]:
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
 
 
-@pytest.fixture
-def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """Fake credentials -> mock_aws -> bucket -> Lake (until tests/conftest.py provides ``s3``)."""
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        from rentlake.lake import Lake
-
-        yield Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
-
-
+# `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
 class Clock:
     """Injectable monotonic clock."""
 

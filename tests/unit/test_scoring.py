@@ -6,15 +6,12 @@ import importlib.util
 import io
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import boto3
 import pandas as pd
 import pytest
-from moto import mock_aws
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
@@ -22,29 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Fake credentials -> mock_aws -> bucket -> Lake with a champion using the district."""
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "RENTLAKE_BUCKET": BUCKET,
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        from rentlake.lake import Lake
-        from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
+def lake(lake: Any) -> Any:
+    """The conftest lake (fake credentials -> mock_aws() -> bucket) with a champion that uses the district."""
+    from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
-        lk = Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
-        publish_champion(
-            lk, "v1", make_onnx_model(district_factors={"75006": 1.3}), make_card("v1", districts=["75006"])
-        )
-        yield lk
+    model = make_onnx_model(district_factors={"75006": 1.3})
+    publish_champion(lake, "v1", model, make_card("v1", districts=["75006"]))
+    return lake
 
 
 @pytest.fixture
