@@ -59,6 +59,32 @@ class FakeContext:
         return 900_000
 
 
+def compile_legal_sample() -> bytes:
+    """The legal lookup artifact of the sample reference table, typed by its contract as the clean stage
+    does and compiled as promotion does (no S3)."""
+    import hashlib
+
+    import pandas as pd
+    from rentlake import contracts
+    from rentlake.clean import type_chunk
+    from rentlake.ingest import parse_object
+    from rentlake.reference import artifact_bytes, compile_lookup
+
+    sample = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
+    data = sample.read_bytes()
+    raw = pd.concat(list(parse_object(data, sample.name).chunks), ignore_index=True)
+    typed, reasons = type_chunk(raw, contracts.get("reference_rents"))
+    assert reasons == [], "the sample table is entirely valid"
+    typed = typed.assign(source_key=f"landing/{sample.name}", source_sha256=hashlib.sha256(data).hexdigest())
+    return artifact_bytes(compile_lookup(typed))
+
+
+@pytest.fixture(scope="session")
+def legal_artifact() -> bytes:
+    """The sample reference table's legal lookup artifact, compiled once per test session."""
+    return compile_legal_sample()
+
+
 @pytest.fixture
 def lambda_context() -> FakeContext:
     return FakeContext()

@@ -7,7 +7,6 @@ binding from PyPI (``selenium``). Without them the browser tests are skipped, sa
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -20,6 +19,8 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
+from tests.conftest import compile_legal_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "rentlake-browser"
@@ -54,21 +55,6 @@ def _missing() -> str | None:
     if importlib.util.find_spec("selenium") is None:
         return "the selenium package is missing: pip install selenium (requirements/dev.txt)"
     return None
-
-
-def _sample_artifact() -> bytes:
-    import pandas as pd
-    from rentlake import contracts
-    from rentlake.clean import type_chunk
-    from rentlake.ingest import parse_object
-    from rentlake.reference import artifact_bytes, compile_lookup
-
-    sample = ROOT / "data" / "samples" / "encadrement_loyers_paris_lille_2015_2017.csv"
-    data = sample.read_bytes()
-    raw = pd.concat(list(parse_object(data, sample.name).chunks), ignore_index=True)
-    typed, _ = type_chunk(raw, contracts.get("reference_rents"))
-    typed = typed.assign(source_key=f"landing/{sample.name}", source_sha256=hashlib.sha256(data).hexdigest())
-    return artifact_bytes(compile_lookup(typed))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +104,11 @@ def server() -> Iterator[str]:
                 for i, s in enumerate(surfaces)
             ]
             publish_champion(
-                lake, "v1", make_onnx_model(), make_card("v1", plot_sample=points), legal=_sample_artifact()
+                lake,
+                "v1",
+                make_onnx_model(),
+                make_card("v1", plot_sample=points),
+                legal=compile_legal_sample(),
             )
             ctx = SimpleNamespace(lake=lake, functions_dir=ROOT / "functions")
             srv = make_server(predict_handler(ctx), "127.0.0.1", 0)

@@ -18,7 +18,6 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from tests.conftest import SAMPLES
@@ -32,19 +31,9 @@ NOT_ADVICE = "not legal advice"
 
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def artifact() -> bytes:
-    """The sample table compiled as the promotion step does (typed by the contract, then compiled)."""
-    from rentlake import contracts
-    from rentlake.clean import type_chunk
-    from rentlake.ingest import parse_object
-    from rentlake.reference import artifact_bytes, compile_lookup
-
-    data = SAMPLE.read_bytes()
-    raw = pd.concat(list(parse_object(data, SAMPLE.name).chunks), ignore_index=True)
-    typed, reasons = type_chunk(raw, contracts.get("reference_rents"))
-    assert reasons == []
-    typed = typed.assign(source_key=f"landing/{SAMPLE.name}", source_sha256=hashlib.sha256(data).hexdigest())
-    return artifact_bytes(compile_lookup(typed))
+def artifact(legal_artifact: bytes) -> bytes:
+    """The sample table compiled as the promotion step does (tests/conftest.py)."""
+    return legal_artifact
 
 
 @pytest.fixture(scope="module")

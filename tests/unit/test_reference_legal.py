@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from rentlake import contracts
-from rentlake.clean import type_chunk
-from rentlake.ingest import parse_object
 from rentlake.reference import artifact_bytes, compile_lookup
 from rentlake.runtime.legal import (
     NOTICE,
@@ -32,26 +29,16 @@ from rentlake.runtime.legal import (
     period_of_year,
 )
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, compile_legal_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 TODAY = dt.date(2026, 6, 1)
 
 
-def compile_sample() -> bytes:
-    """The artifact of the sample table, typed by the contract as the clean stage does (no S3)."""
-    data = SAMPLE.read_bytes()
-    raw = pd.concat(list(parse_object(data, SAMPLE.name).chunks), ignore_index=True)
-    typed, reasons = type_chunk(raw, contracts.get("reference_rents"))
-    assert reasons == []
-    typed = typed.assign(source_key=f"landing/{SAMPLE.name}", source_sha256=hashlib.sha256(data).hexdigest())
-    return artifact_bytes(compile_lookup(typed))
-
-
 @pytest.fixture(scope="module")
-def artifact() -> bytes:
-    return compile_sample()
+def artifact(legal_artifact: bytes) -> bytes:
+    return legal_artifact
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +68,7 @@ def got3(answer: dict[str, object]) -> list[object]:
 # ------------------------------------------------------------------------------------------ the artifact
 def test_artifact_is_small_deterministic_and_covers_the_table(artifact: bytes, table: LegalTable) -> None:
     assert len(artifact) < 1_000_000
-    assert compile_sample() == artifact  # same table, same bytes, same hash
+    assert compile_legal_sample() == artifact  # same table, same bytes, same hash
     assert table.years("PARIS") == [2015, 2016, 2017] and table.years("LILLE") == [2017]
     assert len(table.cities["PARIS"].names) == 80 and len(table.cities["LILLE"].names) == 110
     assert sum(len(v) for c in table.cities.values() for v in c.years.values()) == 11_200
