@@ -18,10 +18,13 @@ def register(sub: Any) -> None:
         help="run a function's handler with an event file (no Docker needed)",
         description="Run functions/FUNCTION/app.py's handler in this process with the JSON event in EVENT "
         "(see infra/events/), against the embedded lake or --bucket, and print its response. The string "
-        "${BUCKET} in the event is replaced by the lake's bucket.",
+        "${BUCKET} in the event is replaced by the lake's bucket, ${VERSION} by the newest model version "
+        "of the registry, and any ${KEY} by --set KEY=VALUE.",
     )
     p.add_argument("function", help="folder name under functions/ (ingest, clean, predict, ...)")
     p.add_argument("event", help="JSON event file ('-' for stdin)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace ${KEY} in the event by VALUE (repeatable)")
     p.set_defaults(run=run)
 
 
@@ -29,12 +32,42 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
     text = sys.stdin.read() if args.event == "-" else _read(Path(args.event))
+    for key, value in substitutions(ctx, args.set, text).items():
+        text = text.replace("${" + key + "}", value)
     try:
-        event = json.loads(text.replace("${BUCKET}", ctx.lake.bucket))
+        event = json.loads(text)
     except ValueError as exc:
         raise CliError(f"{args.event} is not valid JSON: {exc}") from exc
     ctx.emit_json(stages.invoke(ctx, args.function, event))
     return 0
+
+
+def substitutions(ctx: Context, pairs: list[str], text: str) -> dict[str, str]:
+    """The ``${KEY}`` replacements: BUCKET, VERSION (newest registry version, when the event uses it),
+    then the user's ``KEY=VALUE`` pairs, which win."""
+    out = {"BUCKET": ctx.lake.bucket}
+    if "${VERSION}" in text:
+        from rentlake import registry
+
+        versions = registry.list_versions(ctx.lake)
+        if versions:
+            out["VERSION"] = versions[-1]
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set takes KEY=VALUE, not {pair!r}")
+        out[key] = value
+    missing = sorted({k for k in _placeholders(text) if k not in out})
+    if missing:
+        raise CliError(f"the event uses {', '.join('${' + k + '}' for k in missing)}: "
+                       f"give a value with --set {missing[0]}=...")
+    return out
+
+
+def _placeholders(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text))
 
 
 def _read(path: Path) -> str:

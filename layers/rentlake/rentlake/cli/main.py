@@ -97,6 +97,10 @@ def open_context(args: argparse.Namespace) -> Iterator[Context]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rentlake`` command; returns the exit status."""
+    import warnings
+
+    # Powertools warns when a handler published no metric; in a terminal that is noise, not news.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

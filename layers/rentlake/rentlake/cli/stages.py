@@ -43,10 +43,15 @@ def s3_put_event(bucket: str, key: str, *, etag: str, size: int) -> dict[str, An
 
 
 def invoke(ctx: Context, function: str, event: dict[str, Any]) -> Any:
-    """Run a handler; a refused event becomes a CLI error."""
+    """Run a handler; a refused event or a domain error the handler raises (which fails the Lambda
+    invocation with its message) becomes a CLI error: one line, no traceback."""
+    from rentlake.lake import LakeError
+    from rentlake.model import InsufficientDataError
+    from rentlake.registry import RegistryError
+
     try:
         return ctx.invoke(function, event)
-    except BadEvent as exc:
+    except (BadEvent, RegistryError, LakeError, InsufficientDataError) as exc:
         raise CliError(f"{function}: {exc}") from exc
 
 
