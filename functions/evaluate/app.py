@@ -34,5 +34,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
     result = modeling_jobs.evaluate(lake, request.version, tolerance=request.tolerance,
                                     promote=request.promote)
+    gate = result.get("gate") or {}
+    # The gate's decision, one data point per evaluation (0 or 1): alarms and dashboards count them.
+    metric.add_metric(name="GatePassed", unit="Count", value=int(bool(gate.get("passed"))))
+    metric.add_metric(name="GateFailed", unit="Count", value=int(not gate.get("passed")))
+    metric.add_metric(name="Promoted", unit="Count", value=int(bool(result.get("promoted"))))
     metric.add_metric(name="ModelsPromoted", unit="Count", value=int(result["promoted"]))
     return result
