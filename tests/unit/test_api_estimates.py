@@ -224,6 +224,21 @@ def test_malformed_json_is_400(predict: ModuleType, champion: dict[str, Any], ra
     assert fields == [{"field": "body", "problem": "malformed JSON"}]
 
 
+def test_json_nested_too_deeply_is_400_not_5xx(predict: ModuleType, champion: dict[str, Any]) -> None:
+    # GIVEN a small body (40 KB, under the size limit) nested 5 000 levels deep
+    raw = '{"a":' * 5000 + "1" + "}" * 5000
+    # WHEN posted THEN the parser's recursion limit is the client's problem: a 400 naming it
+    status, _, body = call(predict, "POST", "/estimates", raw=raw)
+    fields = assert_error(status, body, 400, "malformed_json")
+    assert fields == [{"field": "body", "problem": "nested too deeply"}]
+
+
+def test_a_boolean_is_not_a_surface(predict: ModuleType, champion: dict[str, Any]) -> None:
+    status, _, body = call(predict, "POST", "/estimates", {"surface_m2": True})
+    fields = assert_error(status, body, 422, "invalid_request")
+    assert fields == [{"field": "surface_m2", "problem": "must be a number (not a string, boolean or null)"}]
+
+
 def test_empty_body_is_422(predict: ModuleType, champion: dict[str, Any]) -> None:
     status, _, body = call(predict, "POST", "/estimates", raw="")
     fields = assert_error(status, body, 422, "invalid_request")

@@ -304,8 +304,8 @@ _PROBLEMS: dict[str, str] = {
     "missing": "required field is missing",
     "extra_forbidden": "unknown field",
     "finite_number": "must be a finite number (NaN and Infinity are refused)",
-    "float_type": "must be a number (not a string)",
-    "int_type": "must be a number (not a string)",
+    "float_type": "must be a number (not a string, boolean or null)",
+    "int_type": "must be a whole number (not a string, boolean or null)",
     "string_type": "must be a string",
     "list_type": "must be a list",
     "model_type": "must be a JSON object",
@@ -723,6 +723,12 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
                 )
             )
         return _err(ApiError(404, "not_found", f"no route {path}; see /docs"))
+
+    @app.exception_handler(RecursionError)
+    def on_too_deep(exc: RecursionError) -> Response:
+        # JSON nested deeper than the parser's stack (a small body can do it): the client's fault.
+        return _err(ApiError(400, "malformed_json", "the body is nested too deeply to be a listing",
+                             [FieldProblem("body", "nested too deeply")]))
 
     @app.exception_handler(Exception)
     def on_unexpected(exc: Exception) -> Response:
