@@ -44,26 +44,12 @@ def _served_latency_ms(api: ServedApi, n: int = 50) -> float:
     return sorted(times)[n // 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cmd_serve.make_server: the handler writes the status+headers and the body in two send() calls "
-    "with Nagle on (BaseHTTPRequestHandler.disable_nagle_algorithm is False): on a keep-alive connection "
-    "the body waits for the client's delayed ACK, ~40 ms per answer (p50 44 ms vs 0.3 ms with "
-    "disable_nagle_algorithm = True). Fix: set Bridge.disable_nagle_algorithm = True.",
-)
 def test_keep_alive_answer_is_not_delayed_by_nagle(api: ServedApi) -> None:
     # GIVEN one client on a keep-alive connection WHEN it sends 50 estimates in a row
     # THEN the median answer takes well under the 40 ms delayed-ACK timer (the handler itself: < 1 ms)
     assert _served_latency_ms(api) < 10.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cmd_serve.make_server: ThreadingHTTPServer keeps socketserver's listen backlog of 5 "
-    "(request_queue_size); 20 clients connecting at once overflow it: SYNs are dropped and retried after "
-    "1 s (max latency ~1.2 s) and, intermittently, connections are reset (ConnectionResetError seen in 2 of "
-    "4 runs of 3 000 requests). Fix: a server class with request_queue_size = 128 (or more).",
-)
 def test_listen_backlog_holds_a_burst_of_20_clients(api: ServedApi) -> None:
     from rentlake.cli.cmd_serve import make_server
 

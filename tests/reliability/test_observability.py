@@ -85,16 +85,6 @@ def test_ingest_and_clean_emit_row_metrics_and_json_logs_with_the_request_id(
     assert all(x["function_request_id"] == lambda_context.aws_request_id for x in lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the batch functions' domain logs (rentlake.jobs 'ingested ...', rentlake.modeling_jobs, "
-    "rentlake.registry) go through the standard 'logging' module, not the function's Powertools Logger: no "
-    "handler is attached to 'rentlake', so INFO lines are dropped (Lambda's root level is WARNING) and the "
-    "others are plain text without function_request_id. Fix (observability.py): route the 'rentlake' "
-    "logger to the service's Powertools handler, e.g. "
-    "utils.copy_config_to_registered_loggers(source_logger=log, "
-    "include={'rentlake'})",
-)
 def test_ingest_domain_log_line_is_json_with_the_request_id(
     function: Callable[[str], Any], put_landing: Any, lambda_context: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,13 +173,6 @@ def _predict_request(function: Callable[[str], Any], lambda_context: Any) -> tup
     return "apigw-request-0001", lambda_context.aws_request_id, ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="functions/predict/app.py has no Powertools Logger: no inject_lambda_context, no correlation id "
-    "from requestContext.requestId; runtime/* logs through the standard 'logging' module (plain text, no "
-    "request id). Fix: logger('predict') with @log.inject_lambda_context(correlation_id_path="
-    "correlation_paths.API_GATEWAY_HTTP) on the handler, and a log line per request",
-)
 def test_predict_logs_json_lines_with_the_request_and_correlation_ids(
     function: Callable[[str], Any], lambda_context: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,12 +186,6 @@ def test_predict_logs_json_lines_with_the_request_and_correlation_ids(
     ), err[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="functions/predict/app.py emits no Powertools metrics: no EMF for estimates served or their "
-    "latency (nor for refusals / 503s). Fix: metrics('predict') with @metric.log_metrics, and e.g. "
-    "EstimatesServed (Count, listings answered), EstimateLatency (Milliseconds), Refused/ModelUnavailable",
-)
 def test_predict_emits_estimates_served_and_latency_metrics(
     function: Callable[[str], Any], lambda_context: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:

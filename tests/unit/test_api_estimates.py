@@ -233,6 +233,14 @@ def test_json_nested_too_deeply_is_400_not_5xx(predict: ModuleType, champion: di
     assert fields == [{"field": "body", "problem": "nested too deeply"}]
 
 
+def test_a_number_with_too_many_digits_is_400_not_5xx(predict: ModuleType, champion: dict[str, Any]) -> None:
+    # GIVEN an integer of 5 000 digits (Python refuses to parse more than 4 300)
+    status, _, body = call(predict, "POST", "/estimates", raw='{"surface_m2": ' + "9" * 5000 + "}")
+    # THEN a 400 naming the body, not the 503 of an unexpected error
+    fields = assert_error(status, body, 400, "malformed_json")
+    assert fields == [{"field": "body", "problem": "number too long"}]
+
+
 def test_a_boolean_is_not_a_surface(predict: ModuleType, champion: dict[str, Any]) -> None:
     status, _, body = call(predict, "POST", "/estimates", {"surface_m2": True})
     fields = assert_error(status, body, 422, "invalid_request")

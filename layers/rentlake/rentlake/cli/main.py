@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 def open_context(args: argparse.Namespace) -> Iterator[Context]:
     """Connect to the lake the options name and yield a :class:`Context`."""
     functions_dir = find_functions_dir(args.functions_dir)
+    # The functions' JSON logs stay on stderr but, in a terminal, only their warnings and errors;
+    # POWERTOOLS_LOG_LEVEL=INFO shows everything, as CloudWatch would.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     bucket = args.bucket or os.environ.get("RENTLAKE_BUCKET") or ""
     database = args.database or os.environ.get("RENTLAKE_GLUE_DATABASE") or "rentlake"
     if bucket:

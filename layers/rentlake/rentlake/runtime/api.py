@@ -392,9 +392,13 @@ class EstimatesResolver(APIGatewayHttpResolver):
         self.champion = champion
         self.max_body_bytes = max_body_bytes
         self._openapi_json: str | None = None
+        # Estimates answered by the last request (for the function's EstimatesServed metric); a Lambda
+        # environment serves one request at a time.
+        self.served = 0
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         """Answer one API Gateway HTTP API v2 event; never raises, never answers a 500."""
+        self.served = 0
         try:
             refusal = self._precheck(event)
             if refusal is not None:
@@ -615,8 +619,11 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
         model = app.champion.get()
         if isinstance(request, ListingBatch):
             answers = estimate(model, request.listings)
+            app.served = len(answers)
             return _json(200, {"estimates": answers, "model_version": model.version, **batch_hint(answers)})
-        return _json(200, estimate(model, [request], batch=False)[0])
+        answer = estimate(model, [request], batch=False)[0]
+        app.served = 1
+        return _json(200, answer)
 
     @app.get(
         "/model",
@@ -729,6 +736,16 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
         # JSON nested deeper than the parser's stack (a small body can do it): the client's fault.
         return _err(ApiError(400, "malformed_json", "the body is nested too deeply to be a listing",
                              [FieldProblem("body", "nested too deeply")]))
+
+    @app.exception_handler(ValueError)
+    def on_value_error(exc: ValueError) -> Response:
+        # json.loads refuses integers of more than sys.get_int_max_str_digits() digits (4 300) with a
+        # ValueError while Powertools parses the body: a malformed request, not a server fault.
+        if "integer string conversion" in str(exc):
+            return _err(ApiError(400, "malformed_json", "the body holds a number with too many digits",
+                                 [FieldProblem("body", "number too long")]))
+        logger.exception("unexpected error in a route")
+        return _err(ApiError(503, "internal_error", "the service could not answer; try again"))
 
     @app.exception_handler(Exception)
     def on_unexpected(exc: Exception) -> Response:
