@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 from rentlake.lake import Lake, keys
-from rentlake.runtime.api import build_app
+from rentlake.observability import logger, metrics
+from rentlake.runtime.api import build_app, observed_resolve
 from rentlake.runtime.model import Z_90, ModelCard
 
 VERSION = "baseline-sklearn"
@@ -93,6 +94,10 @@ class SklearnCache:
 app = build_app(SklearnCache(Lake(os.environ.get("RENTLAKE_BUCKET", "unset-bucket"))))  # type: ignore[arg-type]
 
 
+log = logger("predict-baseline")
+metric = metrics("predict-baseline")
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda-style entry point, as in ``functions/predict/app.py``."""
-    return app.resolve(event, context)
+    """Lambda-style entry point, as in ``functions/predict/app.py`` (same logs and metrics)."""
+    return observed_resolve(app, event, context, log=log, metric=metric)

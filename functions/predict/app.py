@@ -7,13 +7,12 @@ the champion model is fetched on the first request that needs it and cached (see
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rentlake.config import load
 from rentlake.lake import Lake
-from rentlake.observability import logger, metrics, request_log_keys
-from rentlake.runtime.api import build_app
+from rentlake.observability import logger, metrics
+from rentlake.runtime.api import build_app, observed_resolve
 from rentlake.runtime.model import ChampionCache
 
 SETTINGS = load()
@@ -27,19 +26,5 @@ metric = metrics("predict")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point: answer the request, then one JSON log line and the EMF metrics of it."""
-    started = time.perf_counter()
-    response = app.resolve(event, context)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    status = int(response.get("statusCode", 0))
-    log.append_keys(**request_log_keys(event, context))
-    log.info("request answered", extra={"status": status, "path": event.get("rawPath"),
-                                         "estimates": app.served, "latency_ms": round(elapsed_ms, 3)})
-    metric.add_metric(name="EstimatesServed", unit="Count", value=app.served)
-    metric.add_metric(name="RequestLatency", unit="Milliseconds", value=elapsed_ms)
-    if 400 <= status < 500:
-        metric.add_metric(name="RequestsRefused", unit="Count", value=1)
-    elif status >= 500:
-        metric.add_metric(name="ModelUnavailable", unit="Count", value=1)
-    metric.flush_metrics()
-    return response
+    """Lambda entry point: the API's answer, with the request's log ids and metrics."""
+    return observed_resolve(app, event, context, log=log, metric=metric)

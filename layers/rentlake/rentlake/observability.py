@@ -33,26 +33,34 @@ def logger(service: str) -> Logger:
     records go to this logger's JSON handler too, so they carry the same request ids.
     """
     if service not in _LOGGERS:
-        log = Logger(service=service, logger_handler=_StderrHandler())
-        library = logging.getLogger("rentlake")
-        library.handlers = list(log.handlers)  # the function's JSON handler, replacing an earlier one's
-        library.setLevel(log.log_level)
-        library.propagate = False
-        _LOGGERS[service] = log
+        _LOGGERS[service] = Logger(service=service, logger_handler=_StderrHandler())
+    bind_library_logs(_LOGGERS[service])
     return _LOGGERS[service]
+
+
+def bind_library_logs(log: Logger) -> None:
+    """Send the ``rentlake.*`` records to ``log``'s JSON handler (with its keys: request ids, service).
+
+    A Lambda process runs one function, so binding once is enough there; where several functions share
+    a process (the CLI, tests), each request binds its own function's logger.
+    """
+    library = logging.getLogger("rentlake")
+    if library.handlers == log.handlers:
+        return  # the common case, on every request: setLevel would clear logging's cache of every logger
+    library.handlers = list(log.handlers)
+    library.setLevel(log.log_level)
+    library.propagate = False  # as Powertools does for the loggers it configures: no double lines
 
 
 def request_log_keys(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """The ids a request's log lines carry: API Gateway's request id as the correlation id, and the
-    Lambda request id (absent when a handler is called without a context, as in unit tests)."""
-    keys: dict[str, Any] = {}
-    request_id = ((event.get("requestContext") or {}) if isinstance(event, Mapping) else {}).get("requestId")
-    if request_id:
-        keys["correlation_id"] = request_id
-    if context is not None and getattr(context, "aws_request_id", None):
-        keys["function_request_id"] = context.aws_request_id
-        keys["function_name"] = getattr(context, "function_name", None)
-    return keys
+    Lambda request id (None when a handler is called without a context, as in unit tests: Powertools
+    leaves None keys out, so a previous request's ids never stick)."""
+    request_context = (event.get("requestContext") or {}) if isinstance(event, Mapping) else {}
+    return {
+        "correlation_id": request_context.get("requestId"),
+        "function_request_id": getattr(context, "aws_request_id", None),
+    }
 
 
 def metrics(service: str) -> Metrics:

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -756,3 +757,42 @@ def build_app(champion: ChampionCache, *, max_body_bytes: int = MAX_BODY_BYTES) 
 
 
 Handler = Callable[[Mapping[str, Any], Any], dict[str, Any]]
+
+
+def observed_resolve(app: EstimatesResolver, event: Mapping[str, Any], context: Any, *, log: Any,
+                     metric: Any) -> dict[str, Any]:
+    """Answer a request with its observability: request ids on every log line, one log line for the
+    request, and its EMF metrics (``EstimatesServed``, ``RequestLatency``, refusals).
+
+    A served estimate is logged at DEBUG (API Gateway's access log already records every request);
+    a refusal at INFO and an unavailable model at WARNING, so the cost on the hot path is a level check
+    and one EMF line.
+
+    Parameters
+    ----------
+    app
+        The API.
+    event, context
+        Lambda's arguments.
+    log, metric
+        The function's Powertools Logger and Metrics.
+    """
+    from rentlake.observability import bind_library_logs, request_log_keys
+
+    bind_library_logs(log)
+    log.append_keys(**request_log_keys(event, context))  # before resolving: the model's lines too
+    started = time.perf_counter()
+    response = app.resolve(event, context)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    status = int(response.get("statusCode", 0))
+    emit = log.debug if status < 400 else (log.info if status < 500 else log.warning)
+    extra = {"status": status, "path": event.get("rawPath"), "estimates": app.served}
+    emit("request answered", extra={**extra, "latency_ms": round(elapsed_ms, 3)})
+    metric.add_metric(name="EstimatesServed", unit="Count", value=app.served)
+    metric.add_metric(name="RequestLatency", unit="Milliseconds", value=elapsed_ms)
+    if 400 <= status < 500:
+        metric.add_metric(name="RequestsRefused", unit="Count", value=1)
+    elif status >= 500:
+        metric.add_metric(name="ModelUnavailable", unit="Count", value=1)
+    metric.flush_metrics()
+    return response
