@@ -333,7 +333,7 @@ def test_unexpected_error_is_503_without_trace(
     predict: ModuleType,
     champion: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a bug deep inside the estimate path
     import rentlake.runtime.api as api
@@ -343,9 +343,11 @@ def test_unexpected_error_is_503_without_trace(
 
     monkeypatch.setattr(api, "estimate", boom)
     status, _, body = call(predict, "POST", "/estimates", {"surface_m2": 30})
-    # THEN a 503 without the detail, which is logged instead
+    # THEN a 503 without the detail, which is logged instead (the function's JSON log, on stderr)
     assert_error(status, body, 503, "internal_error")
-    assert "secret internal detail" in caplog.text
+    assert "secret internal detail" not in json.dumps(body)
+    logged = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    assert any(x["level"] == "ERROR" and "secret internal detail" in x.get("exception", "") for x in logged)
 
 
 def test_garbage_event_is_answered(predict: ModuleType) -> None:

@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -283,20 +282,24 @@ def test_rooms_as_text_is_a_type_error_naming_rooms(predict: ModuleType, champio
 
 # ------------------------------------------------------------------------------------------ the table
 def test_corrupt_table_is_logged_and_answered_as_a_hint(
-    predict: ModuleType, lake: Any, artifact: bytes, caplog: pytest.LogCaptureFixture
+    predict: ModuleType,
+    lake: Any,
+    artifact: bytes,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a champion whose pointer records another sha256 for its legal table
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
     publish_champion(lake, "v2", make_onnx_model(), make_card("v2"), legal=artifact, legal_sha256="0" * 64)
     # WHEN a listing with the legal fields is estimated
-    with caplog.at_level(logging.ERROR):
-        status, _, body = call(predict, "POST", "/estimates", BASE)
+    capfd.readouterr()
+    status, _, body = call(predict, "POST", "/estimates", BASE)
     # THEN the market estimate is answered, the legal part is a hint, and the failure is logged
     assert status == 200 and body["rent_eur"] == 1192
     assert "legal" not in body
     assert body["legal_hint"].startswith("the legal reference table could not be loaded")
-    assert any("legal reference table unavailable" in r.getMessage() for r in caplog.records)
+    logged = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    assert any(x["level"] == "ERROR" and "legal reference table unavailable" in x["message"] for x in logged)
     status, _, info = call(predict, "GET", "/model")
     assert status == 200 and info["legal"]["available"] is False
 
