@@ -272,3 +272,60 @@ def test_join_reference_adds_the_arrondissement_median(loaded: dict[str, Any], l
     assert join_reference(listings, reference, year=2015)["ref_year"].iloc[0] == 2015
     with pytest.raises(ValueError, match="2014"):
         join_reference(listings, reference, year=2014)
+
+
+def test_a_later_year_reaches_the_api_without_a_new_model(
+    loaded: dict[str, Any], function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
+    import json
+
+    from rentlake.runtime.events import http_api_event
+
+    # GIVEN a champion trained on the course listings and promoted with the 2015-2017 table
+    ingest_and_clean(
+        function, put_landing, lambda_context, "house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()
+    )
+    trained = function("train").handler({}, lambda_context)
+    assert function("evaluate").handler(trained, lambda_context)["promoted"]
+    predict = function("predict")
+    body = {
+        "surface_m2": 30,
+        "quartier": "St-Germain-l'Auxerrois",
+        "rooms": 1,
+        "built": 1900,
+        "furnished": True,
+    }
+
+    def legal_year() -> int:
+        event = http_api_event(
+            "POST", "/estimates", json.dumps(body), headers={"content-type": "application/json"}
+        )
+        answer = json.loads(predict.handler(event, lambda_context)["body"])
+        return int(answer["legal"]["year"])
+
+    assert legal_year() == 2017
+    pointer_before = lake.get_json("models/champion.json")
+    # WHEN a 2019 table lands and the scheduled cycle runs again (no new listings: no new model)
+    paris17 = [r for r in sample_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
+    ingest_and_clean(
+        function, put_landing, lambda_context, "encadrement-2019.csv", newer_shaped(paris17, 2019, 1.05)
+    )
+    again = function("train").handler({}, lambda_context)
+    evaluated = function("evaluate").handler(again, lambda_context)
+    # THEN the champion is the same model, its legal lookup now has 2019, and the API answers with it
+    pointer = lake.get_json("models/champion.json")
+    assert again["skipped"] and not evaluated["promoted"]
+    assert pointer["version"] == pointer_before["version"] and pointer["sha256"] == pointer_before["sha256"]
+    assert evaluated["legal_refreshed"]["legal_years"]["PARIS"] == [2015, 2016, 2017, 2019]
+    assert pointer["legal_sha256"] != pointer_before["legal_sha256"]
+    assert hashlib.sha256(lake.get_bytes(pointer["legal_key"])).hexdigest() == pointer["legal_sha256"]
+    predict.CHAMPION.refresh_seconds = 0  # the next request re-reads the pointer
+    assert legal_year() == 2019
+    # AND a further run with nothing new changes nothing
+    assert (
+        function("evaluate").handler(function("train").handler({}, lambda_context), lambda_context)[
+            "legal_refreshed"
+        ]
+        is None
+    )
+    assert lake.get_json("models/champion.json") == pointer

@@ -155,6 +155,31 @@ def read_reference(lake: Lake) -> pd.DataFrame:
     return lake.read_clean(DATASET)
 
 
+def build_artifact(lake: Lake) -> tuple[dict[str, Any], bytes] | None:
+    """The lookup document and its bytes, compiled from the clean reference table (every committed
+    batch: a later year ingested afterwards is in it); None when the table is empty. Deterministic: the
+    same table gives the same bytes, so the sha256 tells whether anything changed."""
+    clean = read_reference(lake)
+    if clean.empty:
+        return None
+    doc = compile_lookup(clean, lake.committed_batches(DATASET))
+    return doc, artifact_bytes(doc)
+
+
+def legal_summary(doc: dict[str, Any], key: str, data: bytes) -> dict[str, Any]:
+    """What the pointer and the model card record of a lookup artifact written at ``key``."""
+    return {
+        "legal_key": key,
+        "legal_sha256": hashlib.sha256(data).hexdigest(),
+        "legal_years": {city: sorted(int(y) for y in body["years"]) for city, body in doc["cities"].items()},
+        "legal_source": {
+            **{k: doc["source"][k] for k in ("dataset", "table", "contract_version")},
+            "files": doc["source"]["files"],
+            "bytes": len(data),
+        },
+    }
+
+
 def attach_to_model(lake: Lake, version: str) -> dict[str, Any] | None:
     """Compile the clean reference table into ``models/<version>/legal.json``; the registry calls this at
     promotion and merges the result into ``models/champion.json`` and the model card.
@@ -172,23 +197,19 @@ def attach_to_model(lake: Lake, version: str) -> dict[str, Any] | None:
         ``{"legal_key", "legal_sha256", "legal_years": {"PARIS": [2015, ...], ...}, "legal_source": {...}}``,
         or None when the clean reference table is empty (the model is served without a legal answer).
     """
-    clean = read_reference(lake)
-    if clean.empty:
+    built = build_artifact(lake)
+    if built is None:
         return None
-    doc = compile_lookup(clean, lake.committed_batches(DATASET))
-    data = artifact_bytes(doc)
+    doc, data = built
     key = keys.model_file(version, ARTIFACT_NAME)
     lake.put_bytes(key, data, content_type="application/json")
-    return {
-        "legal_key": key,
-        "legal_sha256": hashlib.sha256(data).hexdigest(),
-        "legal_years": {city: sorted(int(y) for y in body["years"]) for city, body in doc["cities"].items()},
-        "legal_source": {
-            **{k: doc["source"][k] for k in ("dataset", "table", "contract_version")},
-            "files": doc["source"]["files"],
-            "bytes": len(data),
-        },
-    }
+    return legal_summary(doc, key, data)
+
+
+def refreshed_artifact_name(sha256: str) -> str:
+    """File name of a lookup recompiled for a champion after a new reference table: content-addressed,
+    so the file the current pointer names is never overwritten while it is being served."""
+    return f"legal-{sha256[:16]}.json"
 
 
 def join_reference(

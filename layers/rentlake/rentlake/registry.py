@@ -270,6 +270,47 @@ def attach_legal(lake: Lake, version: str) -> dict[str, Any] | None:
     return attach(lake, version)
 
 
+def refresh_legal(lake: Lake, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+                  ) -> dict[str, Any] | None:
+    """Bring the champion's legal lookup up to date with the clean reference table.
+
+    A reference table for a later year can be ingested while the listings (and so the champion) stay
+    the same: the legal answer must use it from then on, without waiting for a new model. The lookup is
+    recompiled (deterministic bytes); when its sha256 differs from the pointer's, it is written beside
+    the champion under a content-addressed name and the pointer is switched to it in one PUT (the
+    prediction side reloads its table when ``legal_sha256`` changes). Same table: nothing is written.
+
+    Returns
+    -------
+    dict or None
+        The new legal fields (as :func:`rentlake.reference.legal_summary`), or None when nothing changed
+        (no champion, no reference data, or the same table).
+    """
+    pointer = read_pointer(lake)
+    if pointer is None:
+        return None
+    try:
+        from rentlake import reference
+    except ModuleNotFoundError as exc:
+        if exc.name != REFERENCE_MODULE:
+            raise
+        return None
+    built = reference.build_artifact(lake)
+    if built is None:
+        return None
+    doc, data = built
+    sha = hashlib.sha256(data).hexdigest()
+    if sha == pointer.get("legal_sha256"):
+        return None
+    key = keys.model_file(pointer["version"], reference.refreshed_artifact_name(sha))
+    lake.put_bytes(key, data, content_type="application/json")
+    legal = reference.legal_summary(doc, key, data)
+    updated = {**pointer, "legal_key": key, "legal_sha256": sha, "legal_refreshed_at": now().isoformat()}
+    lake.put_json(keys.champion(), updated)  # one PUT, after the file it names exists
+    log.info("legal lookup of champion %s refreshed: %s", pointer["version"], legal["legal_years"])
+    return legal
+
+
 def _pointer_for(lake: Lake, version: str, card: dict[str, Any], promoted_at: datetime,
                  legal: dict[str, Any] | None) -> dict[str, Any]:
     model_key = keys.model_file(version, MODEL)
