@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -79,6 +80,7 @@ class LegalTableError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ normalising
+@functools.lru_cache(maxsize=4096)  # requests name the same 80 quartiers over and over
 def fold(text: str) -> str:
     """Comparison form of a quartier name: no accents, case, punctuation or spaces; St/Ste → Saint/Sainte.
 
