@@ -197,11 +197,9 @@ def main() -> int:
     if args.record:
         from bench_results import record_section
 
-        record_section(
-            "Ingest + clean (issue 2)",
-            "python bench/bench_ingest_clean.py --rows " + " ".join(str(n) for n in args.rows) + " --record",
-            table,
-        )
+        sizes = " ".join(str(n) for n in args.rows)
+        command = f".venv/bin/python bench/bench_ingest_clean.py --rows {sizes} --record"
+        record_section("Ingest + clean (issue 2)", command, table)
     return 0
 
 
