@@ -140,3 +140,65 @@ def test_large_file_comes_in_bounded_chunks() -> None:
     assert sum(len(c) for c in chunks) == 25_000
     assert all(len(c) < 20_000 for c in chunks)
     assert chunks[-1]["source_row"].iloc[-1] == 25_000
+
+
+def test_header_with_spaces_keeps_values_as_written() -> None:
+    # GIVEN a semicolon file whose header has spaces around the names, a rent written "1.200" (1 200 in a
+    # file that writes decimals with a comma) and a district with a leading zero
+    data = b"loyer ; surface ; arrondissement\n1.200 ; 30 ; 07\n950 ; 25 ; 11\n"
+    # WHEN parsed
+    df = rows(data)
+    # THEN every value is the string received: pyarrow infers no type ("1.200" is not read as 1.2)
+    assert df["rent_eur"].str.strip().tolist() == ["1.200", "950"]
+    assert df["district"].str.strip().tolist() == ["07", "11"]
+
+
+def test_parquet_nulls_stay_missing_and_integers_stay_integers() -> None:
+    # GIVEN a Parquet file with nulls in a mapped integer column and in a column no contract knows
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "loyer": [1200.0, None],
+            "surface": [30.0, 20.0],
+            "arrondissement": pa.array([75011, None], pa.int64()),
+            "note": ["calme", None],
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    # WHEN parsed
+    df = rows(buf.getvalue(), "listings.parquet")
+    # THEN no row is lost, nulls are missing values, the integer is not turned into "75011.0"
+    assert len(df) == 2
+    assert df["district"].iloc[0] == "75011" and df["district"].isna().iloc[1]
+    assert df["rent_eur"].isna().iloc[1]
+    assert [json.loads(e) for e in df["extra"]] == [{"note": "calme"}, {"note": None}]
+
+
+def test_json_lines_with_nested_values_and_keys_missing_in_some_records() -> None:
+    # GIVEN records whose unknown keys differ, a nested value, and a string holding U+2028
+    data = (
+        '{"loyer": 1200, "surface": 30, "tags": ["calme", "sud"]}\n'
+        '{"loyer": 900, "surface": 20, "quartier": "Belle\u2028ville"}\r\n'
+    ).encode()
+    # WHEN parsed
+    df = rows(data, "listings.jsonl")
+    # THEN each line is one record (U+2028 does not end a record), nested values are kept as JSON
+    assert len(df) == 2 and df["raw_problem"].isna().all()
+    assert df["source_row"].tolist() == [1, 2]
+    assert df["district"].tolist()[1] == "Belle\u2028ville"
+    assert json.loads(df["extra"].iloc[0]) == {"tags": '["calme", "sud"]'}
+    assert json.loads(df["extra"].iloc[1]) == {"tags": None}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'[{"loyer": 1200, "surface": 30}]', b'[\n  {"loyer": 1200, "surface": 30}\n]\n', b"not json\n"],
+)
+def test_json_that_is_not_json_lines_is_rejected_saying_what_to_write(data: bytes) -> None:
+    with pytest.raises(Rejected) as info:
+        rows(data, "listings.json")
+    assert info.value.code == "not_json_lines"
+    assert "one JSON object per line" in info.value.message

@@ -37,7 +37,6 @@ _BINARY_MAGIC = {
     b"%PDF": "a PDF document",
     b"\xd0\xcf\x11\xe0": "an old Excel/Office document (export it as CSV)",
 }
-LINEAGE_COLS = ["source_row", "raw_problem", "extra"]
 
 
 class Rejected(ValueError):
@@ -111,8 +110,9 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _split_header(line: str, delimiter: str) -> list[str]:
-    return [h.strip() for h in next(csv.reader([line], delimiter=delimiter))]
+def _split_header(line: str, delimiter: str, *, strip: bool = True) -> list[str]:
+    names = next(csv.reader([line], delimiter=delimiter))
+    return [h.strip() for h in names] if strip else names
 
 
 def _choose_delimiter(line: str, dataset: str | None) -> tuple[str, list[str], HeaderMapping]:
@@ -181,7 +181,8 @@ def _frame(df: pd.DataFrame, mapping: HeaderMapping, start_row: int) -> pd.DataF
         out["extra"] = pd.array(
             [
                 json.dumps(
-                    {k: (None if v is pd.NA else v[:MAX_FIELD_CHARS]) for k, v in r.items()},
+                    # to_dict gives a missing value as None or NA, depending on the pandas version
+                    {k: (v[:MAX_FIELD_CHARS] if isinstance(v, str) else None) for k, v in r.items()},
                     ensure_ascii=False,
                 )
                 for r in records
@@ -223,6 +224,9 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
     if len(set(header)) != len(header):
         raise Rejected("ambiguous_header", f"{name} repeats a column name in its header: {header[:12]}")
     utf8 = text.encode("utf-8") if encoding != "utf-8" or data.startswith(b"\xef\xbb\xbf") else data
+    # pyarrow names the columns as written (" surface" keeps its space): the string types must be keyed on
+    # those names, or pyarrow infers a type and rewrites the values ("1.200" → 1.2, "007" → 7).
+    as_written = _split_header(line, delim, strip=False)
     bad_rows: list[tuple[int, str]] = []
 
     def on_invalid(row: Any) -> str:
@@ -235,7 +239,7 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
             read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
+                column_types={h: pa.string() for h in as_written},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -296,7 +300,10 @@ def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -
     records: list[dict[str, Any]] = []
     lines: list[int] = []
     bad: list[tuple[int, str]] = []
-    for ln, line in enumerate(text.splitlines(), start=1):
+    # Records end at "\n" only: str.splitlines would also cut a record at a U+2028 or a form feed inside
+    # a string value, turning one record into two malformed ones.
+    for ln, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -317,6 +324,13 @@ def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -
             bad.append((ln, line))
     if not records and not bad:
         raise Rejected("empty_object", f"{name} holds no JSON lines")
+    if not records or text.lstrip().startswith("["):
+        # Nothing to take a header from, or a JSON document (an array) rather than one object per line.
+        raise Rejected(
+            "not_json_lines",
+            f"{name} is not JSON Lines: write one JSON object per line "
+            '({"loyer": 1200, "surface": 30}), not a JSON array or a pretty-printed document',
+        )
     header: list[str] = list(dict.fromkeys(k for r in records for k in r))
     mapping = contracts.get(dataset).map_header(header) if dataset else contracts.detect(header)
     if mapping is None or not mapping.ok:
@@ -350,9 +364,9 @@ def _parse_parquet(data: bytes, name: str, dataset: str | None, chunk_rows: int)
     def chunks() -> Iterator[pd.DataFrame]:
         row = 1
         for batch in pf.iter_batches(batch_size=chunk_rows):
-            df = batch.to_pandas()
-            # Values as strings, like CSV: typing is the cleaning stage's job.
-            df = df.astype("string")
+            # Values as strings, like CSV: typing is the cleaning stage's job. Arrow types are kept until
+            # then, so an integer column with nulls stays "75011", not the float "75011.0".
+            df = batch.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
             yield _frame(df, mapping, row)
             row += len(df)
 
