@@ -202,3 +202,18 @@ def test_json_that_is_not_json_lines_is_rejected_saying_what_to_write(data: byte
         rows(data, "listings.json")
     assert info.value.code == "not_json_lines"
     assert "one JSON object per line" in info.value.message
+
+
+def test_parquet_with_a_corrupt_page_is_rejected_not_crashed() -> None:
+    # GIVEN a Parquet file whose footer is intact but whose first data page is garbage
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"loyer": [float(i) for i in range(1000)], "surface": [30.0] * 1000}), buf)
+    data = bytearray(buf.getvalue())
+    data[10:200] = b"\xff" * 190
+    # WHEN its rows are read THEN the object is rejected whole (kept in quarantine by the stage)
+    with pytest.raises(Rejected) as info:
+        rows(bytes(data), "listings.parquet")
+    assert info.value.code == "unreadable"

@@ -354,7 +354,7 @@ def _parse_parquet(data: bytes, name: str, dataset: str | None, chunk_rows: int)
 
     try:
         pf = pq.ParquetFile(io.BytesIO(data))
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise Rejected("unreadable", f"{name} is not a readable Parquet file: {exc}") from exc
     header = list(pf.schema_arrow.names)
     mapping = contracts.get(dataset).map_header(header) if dataset else contracts.detect(header)
@@ -363,7 +363,14 @@ def _parse_parquet(data: bytes, name: str, dataset: str | None, chunk_rows: int)
 
     def chunks() -> Iterator[pd.DataFrame]:
         row = 1
-        for batch in pf.iter_batches(batch_size=chunk_rows):
+        batches = pf.iter_batches(batch_size=chunk_rows)
+        while True:
+            try:  # a corrupt page shows only when its row group is read
+                batch = next(batches, None)
+            except (pa.ArrowException, OSError) as exc:
+                raise Rejected("unreadable", f"{name} is not a readable Parquet file: {exc}") from exc
+            if batch is None:
+                return
             # Values as strings, like CSV: typing is the cleaning stage's job. Arrow types are kept until
             # then, so an integer column with nulls stays "75011", not the float "75011.0".
             df = batch.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
