@@ -96,7 +96,8 @@ def test_help_explains_each_command() -> None:
 def test_demo_pipeline_shows_a_market_and_a_legal_answer(tmp_path: Path) -> None:
     # GIVEN what `make demo` runs: the course listings and the reference-rent table
     table = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
-    out = rentlake("pipeline", str(SAMPLES / "house_intact.csv"), str(table), lake=tmp_path / "lake").stdout
+    lake = tmp_path / "lake"
+    out = rentlake("pipeline", str(SAMPLES / "house_intact.csv"), str(table), lake=lake).stdout
     # THEN both land, each as its own dataset, and the summary answers the tenant's two questions
     assert "11,200 rows as 'reference_rents'" in out and "545 rows as 'listings'" in out
     assert "PROMOTED" in out
@@ -105,3 +106,9 @@ def test_demo_pipeline_shows_a_market_and_a_legal_answer(tmp_path: Path) -> None
            "23.1 €/m²" in out
     assert "At 1 200 €/month you pay above the legal maximum." in out
     assert "not legal advice" in out
+    # AND stdout is the command's result only: the predict function's EMF lines go to the lake's logs
+    assert '"_aws"' not in out
+    assert '"EstimatesServed"' in (lake / "logs" / "predict.log").read_text()
+    # AND `estimate --json` prints exactly the API's body, parseable as is
+    answer = json.loads(rentlake("estimate", "--surface", "30", "--json", lake=lake).stdout)
+    assert answer["rent_eur"] > 0 and answer["interval"]["level"] == 0.9

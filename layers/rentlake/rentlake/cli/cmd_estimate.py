@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rentlake.cli.context import function_stdout
 from rentlake.cli.errors import CliError
 from rentlake.runtime.events import http_api_event, response_body
 
@@ -186,7 +187,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     event = http_api_event(
         "POST", "/estimates", json.dumps(listing), headers={"content-type": "application/json"}
     )
-    resp = predict_handler(ctx)(event, None)
+    handler = predict_handler(ctx)
+    with function_stdout(ctx, "predict"):  # its EMF lines must not precede the --json body
+        resp = handler(event, None)
     raw = response_body(resp).decode("utf-8")
     payload = json.loads(raw)
     if args.json:

@@ -11,7 +11,7 @@ from typing import Any
 from rentlake.cli import stages
 from rentlake.cli.cmd_explore import explore, print_explore
 from rentlake.cli.cmd_train import model_member, print_model, refusal, train_and_evaluate
-from rentlake.cli.context import Context
+from rentlake.cli.context import Context, function_stdout
 
 
 def register(sub: Any) -> None:
@@ -50,7 +50,9 @@ def example_estimate(ctx: Context, request: dict[str, Any] | None = None) -> lis
     body = dict(request or EXAMPLE)
     headers = {"content-type": "application/json"}
     event = http_api_event("POST", "/estimates", json.dumps(body), headers=headers)
-    resp = predict_handler(ctx)(event, None)
+    handler = predict_handler(ctx)
+    with function_stdout(ctx, "predict"):
+        resp = handler(event, None)
     if resp.get("statusCode") != 200:
         return []
     answer = json.loads(response_body(resp))

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rentlake.cli.cmd_estimate import Handler, predict_handler
+from rentlake.cli.context import function_stdout
 from rentlake.runtime.events import http_api_event, response_body, response_headers
 
 MAX_READ_BYTES = 8 * 1024 * 1024  # beyond this the server refuses before reading (the API's limit is lower)
@@ -130,7 +131,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         flush=True,
     )
     try:
-        server.serve_forever()
+        # One redirect for the whole server (redirect_stdout is process-wide, not per thread): the
+        # handler's EMF lines go to the lake's logs/predict.log (stderr for a real bucket); ctx.out
+        # keeps the command's own lines.
+        with function_stdout(ctx, "predict"):
+            server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=ctx.out)
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -84,25 +86,38 @@ class Context:
         return mod.handler
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
-        """Run a function's handler in process with a Lambda-like context.
-
-        What the handler prints on stdout (EMF metric lines, as CloudWatch would receive them) goes to
-        ``<lake>/logs/<function>.log`` for the embedded lake, to stderr otherwise: stdout is the command's
-        result.
-        """
-        import contextlib
-
+        """Run a function's handler in process with a Lambda-like context (its stdout: see
+        :func:`function_stdout`)."""
         handler = self.handler(name)
-        if self.local_root is None:
-            with contextlib.redirect_stdout(sys.stderr):
-                return handler(event, LambdaContext(name))
-        logs = self.local_root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{name}.log").open("a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        with function_stdout(self, name):
             return handler(event, LambdaContext(name))
 
     def emit_json(self, obj: Any) -> None:
         print(json.dumps(obj, indent=2, ensure_ascii=False, default=str), file=self.out)
+
+
+@contextlib.contextmanager
+def function_stdout(ctx: Any, name: str) -> Iterator[None]:
+    """Where a function's stdout goes while its handler runs: its EMF metric lines (as CloudWatch would
+    receive them) go to ``<lake>/logs/<name>.log`` for the embedded lake, to stderr otherwise, so that the
+    command's stdout (``ctx.out``) stays its result (``--json`` output stays parseable).
+
+    Parameters
+    ----------
+    ctx
+        The command's context; its ``local_root`` (None, or absent, for a real bucket) picks the sink.
+    name
+        The function's name (``predict``...).
+    """
+    root = getattr(ctx, "local_root", None)
+    if root is None:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    logs = Path(root) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{name}.log").open("a", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 class LambdaContext:
