@@ -268,3 +268,52 @@ def test_later_batch_is_checked_against_the_clean_zone(function, put_landing, la
     assert report["history_rows"] == 481
     assert report["reasons"] == {"duplicate": 1, "rent_per_m2_too_high": 1}
     assert report["rows"] == {"in": 3, "clean": 1, "quarantined": 2}
+
+
+def test_rejected_object_is_tried_again_not_called_a_duplicate(
+    function, put_landing, lake, lambda_context
+) -> None:
+    # GIVEN listings ingested with the wrong dataset forced: rejected whole
+    data = b"loyer,surface\n1000,30\n1200,40\n"
+    event = put_landing("mine.csv", data)
+    forced = {"keys": ["landing/mine.csv"], "dataset": "reference_rents"}
+    first = function("ingest").handler(forced, lambda_context)
+    assert first["outcomes"][0]["status"] == "rejected"
+    kept = first["outcomes"][0]["details"]["kept_at"]
+    # WHEN the same content is ingested again, recognising its dataset
+    again = run_ingest(function, event, lambda_context)["outcomes"][0]
+    # THEN it is ingested (not "duplicate: nothing added"), and the stale rejected copy is gone
+    assert again["status"] == "ingested" and again["rows"] == 2
+    assert not lake.exists(kept) and not lake.exists(kept + ".reason.json")
+    # AND a third time it is a duplicate that adds nothing
+    assert run_ingest(function, event, lambda_context)["outcomes"][0]["status"] == "duplicate"
+
+
+def test_every_row_lost_to_no_one_on_degenerate_batches(function, put_landing, lake, lambda_context) -> None:
+    # GIVEN a file whose every data line is malformed, and a file whose every row is already clean
+    run_ingest(function, put_landing("first.csv", b"loyer,surface\n1000,30\n1200,40\n"), lambda_context)
+    run_clean(function, lambda_context)
+    run_ingest(function, put_landing("allbad.csv", b"loyer,surface\n1,2,3\n4,5,6\n"), lambda_context)
+    run_ingest(function, put_landing("again.csv", b"surface;loyer\n40;1200\n30;1000\n"), lambda_context)
+    reports = {r["source_key"]: r for r in run_clean(function, lambda_context)["reports"]}
+    # THEN each batch is committed with every row quarantined, with its reason
+    assert reports["landing/allbad.csv"]["rows"] == {"in": 2, "clean": 0, "quarantined": 2}
+    assert reports["landing/allbad.csv"]["reasons"] == {"malformed_row": 2}
+    assert reports["landing/again.csv"]["rows"] == {"in": 2, "clean": 0, "quarantined": 2}
+    assert reports["landing/again.csv"]["reasons"] == {"duplicate": 2}
+    assert len(lake.read_clean("listings")) == 2 and len(read_zone(lake, "quarantine")) == 4
+
+
+def test_chunk_boundaries_change_nothing(function, put_landing, lake, lambda_context, monkeypatch) -> None:
+    # GIVEN the course file ingested in chunks of 100 rows (duplicates and malformed rows across chunks)
+    text = (SAMPLES / "house_intact.csv").read_text().replace("\n1330,37\n", "\n1330,37\n1,2,3\n", 1)
+    monkeypatch.setenv("RENTLAKE_CHUNK_ROWS", "100")
+    out = run_ingest(function, put_landing("chunked.csv", text.encode()), lambda_context)
+    report = run_clean(function, lambda_context)["reports"][0]
+    # THEN the result is the one of a single chunk, plus the malformed row
+    assert out["rows"] == {"ingested": 546}
+    assert len([k for k in lake.list_keys("raw/listings/") if k.endswith(".parquet")]) == 7  # 6 + malformed
+    assert report["rows"] == {"in": 546, "clean": 481, "quarantined": 65}
+    assert report["reasons"] == {"duplicate": 63, "rent_per_m2_outlier": 1, "malformed_row": 1}
+    clean = read_zone(lake, "clean")
+    assert clean["source_row"].is_unique and len(clean) == 481

@@ -90,8 +90,9 @@ def ingest_key(
 ) -> IngestOutcome:
     """Ingest one object of the lake (normally under ``landing/``) into the raw zone.
 
-    Idempotent: the ingestion id comes from the content, and an object whose id is already in the
-    ledger adds nothing. An object rejected whole is copied to ``quarantine/objects/`` with its reason.
+    Idempotent: the ingestion id comes from the content, and an object whose id the ledger records as
+    ingested adds nothing. An object rejected whole is copied to ``quarantine/objects/`` with its reason;
+    the same content landing again is tried again (and, if rejected again, written at the same keys).
 
     Parameters
     ----------
@@ -109,6 +110,12 @@ def ingest_key(
         Called with short progress messages.
     now
         Clock (injectable for tests).
+
+    Returns
+    -------
+    IngestOutcome
+        ``ingested`` (with the row count), ``duplicate`` (nothing added) or ``rejected`` (reason code and
+        a message saying what to do).
     """
     head = lake.head(key)
     if head is None:
@@ -121,7 +128,9 @@ def ingest_key(
     ingestion_id, sha = ingestion_id_of(data)
     record_key = keys.ingestion_record(ingestion_id)
     previous = lake.get_json_or_none(record_key)
-    if previous is not None:
+    # Only an ingestion makes the content a duplicate: a rejection is tried again (it may have come from a
+    # forced dataset, or a contract that has learnt a new alias since), and rejected again at the same keys.
+    if previous is not None and previous.get("status") == "ingested":
         return IngestOutcome(
             key,
             "duplicate",
@@ -161,6 +170,11 @@ def ingest_key(
         return _reject(lake, key, head, sha, ingestion_id, exc, stamp)
     raw_copy = keys.raw_object(ingest_date, ingestion_id, name)
     lake.copy(key, raw_copy)
+    if previous is not None:  # rejected before, ingested now: the rejected copy no longer stands
+        prev_name = str(previous.get("source_key", "")).rsplit("/", 1)[-1]
+        lake.delete_keys(
+            [keys.rejected_object(ingestion_id, prev_name), keys.rejected_reason(ingestion_id, prev_name)]
+        )
     record = {
         "ingestion_id": ingestion_id,
         "status": "ingested",
@@ -418,7 +432,7 @@ def clean_batch(
             counts[code] += int(mask.sum())
         bad = _any(p1.n, reasons)
         raw = raw.reset_index(drop=True)
-        lineage = raw[["source_key", "source_etag", "source_sha256", "source_row"]]
+        lineage = raw[LINEAGE]
         good = typed.loc[~bad].copy()
         if len(good):
             good[lineage.columns] = lineage.loc[~bad].to_numpy()
