@@ -205,3 +205,29 @@ def test_percentile_level_matches_card_level() -> None:
     # THEN the z of a 90 % interval is 1.6449
     assert z_for_level(0.9) == pytest.approx(Z_90, abs=1e-9)
     assert z_for_level(0.8) == pytest.approx(1.2815515655, abs=1e-8)
+
+
+def test_a_read_failure_at_first_load_is_retried_not_remembered_as_a_broken_model(lake: object) -> None:
+    # GIVEN a good champion whose model file cannot be read once (a throttled GET)
+    from rentlake.lake import LakeError
+    from rentlake.runtime.errors import ModelUnavailable
+    from rentlake.runtime.model import ChampionCache
+
+    _publish(lake, "v1")
+    real_get_bytes = lake.get_bytes  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def flaky(key: str) -> bytes:
+        calls["n"] += key.endswith(".onnx")
+        if calls["n"] == 1 and key.endswith(".onnx"):
+            raise LakeError(f"cannot read s3://bucket/{key}: SlowDown")
+        return real_get_bytes(key)
+
+    lake.get_bytes = flaky  # type: ignore[attr-defined]
+    cache = ChampionCache(lake)  # type: ignore[arg-type]
+    # WHEN the first request meets the failure THEN it is a 503-type error
+    with pytest.raises(ModelUnavailable, match="cannot read its files"):
+        cache.get()
+    # AND the next request loads the model (the pointer was not marked broken)
+    assert cache.get().version == "v1"
+    assert cache.loads == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import threading
@@ -286,16 +287,24 @@ def load_legal(
         return None, str(exc)
 
 
+class _ReadFailed(ModelUnavailable):
+    """The champion's files could not be read (throttling, network): worth retrying, unlike a bad file."""
+
+
 def _fetch(lake: Lake, pointer: Mapping[str, Any]) -> LoadedModel:
     version = str(pointer.get("version", "?"))
     try:
         model_bytes = lake.get_bytes(str(pointer["model_key"]))
         card_key = pointer.get("card_key") or keys.model_file(version, "card.json")
-        card = lake.get_json(str(card_key))
+        card_bytes = lake.get_bytes(str(card_key))
     except ObjectNotFound as exc:
         raise ModelUnavailable(f"champion {version}: a file it points to is missing", str(exc)) from exc
     except LakeError as exc:
-        raise ModelUnavailable(f"champion {version}: cannot read its files", str(exc)) from exc
+        raise _ReadFailed(f"champion {version}: cannot read its files", str(exc)) from exc
+    try:
+        card = json.loads(card_bytes)
+    except ValueError as exc:
+        raise ModelUnavailable(f"champion {version}: invalid model card (not JSON)", str(exc)) from exc
     model = build_model(pointer, model_bytes, card)
     table, problem = load_legal(lake, pointer, card if isinstance(card, Mapping) else {})
     return dataclasses.replace(model, legal=table, legal_problem=problem)
@@ -338,7 +347,9 @@ class ChampionCache:
         self._current: LoadedModel | None = None
         self._checked_at = -math.inf
         self._lock = threading.Lock()
-        self._bad: dict[tuple[str, str, str], ModelUnavailable] = {}  # pointers found broken -> why
+        # Pointers whose model was found broken (checksum, file, card) -> why; not the ones whose files
+        # could not be read (a throttled GET): those are retried at the next check.
+        self._bad: dict[tuple[str, str, str, str], ModelUnavailable] = {}
         self.loads = 0  # number of models built (tests and logs)
 
     @property
@@ -423,7 +434,8 @@ class ChampionCache:
         try:
             model = _fetch(self.lake, pointer)
         except ModelUnavailable as exc:
-            self._bad[ident] = exc
+            if not isinstance(exc, _ReadFailed):
+                self._bad[ident] = exc
             self._fail(exc)
             return
         old = self._current
