@@ -354,3 +354,13 @@ def test_garbage_event_is_answered(predict: ModuleType) -> None:
     resp = predict.handler({"nonsense": True}, None)
     assert 400 <= resp["statusCode"] < 600 and resp["statusCode"] != 500
     assert "error" in json.loads(resp["body"])
+
+
+def test_an_event_that_is_not_an_http_api_event_is_400_not_503(
+    predict: ModuleType, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN another function's event (rentlake invoke predict infra/events/train.json)
+    resp = predict.handler({"force": False}, None)
+    # THEN the caller is told, without an "unexpected error" trace in the logs
+    assert_error(resp["statusCode"], json.loads(resp["body"]), 400, "malformed_request")
+    assert "Traceback" not in capfd.readouterr().err

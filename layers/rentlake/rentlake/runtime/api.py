@@ -413,6 +413,8 @@ class EstimatesResolver(APIGatewayHttpResolver):
         if not isinstance(event, Mapping):
             return ApiError(400, "malformed_request", "not an API Gateway HTTP API event")
         method = str(((event.get("requestContext") or {}).get("http") or {}).get("method", "")).upper()
+        if not method:  # not API Gateway's (e.g. another function's event): the caller's fault, not a 503
+            return ApiError(400, "malformed_request", "not an API Gateway HTTP API event")
         body = event.get("body")
         if method not in ("POST", "PUT", "PATCH") or not body:
             return None
