@@ -317,3 +317,15 @@ def test_chunk_boundaries_change_nothing(function, put_landing, lake, lambda_con
     assert report["reasons"] == {"duplicate": 63, "rent_per_m2_outlier": 1, "malformed_row": 1}
     clean = read_zone(lake, "clean")
     assert clean["source_row"].is_unique and len(clean) == 481
+
+
+def test_a_valid_row_is_not_a_duplicate_of_a_quarantined_one(
+    function, put_landing, lake, lambda_context
+) -> None:
+    # GIVEN two rows equal once typed: an invalid date and no date both become NaT
+    data = b"loyer,surface,date\n1000,30,not a date\n1000,30,\n"
+    run_ingest(function, put_landing("dates.csv", data), lambda_context)
+    report = run_clean(function, lambda_context)["reports"][0]
+    # THEN the row without a date is clean: its only "first copy" was quarantined
+    assert report["rows"] == {"in": 2, "clean": 1, "quarantined": 1}
+    assert report["reasons"] == {"listed_at_invalid_date": 1}

@@ -377,9 +377,11 @@ def clean_batch(
 
     # Exact duplicates: the first valid occurrence stays (in this batch or already clean).
     valid = ~invalid
-    # Equal typed values give equal checks, so the first copy of a valid row is valid too: no need to
-    # index the valid rows first (that would cost 16 bytes a row at the peak).
-    dup = valid & pd.Series(row_hash).duplicated(keep="first").to_numpy()
+    # Only valid rows count as first copies: equal typed values do not mean equal checks ("not a date" and
+    # an empty date are both NaT, but only the first is invalid), and a row is not a duplicate of a row
+    # that went to quarantine.
+    dup = np.zeros(n, dtype=bool)
+    dup[valid] = pd.Series(row_hash[valid]).duplicated(keep="first").to_numpy()
     if hist_rows:
         dup |= valid & pd.Series(row_hash).isin(hist_rows).to_numpy()
     # A key seen with different values is never silently resolved: every row of it is quarantined.
