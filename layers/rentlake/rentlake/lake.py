@@ -41,7 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 # own clients read the same settings from AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (set in template.yaml).
 RETRY_CONFIG = Config(retries={"max_attempts": 10, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 
-ZONES = ("landing", "raw", "clean", "quarantine", "reports", "models", "score", "scored")
 PARTITION_COLS = ["ingest_date", "ingestion_id"]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -91,11 +90,12 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
 
     @staticmethod
     def ingestion_records_prefix() -> str:
+        """Prefix of the ingestion ledger."""
         return "raw/_ingestions/"
 
     @staticmethod
     def table_prefix(zone: str, dataset: str) -> str:
-        """Prefix of a Parquet table (``raw``, ``clean`` or ``quarantine`` zone)."""
+        """Prefix of a Parquet table (``raw``, ``clean``, ``quarantine`` or ``scored`` zone)."""
         if zone not in ("raw", "clean", "quarantine", "scored"):
             raise ValueError(f"no table zone named {zone!r}")
         return f"{zone}/{dataset}/"
@@ -112,6 +112,7 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
 
     @staticmethod
     def clean_batch_records_prefix(dataset: str) -> str:
+        """Prefix of a dataset's clean commit markers."""
         return f"clean/_batches/{dataset}/"
 
     @staticmethod
@@ -121,6 +122,7 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
 
     @staticmethod
     def rejected_reason(ingestion_id: str, name: str) -> str:
+        """Reason file beside an object rejected whole."""
         return keys.rejected_object(ingestion_id, name) + ".reason.json"
 
     @staticmethod
@@ -140,6 +142,7 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
 
     @staticmethod
     def models_prefix() -> str:
+        """Prefix of the model registry."""
         return "models/"
 
     @staticmethod
@@ -174,6 +177,7 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
 
     @staticmethod
     def uri(bucket: str, key: str) -> str:
+        """``s3://bucket/key``."""
         return f"s3://{bucket}/{key}"
 
 
@@ -204,17 +208,20 @@ class Lake:
     # ------------------------------------------------------------------ plain objects (light side)
     @property
     def session(self) -> boto3.Session:
+        """The boto3 session (created on first use)."""
         if self.boto3_session is None:
             self.boto3_session = boto3.Session()
         return self.boto3_session
 
     @property
     def s3(self) -> Any:
+        """The S3 client, with :data:`RETRY_CONFIG` (created on first use)."""
         if self._s3 is None:
             self._s3 = self.session.client("s3", config=RETRY_CONFIG)
         return self._s3
 
     def uri(self, key: str) -> str:
+        """``s3://`` URI of a key of this lake."""
         return keys.uri(self.bucket, key)
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> str:
@@ -248,6 +255,7 @@ class Lake:
             raise LakeError(f"s3://{self.bucket}/{key} is not valid JSON: {exc}") from exc
 
     def get_json_or_none(self, key: str) -> Any | None:
+        """Read a JSON document; None when it does not exist."""
         try:
             return self.get_json(key)
         except ObjectNotFound:
@@ -269,6 +277,7 @@ class Lake:
         }
 
     def exists(self, key: str) -> bool:
+        """Whether the key exists."""
         return self.head(key) is not None
 
     def list_keys(self, prefix: str) -> list[str]:
@@ -303,9 +312,11 @@ class Lake:
         return len(batch)
 
     def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix``; returns how many were deleted."""
         return self.delete_keys(self.list_keys(prefix))
 
     def copy(self, src_key: str, dst_key: str) -> None:
+        """Server-side copy of an object within the lake bucket."""
         try:
             self.s3.copy_object(
                 Bucket=self.bucket, Key=dst_key, CopySource={"Bucket": self.bucket, "Key": src_key}
@@ -333,8 +344,24 @@ class Lake:
     ) -> list[str]:
         """Append one chunk of a batch to a zone table and register it in the Glue catalog.
 
-        Files are named after the batch and the chunk number, so a re-run of a failed batch (which first
-        calls :meth:`drop_batch`) writes the same keys again instead of adding copies.
+        Files are named ``part-<chunk>-<uuid>`` (awswrangler always adds the uuid), so writing the same
+        chunk twice adds a copy: a re-run of a failed batch must first call :meth:`drop_batch`. The chunk
+        number keeps the files in chunk order for :meth:`batch_files`.
+
+        Parameters
+        ----------
+        df
+            The chunk's rows.
+        zone
+            ``raw``, ``clean`` or ``quarantine``.
+        dataset
+            Dataset name (the table is ``<zone>_<dataset>``).
+        ingest_date, ingestion_id
+            The batch's partition values.
+        part
+            Chunk number within the batch.
+        dtype
+            Athena types of the columns (``{"rent_eur": "double", ...}``).
 
         Returns
         -------
