@@ -59,8 +59,8 @@ class IngestOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if v not in (None, {}) or k == "rows"}
-        return out
+        """The outcome as JSON, without the fields that are unset (``rows`` is always there)."""
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) or k == "rows"}
 
 
 def _raw_dtype(contract: contracts.Contract) -> dict[str, str]:
@@ -250,7 +250,8 @@ def ingest_keys(lake: Lake, key_list: Iterable[str], **kwargs: Any) -> list[Inge
 
 # --------------------------------------------------------------------------------------------- clean
 def pending_batches(lake: Lake, dataset: str | None = None) -> list[dict[str, Any]]:
-    """Ingestion records that have not been cleaned yet, oldest first."""
+    """Ingestion records (of ``dataset``, or of every dataset) that have no clean commit marker yet,
+    oldest first."""
     out = []
     for key in lake.list_keys(keys.ingestion_records_prefix()):
         rec = lake.get_json(key)
@@ -332,11 +333,31 @@ def clean_batch(
     Two passes over the raw parts keep memory bounded by one chunk plus a few bytes per row: the first
     types and checks every row and collects hashes and the robust statistic; the batch-wide decisions
     (duplicates, conflicting keys, outliers) are taken on those arrays; the second pass writes.
+    Whatever a failed earlier attempt wrote for the batch is dropped first, and the commit marker is
+    written last, so a re-run gives the same result.
+
+    Parameters
+    ----------
+    lake
+        The lake.
+    record
+        The batch's ingestion record (from :func:`pending_batches`).
+    params
+        Thresholds of the statistical checks.
+    progress
+        Called with short progress messages.
+    now
+        Clock (injectable for tests).
 
     Returns
     -------
     dict
-        The batch's quality report (also written to ``reports/quality/``).
+        The batch's quality report (also written to ``reports/quality/`` and as the commit marker).
+
+    Raises
+    ------
+    RuntimeError
+        When the rows written do not add up to the rows read (nothing is committed then).
     """
     dataset, iid, day = record["dataset"], record["ingestion_id"], record["ingest_date"]
     contract = contracts.get(dataset)
@@ -510,7 +531,26 @@ def clean_pending(
     ingestion_ids: Iterable[str] | None = None,
     progress: Progress = report_progress,
 ) -> list[dict[str, Any]]:
-    """Clean every pending batch (or only the given ingestion ids); returns their quality reports."""
+    """Clean every pending batch (or only the given ingestion ids), oldest first.
+
+    Parameters
+    ----------
+    lake
+        The lake.
+    params
+        Thresholds of the statistical checks.
+    dataset
+        Only this dataset's batches.
+    ingestion_ids
+        Only these batches (ids that are not pending are ignored).
+    progress
+        Called with short progress messages.
+
+    Returns
+    -------
+    list of dict
+        The quality report of each batch cleaned.
+    """
     wanted = set(ingestion_ids) if ingestion_ids is not None else None
     reports = []
     lake.ensure_database()
