@@ -29,8 +29,9 @@ With --bucket NAME (or RENTLAKE_BUCKET) the same commands run against real AWS (
 AWS_REGION, default eu-west-3).
 
 Typical session:
-  rentlake pipeline data/samples/house_intact.csv     # ingest + clean (+ later stages)
-  rentlake clean                                       # clean whatever is pending
+  rentlake pipeline data/samples/house_intact.csv     # ingest, clean, explore, train, gate, promote
+  rentlake estimate --surface 30 --current-rent 1200   # the champion's answer, as the API gives it
+  rentlake serve                                       # the API and the tenant page on 127.0.0.1:8000
 """
 
 
