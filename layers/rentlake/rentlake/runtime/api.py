@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from rentlake.observability import bind_library_logs, request_log_keys
 from rentlake.runtime import legal, page
 from rentlake.runtime.errors import ApiError, FieldProblem, ModelUnavailable
 from rentlake.runtime.estimate import TABLE_UNAVAILABLE, batch_hint, estimate
@@ -779,8 +780,6 @@ def observed_resolve(app: EstimatesResolver, event: Mapping[str, Any], context: 
     log, metric
         The function's Powertools Logger and Metrics.
     """
-    from rentlake.observability import bind_library_logs, request_log_keys
-
     bind_library_logs(log)
     log.append_keys(**request_log_keys(event, context))  # before resolving: the model's lines too
     started = time.perf_counter()

@@ -33,7 +33,7 @@ def pick_language(query: str | None, accept_language: str | None) -> str:
     if query and query.strip().lower()[:2] in LANGUAGES:
         return query.strip().lower()[:2]
     best, best_q = DEFAULT_LANGUAGE, -1.0
-    for i, part in enumerate((accept_language or "").split(",")):
+    for part in (accept_language or "").split(","):
         tag, _, params = part.strip().partition(";")
         code = tag.strip().lower()[:2]
         if code not in LANGUAGES:
@@ -45,8 +45,8 @@ def pick_language(query: str | None, accept_language: str | None) -> str:
                 q = float(params[2:])
             except ValueError:
                 q = 0.0
-        # Earlier tags win ties (browsers list them in order of preference).
-        if q > best_q or (q == best_q and i == 0):
+        # Earlier tags win ties (browsers list them in order of preference): strictly greater only.
+        if q > best_q:
             best, best_q = code, q
     return best
 
