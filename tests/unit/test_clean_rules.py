@@ -98,3 +98,16 @@ def test_robust_outliers_use_the_group_or_the_pool() -> None:
     assert "B" not in bounds and "A" in bounds
     assert np.flatnonzero(flagged).tolist() == [202, 203]
     assert bounds["A"]["median"] == pytest.approx(3.5, abs=0.05)
+
+
+def test_integer_beyond_64_bits_is_a_reason_not_a_crash() -> None:
+    # GIVEN reference rows whose room count is written 1e30 (and 20 digits), beside a good one
+    contract = contracts.get("reference_rents")
+    raw = pd.DataFrame({c: ["x"] * 3 for c in contract.column_names}, dtype="string")
+    raw["rooms"] = pd.array(["1e30", "12345678901234567890", "2"], dtype="string")
+    # WHEN typed THEN the batch is not failed: the two rows carry a reason, the good one keeps its value
+    typed, reasons = type_chunk(raw, contract)
+    per_row = reasons_to_series(len(raw), reasons).tolist()
+    assert "rooms_not_an_integer" in per_row[0] and "rooms_not_an_integer" in per_row[1]
+    assert "rooms_not_an_integer" not in (per_row[2] or "")
+    assert typed["rooms"].isna().tolist() == [True, True, False] and typed["rooms"].iloc[2] == 2

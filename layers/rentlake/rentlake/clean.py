@@ -142,8 +142,10 @@ def _coerce_column(
         reasons += [(f"{col.name}_not_a_number", nan_mask), (f"{col.name}_not_finite", inf_mask)]
         if col.kind == "int":
             frac = np.isfinite(values) & (values != np.round(values))
-            reasons.append((f"{col.name}_not_an_integer", frac))
-            series = pd.Series(values).round().astype("Int64")
+            # Beyond 64 bits ("1e30") is no integer a column can hold: casting it would fail the batch.
+            huge = np.isfinite(values) & (np.abs(values) >= 2.0**63)
+            reasons.append((f"{col.name}_not_an_integer", frac | huge))
+            series = pd.Series(np.where(huge, np.nan, values)).round().astype("Int64")
         else:
             series = pd.Series(values, dtype="float64")
         known = np.isfinite(values)

@@ -65,7 +65,7 @@ def _rent_per_m2_rule(df: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
 def _log_rent_per_m2(df: pd.DataFrame) -> np.ndarray:
     rent = df["rent_eur"].to_numpy(dtype="float64", na_value=np.nan)
     surface = df["surface_m2"].to_numpy(dtype="float64", na_value=np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # such rows are out of range anyway
         return np.log(rent / surface)
 
 
