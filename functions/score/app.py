@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from rentlake.config import load
-from rentlake.lake import Lake, LakeError, keys
+from rentlake.lake import Lake, ObjectNotFound, keys
 from rentlake.runtime.errors import ModelUnavailable
 from rentlake.runtime.model import ChampionCache
 from rentlake.scoring import ScoringError, score_object
@@ -41,13 +41,18 @@ def event_keys(event: dict[str, Any]) -> list[str]:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point: one result per key, ``error`` for a file that cannot be scored."""
+    """Lambda entry point: one result per key, ``error`` for a file that cannot be scored.
+
+    A file that cannot be scored (format, content, missing, no champion) is an answer, not a failure.
+    Any other lake error (S3 still failing after its retries) fails the invocation, so that Lambda retries
+    the event instead of reporting a file as done that was never scored.
+    """
     results: list[dict[str, Any]] = []
     for key in event_keys(event):
         try:
             model = CHAMPION.get()
             results.append(score_object(CHAMPION.lake, key, model, chunk_rows=CHUNK_ROWS).as_dict())
-        except (ScoringError, ModelUnavailable, LakeError) as exc:
+        except (ScoringError, ModelUnavailable, ObjectNotFound) as exc:
             logger.error("cannot score %s: %s", key, exc)
             results.append({"input_key": key, "error": str(exc)})
     return {"scored": results}

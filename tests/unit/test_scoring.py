@@ -194,3 +194,21 @@ def test_cli_score_refuses_unknown_files(lake: Any, tmp_path: Path) -> None:
     ctx = SimpleNamespace(lake=lake, functions_dir=ROOT / "functions", out=io.StringIO())
     with pytest.raises(CliError, match="no such file"):
         run(SimpleNamespace(file=str(tmp_path / "nope.csv"), json=False), ctx)
+
+
+def test_a_failing_lake_fails_the_invocation_so_lambda_retries(
+    lake: Any, score_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rentlake.lake import Lake, LakeError
+
+    # GIVEN a file to score and S3 refusing the output write (after its own retries)
+    lake.put_bytes("score/x.csv", b"surface_m2\n30\n")
+    score_app.CHAMPION.get()
+
+    def refuse(self: Lake, key: str, data: bytes, **kw: Any) -> str:
+        raise LakeError(f"cannot write s3://{self.bucket}/{key}: SlowDown")
+
+    monkeypatch.setattr(Lake, "put_bytes", refuse)
+    # WHEN scored THEN the error is raised, not reported as a scored file's "error"
+    with pytest.raises(LakeError, match="SlowDown"):
+        score_app.handler({"keys": ["score/x.csv"]}, None)
