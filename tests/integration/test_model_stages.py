@@ -336,3 +336,15 @@ def test_all_nan_surface_column_is_refused(function: Any, put_landing: Any, lake
     assert explored["explored"] is False and trained["trained"] is False
     assert "no rows" in trained["reason"] and "no rows" in explored["reason"]
     assert_nothing_trained(lake)
+
+
+def test_exploration_report_describes_the_listings_not_their_lineage(course_lake: Any) -> None:
+    from rentlake import modeling_jobs
+    from rentlake.lake import keys
+
+    # WHEN the clean course data (one batch) is explored
+    run = modeling_jobs.explore(course_lake)["run_id"]
+    summary = course_lake.get_json(keys.report_file(run, "summary.json"))
+    # THEN the columns, missing values and constant columns are the listings' own, not the lineage's
+    assert summary["columns"] == ["rent_eur", "surface_m2", "district", "listed_at"]
+    assert not {"source_key", "source_etag", "source_sha256"} & set(summary["constant_columns"])

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rentlake import registry
+from rentlake import contracts, registry
 from rentlake.lake import Lake, LakeError, keys
 from rentlake.model import InsufficientDataError
 
@@ -140,7 +140,9 @@ def explore(lake: Lake, *, dataset: str = DATASET, run_id: str | None = None,
         summary = lake.get_json(summary_key)
         return _explore_result(rid, summary, reused=True)
     progress(f"explore {dataset}: reading {lineage['rows_clean']:,} clean rows")
-    df = lake.read_clean(dataset)
+    # The contract's columns only: lineage columns (source_key, row_hash, ...) would show in the report's
+    # missing values and constant columns, and make every row distinct for its duplicate count.
+    df = lake.read_clean(dataset, columns=contracts.get(dataset).column_names)
     if df.empty:
         raise InsufficientDataError(f"the clean zone of {dataset!r} holds no rows: nothing to explore")
     reference = lake.read_clean(REFERENCE_DATASET) if has_reference else None
