@@ -43,5 +43,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metric.add_metric(name="GatePassed", unit="Count", value=int(bool(gate.get("passed"))))
     metric.add_metric(name="GateFailed", unit="Count", value=int(not gate.get("passed")))
     metric.add_metric(name="Promoted", unit="Count", value=int(bool(result.get("promoted"))))
-    metric.add_metric(name="ModelsPromoted", unit="Count", value=int(result["promoted"]))
     return result
