@@ -146,11 +146,6 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def version_exists(lake: Lake, version: str) -> bool:
-    """True when the version is complete (its ``card.json`` exists)."""
-    return lake.exists(keys.model_file(version, CARD))
-
-
 def list_versions(lake: Lake) -> list[str]:
     """Every complete version, oldest first (version ids start with their UTC training time)."""
     prefix = keys.models_prefix()
@@ -270,8 +265,7 @@ def attach_legal(lake: Lake, version: str) -> dict[str, Any] | None:
     return attach(lake, version)
 
 
-def refresh_legal(lake: Lake, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
-                  ) -> dict[str, Any] | None:
+def refresh_legal(lake: Lake, *, now: Callable[[], datetime] = _now) -> dict[str, Any] | None:
     """Bring the champion's legal lookup up to date with the clean reference table.
 
     A reference table for a later year can be ingested while the listings (and so the champion) stay
@@ -279,6 +273,13 @@ def refresh_legal(lake: Lake, *, now: Callable[[], datetime] = lambda: datetime.
     recompiled (deterministic bytes); when its sha256 differs from the pointer's, it is written beside
     the champion under a content-addressed name and the pointer is switched to it in one PUT (the
     prediction side reloads its table when ``legal_sha256`` changes). Same table: nothing is written.
+
+    Parameters
+    ----------
+    lake
+        The lake.
+    now
+        Clock (recorded as ``legal_refreshed_at``).
 
     Returns
     -------
