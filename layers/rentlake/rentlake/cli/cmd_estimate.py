@@ -7,13 +7,11 @@ the answer adds the legal reference rent (encadrement des loyers) beside the mar
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from rentlake.cli.context import function_stdout
+from rentlake.cli.context import bound_handler, function_stdout
 from rentlake.cli.errors import CliError
 from rentlake.runtime.events import http_api_event, response_body
 
@@ -74,21 +72,7 @@ def predict_handler(ctx: Any) -> Handler:
     callable
         ``handler(event, context) -> response``.
     """
-    if hasattr(ctx, "handler"):
-        handler = ctx.handler("predict")  # imported once per process by the lead's Context
-    else:
-        path = Path(ctx.functions_dir) / "predict" / "app.py"
-        if not path.exists():
-            raise CliError(f"no predict function at {path}")
-        spec = importlib.util.spec_from_file_location("rentlake_function_predict", path)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        handler = mod.handler
-    champion = getattr(handler, "__globals__", {}).get("CHAMPION")
-    if champion is not None:
-        champion.bind(ctx.lake)  # the lake the command was given, whatever the environment says
-    return handler
+    return bound_handler(ctx, "predict")
 
 
 def _number(text: str | None) -> float | str | None:

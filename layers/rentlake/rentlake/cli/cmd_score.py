@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 from typing import Any
 
+from rentlake.cli.context import bound_handler
 from rentlake.cli.errors import CliError
 from rentlake.lake import keys
 
@@ -25,23 +25,6 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _score_handler(ctx: Any) -> Any:
-    if hasattr(ctx, "handler"):
-        handler = ctx.handler("score")
-    else:
-        path = Path(ctx.functions_dir) / "score" / "app.py"
-        spec = importlib.util.spec_from_file_location("rentlake_function_score", path)
-        if spec is None or spec.loader is None or not path.exists():
-            raise CliError(f"no score function at {path}")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        handler = mod.handler
-    champion = getattr(handler, "__globals__", {}).get("CHAMPION")
-    if champion is not None:
-        champion.bind(ctx.lake)
-    return handler
-
-
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Upload, score, print where the output is."""
     import json
@@ -53,7 +36,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         raise CliError(f"{path}: only .csv and .parquet files can be scored")
     key = keys.score_input(path.name)
     ctx.lake.put_bytes(key, path.read_bytes())
-    result = _score_handler(ctx)({"keys": [key]}, None)
+    result = bound_handler(ctx, "score")({"keys": [key]}, None)
     (item,) = result["scored"]
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False), file=ctx.out)

@@ -96,6 +96,30 @@ class Context:
         print(json.dumps(obj, indent=2, ensure_ascii=False, default=str), file=self.out)
 
 
+def bound_handler(ctx: Any, name: str) -> Any:
+    """``functions/<name>/app.py``'s handler serving ``ctx.lake``: its ``CHAMPION`` cache, if it has one,
+    is bound to the lake the command was given, whatever the environment says.
+
+    ``ctx`` is a :class:`Context` (the module is imported once per process) or any object with ``lake``
+    and ``functions_dir`` (tests), for which the module is imported afresh.
+    """
+    if isinstance(ctx, Context):
+        handler = ctx.handler(name)
+    else:
+        path = Path(ctx.functions_dir) / name / "app.py"
+        if not path.exists():
+            raise CliError(f"no {name} function at {path}")
+        spec = importlib.util.spec_from_file_location(f"rentlake_function_{name}", path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        handler = mod.handler
+    champion = getattr(handler, "__globals__", {}).get("CHAMPION")
+    if champion is not None:
+        champion.bind(ctx.lake)
+    return handler
+
+
 @contextlib.contextmanager
 def function_stdout(ctx: Any, name: str) -> Iterator[None]:
     """Where a function's stdout goes while its handler runs: its EMF metric lines (as CloudWatch would
