@@ -15,7 +15,6 @@ clean linear data passes with probability about ``1 - alpha``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from rentlake.model import InsufficientDataError
+from rentlake.model._render import jsonable, png
 
 __all__ = ["Diagnosis", "diagnose", "residual_plots", "FLAGS", "DEFAULT_ALPHA"]
 
@@ -62,24 +62,8 @@ class Diagnosis:
             "n": self.n,
             "verdict": self.verdict,
             "flags": list(self.flags),
-            "details": _jsonable(self.details),
+            "details": jsonable(self.details),
         }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Turn numpy scalars and non-finite floats into plain JSON values (NaN/inf become None)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if np.isfinite(f) else None
-    return obj
 
 
 def _ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,7 +334,7 @@ def residual_plots(
     ax.set_xlabel("fitted")
     ax.set_ylabel("residual")
     ax.set_title(f"{title} residuals vs fitted".strip())
-    out["residuals_vs_fitted.png"] = _png(fig)
+    out["residuals_vs_fitted.png"] = png(fig)
     fig, ax = plt.subplots(figsize=(5, 5))
     (osm, osr), (slope, intercept, _) = stats.probplot(r, dist="norm")
     ax.scatter(osm, osr, s=8, alpha=0.5)
@@ -358,16 +342,5 @@ def residual_plots(
     ax.set_xlabel("normal quantiles")
     ax.set_ylabel("ordered residuals")
     ax.set_title(f"{title} normal QQ plot".strip())
-    out["qq.png"] = _png(fig)
+    out["qq.png"] = png(fig)
     return out
-
-
-def _png(fig: Any) -> bytes:
-    """Render and close a matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
