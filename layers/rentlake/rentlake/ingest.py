@@ -60,7 +60,8 @@ class Parsed:
 
 
 def _decode(data: bytes) -> tuple[str, str]:
-    """Decode text that may be UTF-8, Latin-1 (Windows-1252) or a mix of both, line by line."""
+    """Decode text that may be UTF-8, Latin-1 (Windows-1252) or a mix of both, line by line; returns the
+    text and the encoding found (``utf-8``, ``latin-1`` or ``mixed utf-8/latin-1``)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -69,7 +70,7 @@ def _decode(data: bytes) -> tuple[str, str]:
         pass
     lines = data.split(b"\n")
     out: list[str] = []
-    n_utf8 = n_latin = 0
+    n_utf8 = 0  # lines that are non-ASCII UTF-8: with some Latin-1 lines, the file mixes both
     for line in lines:
         try:
             out.append(line.decode("utf-8"))
@@ -77,7 +78,6 @@ def _decode(data: bytes) -> tuple[str, str]:
                 n_utf8 += 1
         except UnicodeDecodeError:
             out.append(line.decode("cp1252", errors="replace"))
-            n_latin += 1
     return "\n".join(out), ("mixed utf-8/latin-1" if n_utf8 else "latin-1")
 
 
