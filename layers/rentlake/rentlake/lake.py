@@ -306,9 +306,17 @@ class Lake:
 
     def _delete(self, batch: list[dict[str, str]]) -> int:
         try:
-            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            resp = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         except ClientError as exc:
             raise LakeError(f"cannot delete {len(batch)} objects in s3://{self.bucket}: {exc}") from exc
+        # DeleteObjects answers 200 and lists the keys it could not delete: a batch re-run relies on the
+        # deletion, so a key left behind is an error (the files would be read twice).
+        errors = resp.get("Errors") or []
+        if errors:
+            shown = "; ".join(f"{e.get('Key')}: {e.get('Code')}" for e in errors[:3])
+            raise LakeError(
+                f"cannot delete {len(errors)} of {len(batch)} objects in s3://{self.bucket} ({shown})"
+            )
         return len(batch)
 
     def delete_prefix(self, prefix: str) -> int:
