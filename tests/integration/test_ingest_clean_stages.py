@@ -341,3 +341,16 @@ def test_a_key_s3_could_not_delete_is_an_error_not_a_dropped_batch(lake, monkeyp
     # WHEN the batch is dropped before its re-run THEN the failure is raised, not taken for a deletion
     with pytest.raises(LakeError, match="AccessDenied"):
         lake.drop_batch("clean", "listings", ingest_date="2024-01-01", ingestion_id="x")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RENTLAKE_CHUNK_ROWS", "0"), ("RENTLAKE_CHUNK_ROWS", "0.5"), ("RENTLAKE_OUTLIER_MAD_K", "-1")],
+)
+def test_settings_refuse_sizes_and_thresholds_that_cannot_work(name: str, value: str) -> None:
+    from rentlake.config import load
+
+    # A chunk of 0 rows never ends the CSV read loop: the typo fails at cold start, naming the variable
+    with pytest.raises(ValueError, match=name):
+        load({name: value})
+    assert load({"RENTLAKE_MODEL_REFRESH_SECONDS": "0"}).model_refresh_seconds == 0  # 0: re-check always

@@ -28,12 +28,24 @@ class Settings:
     max_object_bytes: int
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
     raw = env.get(name, "")
     try:
-        return float(raw) if raw else default
+        value = float(raw) if raw else default
     except ValueError as exc:  # a typo in the template must fail loudly at cold start
         raise ValueError(f"environment variable {name}={raw!r} is not a number") from exc
+    # Sizes and thresholds below 1 are typos too (a chunk of 0 rows would never end a read loop).
+    if not (value >= 0 if allow_zero else value > 0):
+        least = "0 or more" if allow_zero else "greater than 0"
+        raise ValueError(f"environment variable {name}={raw!r} must be a number {least}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _float(env, name, default)
+    if value < 1 or value != int(value):
+        raise ValueError(f"environment variable {name}={env.get(name)!r} must be a whole number, 1 or more")
+    return int(value)
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -55,11 +67,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         bucket=env.get("RENTLAKE_BUCKET", ""),
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
         glue_database=env.get("RENTLAKE_GLUE_DATABASE", "rentlake"),
-        model_refresh_seconds=_float(env, "RENTLAKE_MODEL_REFRESH_SECONDS", 60.0),
+        model_refresh_seconds=_float(env, "RENTLAKE_MODEL_REFRESH_SECONDS", 60.0, allow_zero=True),
         outlier_mad_k=_float(env, "RENTLAKE_OUTLIER_MAD_K", 4.0),
-        outlier_min_group=int(_float(env, "RENTLAKE_OUTLIER_MIN_GROUP", 30)),
-        chunk_rows=int(_float(env, "RENTLAKE_CHUNK_ROWS", 250_000)),
-        max_object_bytes=int(_float(env, "RENTLAKE_MAX_OBJECT_BYTES", 512 * 1024 * 1024)),
+        outlier_min_group=_int(env, "RENTLAKE_OUTLIER_MIN_GROUP", 30),
+        chunk_rows=_int(env, "RENTLAKE_CHUNK_ROWS", 250_000),
+        max_object_bytes=_int(env, "RENTLAKE_MAX_OBJECT_BYTES", 512 * 1024 * 1024),
     )
 
 
