@@ -354,3 +354,23 @@ def test_settings_refuse_sizes_and_thresholds_that_cannot_work(name: str, value:
     with pytest.raises(ValueError, match=name):
         load({name: value})
     assert load({"RENTLAKE_MODEL_REFRESH_SECONDS": "0"}).model_refresh_seconds == 0  # 0: re-check always
+
+
+def test_a_second_writer_of_the_same_batch_is_never_read(function, put_landing, lake, lambda_context) -> None:
+    # GIVEN the course file ingested, and a second writer of the same batch (an S3 event delivered twice,
+    # racing the first) having left its own copy of the raw rows beside the first one's
+    out = run_ingest(
+        function, put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()), lambda_context
+    )["outcomes"][0]
+    record = lake.get_json(f"raw/_ingestions/{out['ingestion_id']}.json")
+    first = record["raw_files"]
+    assert len(first) == 1 and lake.exists(first[0])
+    lake.copy(first[0], first[0].replace("part-00000-", "part-00000-racer-"))
+    # WHEN the batch is cleaned
+    report = run_clean(function, lambda_context)["reports"][0]
+    # THEN only the committed files count: no row twice, no "duplicate" inflated by the copy
+    assert report["rows"] == {"in": 545, "clean": 481, "quarantined": 64}
+    # AND likewise a stray file beside the committed clean files is not part of the clean zone
+    committed = report["clean_files"]
+    lake.copy(committed[0], committed[0].replace("part-00000-", "part-00000-stray-"))
+    assert len(lake.read_clean("listings")) == 481

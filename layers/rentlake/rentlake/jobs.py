@@ -144,6 +144,7 @@ def ingest_key(
     ingest_date = stamp.strftime("%Y-%m-%d")
     name = key.rsplit("/", 1)[-1]
     rows = 0
+    raw_files: list[str] = []
     parsed = None
     try:
         parsed = parse_object(data, name, dataset=dataset, chunk_rows=chunk_rows, max_bytes=max_bytes)
@@ -151,7 +152,7 @@ def ingest_key(
         lake.drop_batch("raw", parsed.dataset, ingest_date=ingest_date, ingestion_id=ingestion_id)
         for part, chunk in enumerate(parsed.chunks):
             chunk = chunk.assign(source_key=key, source_etag=head["etag"], source_sha256=sha)
-            lake.write_batch(
+            raw_files += lake.write_batch(
                 chunk,
                 "raw",
                 parsed.dataset,
@@ -187,6 +188,8 @@ def ingest_key(
         "size_bytes": head["size"],
         "raw_object": raw_copy,
         "raw_table": keys.batch_prefix("raw", parsed.dataset, ingest_date, ingestion_id),
+        # Exactly the files of this ingestion: clean reads these, not whatever else the prefix holds.
+        "raw_files": [lake.key_of(path) for path in raw_files],
         "ingest_date": ingest_date,
         "ingested_at": stamp.isoformat(),
         "rows": rows,
@@ -377,7 +380,8 @@ def clean_batch(
 
     passes: list[_Pass1] = []
     group_names: dict[Any, int] = {}
-    for chunk in lake.iter_batch("raw", dataset, ingest_date=day, ingestion_id=iid):
+    raw_keys = lake.committed_files(record, "raw")
+    for chunk in lake.iter_keys(raw_keys):
         _, p1 = _first_pass(contract, chunk, factors, decimal_comma, group_names)
         passes.append(p1)
         progress(f"clean {dataset} {iid}: checked {sum(p.n for p in passes):,} rows")
@@ -441,7 +445,8 @@ def clean_batch(
     counts: Counter[str] = Counter()
     n_clean = n_quar = 0
     offset = 0
-    for part, raw in enumerate(lake.iter_batch("raw", dataset, ingest_date=day, ingestion_id=iid)):
+    written: dict[str, list[str]] = {"clean": [], "quarantine": []}
+    for part, raw in enumerate(lake.iter_keys(raw_keys)):
         typed, p1 = _first_pass(contract, raw, factors, decimal_comma, group_names)
         sl = slice(offset, offset + p1.n)
         offset += p1.n
@@ -463,7 +468,7 @@ def clean_batch(
             good["row_hash"] = p1.row_hash[~bad]
             if p1.key_hash is not None:
                 good["key_hash"] = p1.key_hash[~bad]
-            lake.write_batch(
+            written["clean"] += lake.write_batch(
                 good,
                 "clean",
                 dataset,
@@ -475,7 +480,7 @@ def clean_batch(
         if bad.any():
             quarantined = raw.loc[bad].copy()
             quarantined["reasons"] = reasons_to_series(p1.n, reasons)[bad].to_numpy()
-            lake.write_batch(
+            written["quarantine"] += lake.write_batch(
                 quarantined,
                 "quarantine",
                 dataset,
@@ -510,6 +515,9 @@ def clean_batch(
         "history_rows": int(len(history)),
         "clean_zone": keys.batch_prefix("clean", dataset, day, iid),
         "quarantine_zone": keys.batch_prefix("quarantine", dataset, day, iid),
+        # Exactly the files this run committed (readers use these, see Lake.committed_files).
+        "clean_files": [lake.key_of(path) for path in written["clean"]],
+        "quarantine_files": [lake.key_of(path) for path in written["quarantine"]],
     }
     lake.put_json(keys.quality_report(dataset, iid), report)
     lake.put_json(keys.clean_batch_record(dataset, iid), report)  # commit marker, written last

@@ -412,6 +412,18 @@ class Lake:
 
         return wr.s3.read_parquet(self.uri(key), columns=columns, boto3_session=self.session)
 
+    def key_of(self, uri: str) -> str:
+        """The key of an ``s3://bucket/key`` URI of this lake (as awswrangler returns written paths)."""
+        prefix = f"s3://{self.bucket}/"
+        if not uri.startswith(prefix):
+            raise LakeError(f"{uri} is not in the lake bucket {self.bucket}")
+        return uri[len(prefix) :]
+
+    def iter_keys(self, key_list: Iterable[str], columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Yield the given Parquet objects one by one (bounded memory)."""
+        for key in key_list:
+            yield self.read_parquet_key(key, columns=columns)
+
     def iter_batch(
         self,
         zone: str,
@@ -421,9 +433,23 @@ class Lake:
         ingestion_id: str,
         columns: list[str] | None = None,
     ) -> Iterator[pd.DataFrame]:
-        """Yield one batch chunk by chunk (bounded memory)."""
-        for key in self.batch_files(zone, dataset, ingest_date=ingest_date, ingestion_id=ingestion_id):
-            yield self.read_parquet_key(key, columns=columns)
+        """Yield every file under one batch's prefix, chunk by chunk (bounded memory)."""
+        files = self.batch_files(zone, dataset, ingest_date=ingest_date, ingestion_id=ingestion_id)
+        yield from self.iter_keys(files, columns)
+
+    def committed_files(self, record: dict[str, Any], zone: str) -> list[str]:
+        """The files a commit record (ingestion record or clean batch marker) names for ``zone``.
+
+        A record lists exactly the files its writer wrote, so files that another writer of the same batch
+        left beside them (an S3 event delivered twice, a re-run after a crash) are never read. Records
+        written before the list existed fall back to the batch's prefix.
+        """
+        listed = record.get(f"{zone}_files")
+        if listed is not None:
+            return list(listed)
+        return self.batch_files(
+            zone, record["dataset"], ingest_date=record["ingest_date"], ingestion_id=record["ingestion_id"]
+        )
 
     def committed_batches(self, dataset: str) -> list[dict[str, Any]]:
         """Commit markers of the clean batches of a dataset, oldest first."""
@@ -439,10 +465,7 @@ class Lake:
 
         frames = []
         for rec in self.committed_batches(dataset):
-            for key in self.batch_files(
-                "clean", dataset, ingest_date=rec["ingest_date"], ingestion_id=rec["ingestion_id"]
-            ):
-                frames.append(self.read_parquet_key(key, columns=columns))
+            frames.extend(self.iter_keys(self.committed_files({**rec, "dataset": dataset}, "clean"), columns))
         if not frames:
             return pd.DataFrame(columns=columns or [])
         return pd.concat(frames, ignore_index=True)
