@@ -164,3 +164,29 @@ def test_serve_passes_errors_and_pages_through(server: str) -> None:
     assert status == 200 and "/estimates" in json.loads(data)["paths"]
     status, _, data = _http(server + "/estimates", "POST", b"\xff\xfe binary", "application/octet-stream")
     assert status == 415
+
+
+def test_serve_never_mixes_concurrent_requests(server: str) -> None:
+    # GIVEN 8 clients at once, each asking for its own surface (and half of them for a malformed one)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rentlake.runtime.testing import expected_rent
+
+    def ask(i: int) -> list[tuple[int, int, int]]:
+        out = []
+        for _ in range(40):
+            surface = 20 + i
+            body = b'{"surface_m2": %d}' % surface if i % 2 else b'{"surface_m2": %d' % surface
+            status, _, data = _http(server + "/estimates", "POST", body)
+            rent = json.loads(data).get("rent_eur", -1) if status == 200 else -1
+            out.append((surface, status, rent))
+        return out
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for per in pool.map(ask, range(8)) for a in per]
+    # THEN every answer is the answer to its own request: no 5xx, no rent of another client's surface
+    for surface, status, rent in answers:
+        if surface % 2:  # i odd: well-formed
+            assert status == 200 and rent == round(expected_rent(surface)), (surface, status, rent)
+        else:
+            assert status == 400, (surface, status)

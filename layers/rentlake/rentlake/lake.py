@@ -7,7 +7,7 @@ One bucket, zones as prefixes::
     raw/_ingestions/<I>.json      ingestion metadata (lineage, parse report); the idempotency ledger
     raw/<dataset>/ingest_date=D/ingestion_id=I/*.parquet    rows as received, header mapped, as strings
     clean/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  typed rows (Glue table ``clean_<dataset>``)
-    clean/_batches/<dataset>/<I>.json                       commit marker + per-batch quality summary
+    clean/_batches/<dataset>/<I>.json                       commit marker (its files) + quality summary
     quarantine/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  rejected rows with ``reasons``
     quarantine/objects/ingestion_id=I/<name>                 objects rejected whole (+ ``.reason.json``)
     reports/quality/<dataset>/<I>.json   per-batch data-quality report

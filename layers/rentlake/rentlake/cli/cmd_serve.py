@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +54,8 @@ def make_server(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> Thr
         The server, not yet serving (call ``serve_forever``).
     """
 
+    handler_lock = threading.Lock()
+
     class Bridge(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "rentlake"
@@ -92,7 +95,10 @@ def make_server(handler: Handler, host: str = "127.0.0.1", port: int = 0) -> Thr
                 query=url.query,
                 source_ip=self.client_address[0],
             )
-            resp = handler(event, None)
+            # One request at a time through the handler, as in a Lambda environment: the Powertools
+            # resolver keeps the current event on the app, so two threads inside it would mix requests.
+            with handler_lock:
+                resp = handler(event, None)
             self._send(int(resp.get("statusCode", 200)), response_headers(resp), response_body(resp))
 
         def _send(
