@@ -85,6 +85,17 @@ def legal_artifact() -> bytes:
     return compile_legal_sample()
 
 
+@pytest.fixture(autouse=True)
+def fresh_legal_cache() -> Iterator[None]:
+    """Each test is a fresh container: the legal table cache (per process, keyed by sha256) starts empty
+    and is left empty, so no test depends on what an earlier one loaded."""
+    from rentlake.runtime import legal
+
+    legal._CACHE.clear()
+    yield
+    legal._CACHE.clear()
+
+
 @pytest.fixture
 def lambda_context() -> FakeContext:
     return FakeContext()

@@ -12,7 +12,6 @@ import hashlib
 import importlib.util
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -44,16 +43,6 @@ def row_of(rows: list[dict[str, str]], **where: str) -> dict[str, str]:
     hits = [r for r in rows if all(r[k] == v for k, v in where.items())]
     assert len(hits) == 1, where
     return hits[0]
-
-
-@pytest.fixture(autouse=True)
-def fresh_table_cache() -> Iterator[None]:
-    """Each test is a fresh container: no legal table cached before, none left for other modules."""
-    from rentlake.runtime import legal
-
-    legal._CACHE.clear()
-    yield
-    legal._CACHE.clear()
 
 
 # `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
