@@ -113,21 +113,9 @@ def seed(endpoint: str) -> Lake:
 
 def legal_artifact() -> bytes:
     """The sample reference table compiled as at promotion (ingest parsing, contract typing, compile)."""
-    import hashlib
+    from rentlake.reference import compile_file
 
-    import pandas as pd
-    from rentlake import contracts
-    from rentlake.clean import type_chunk
-    from rentlake.ingest import parse_object
-    from rentlake.reference import artifact_bytes, compile_lookup
-
-    data = LEGAL_SAMPLE.read_bytes()
-    raw = pd.concat(list(parse_object(data, LEGAL_SAMPLE.name).chunks), ignore_index=True)
-    typed, _ = type_chunk(raw, contracts.get("reference_rents"))
-    typed = typed.assign(
-        source_key=f"landing/{LEGAL_SAMPLE.name}", source_sha256=hashlib.sha256(data).hexdigest()
-    )
-    return artifact_bytes(compile_lookup(typed))
+    return compile_file(LEGAL_SAMPLE.read_bytes(), LEGAL_SAMPLE.name)
 
 
 def cold_start(

@@ -59,24 +59,29 @@ class FakeContext:
         return 900_000
 
 
+REFERENCE_SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
+
+
 def compile_legal_sample() -> bytes:
-    """The legal lookup artifact of the sample reference table, typed by its contract as the clean stage
-    does and compiled as promotion does (no S3)."""
-    import hashlib
+    """The legal lookup artifact of the sample reference table (no S3)."""
+    from rentlake.reference import compile_file
 
-    import pandas as pd
-    from rentlake import contracts
-    from rentlake.clean import type_chunk
-    from rentlake.ingest import parse_object
-    from rentlake.reference import artifact_bytes, compile_lookup
+    return compile_file(REFERENCE_SAMPLE.read_bytes(), REFERENCE_SAMPLE.name)
 
-    sample = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
-    data = sample.read_bytes()
-    raw = pd.concat(list(parse_object(data, sample.name).chunks), ignore_index=True)
-    typed, reasons = type_chunk(raw, contracts.get("reference_rents"))
-    assert reasons == [], "the sample table is entirely valid"
-    typed = typed.assign(source_key=f"landing/{sample.name}", source_sha256=hashlib.sha256(data).hexdigest())
-    return artifact_bytes(compile_lookup(typed))
+
+def reference_rows() -> list[dict[str, str]]:
+    """The sample reference table as text rows, as the file has them (expected values in tests)."""
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(REFERENCE_SAMPLE.read_text(encoding="utf-8"))))
+
+
+def row_of(rows: list[dict[str, str]], **where: str) -> dict[str, str]:
+    """The one row whose columns have the given values."""
+    hits = [r for r in rows if all(r[k] == v for k, v in where.items())]
+    assert len(hits) == 1, where
+    return hits[0]
 
 
 @pytest.fixture(scope="session")

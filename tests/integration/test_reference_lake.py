@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -11,13 +10,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, reference_rows
 
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
-
-
-def sample_rows() -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(SAMPLE.read_text(encoding="utf-8"))))
 
 
 def ingest_and_clean(
@@ -180,7 +175,7 @@ def test_promotion_artifact_answers_the_table_values(loaded: dict[str, Any], lak
     # AND the model card form ({"legal": {...}}) names the same table; a card without it, none
     assert load_for_champion(lake, {"version": "v7", "legal": attached}) is table
     assert load_for_champion(lake, {"version": "v6", "legal": None}) is None
-    rows = pd.DataFrame(sample_rows())
+    rows = pd.DataFrame(reference_rows())
     for _, r in rows.sample(40, random_state=3).iterrows():
         got = lookup(
             table,
@@ -213,7 +208,7 @@ def test_newer_shaped_year_ingested_later_becomes_the_default(
     from rentlake.runtime.legal import load_for_champion, lookup
 
     # GIVEN the 2015-2017 table, then a 2019 table in the newer open-data shape (2017 Paris rows + 5 %)
-    paris17 = [r for r in sample_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
+    paris17 = [r for r in reference_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
     outcome, cleaned = ingest_and_clean(
         function,
         put_landing,
@@ -306,7 +301,7 @@ def test_a_later_year_reaches_the_api_without_a_new_model(
     assert legal_year() == 2017
     pointer_before = lake.get_json("models/champion.json")
     # WHEN a 2019 table lands and the scheduled cycle runs again (no new listings: no new model)
-    paris17 = [r for r in sample_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
+    paris17 = [r for r in reference_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
     ingest_and_clean(
         function, put_landing, lambda_context, "encadrement-2019.csv", newer_shaped(paris17, 2019, 1.05)
     )

@@ -7,7 +7,6 @@ Nothing here reaches the network beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -96,20 +95,10 @@ def moto_lake(extra_env: dict[str, str] | None = None) -> Iterator[MotoLake]:
 
 # ------------------------------------------------------------------------------------------ champions
 def legal_artifact() -> bytes:
-    """The sample legal reference table compiled as the promotion step does."""
-    import pandas as pd
-    from rentlake import contracts
-    from rentlake.clean import type_chunk
-    from rentlake.ingest import parse_object
-    from rentlake.reference import artifact_bytes, compile_lookup
+    """The sample reference table compiled as at promotion (ingest parsing, contract typing, compile)."""
+    from rentlake.reference import compile_file
 
-    data = LEGAL_SAMPLE.read_bytes()
-    raw = pd.concat(list(parse_object(data, LEGAL_SAMPLE.name).chunks), ignore_index=True)
-    typed, _ = type_chunk(raw, contracts.get("reference_rents"))
-    typed = typed.assign(
-        source_key=f"landing/{LEGAL_SAMPLE.name}", source_sha256=hashlib.sha256(data).hexdigest()
-    )
-    return artifact_bytes(compile_lookup(typed))
+    return compile_file(LEGAL_SAMPLE.read_bytes(), LEGAL_SAMPLE.name)
 
 
 def publish(lake: Any, version: str, *, a: float = 118.0, legal: bytes | None = None) -> dict[str, Any]:

@@ -7,7 +7,6 @@ registry does at promotion; every expected value is read from the sample CSV its
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import importlib.util
 import io
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, reference_rows, row_of
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
@@ -36,13 +35,7 @@ def artifact(legal_artifact: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(SAMPLE.read_text(encoding="utf-8"))))
-
-
-def row_of(rows: list[dict[str, str]], **where: str) -> dict[str, str]:
-    hits = [r for r in rows if all(r[k] == v for k, v in where.items())]
-    assert len(hits) == 1, where
-    return hits[0]
+    return reference_rows()
 
 
 # `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from rentlake.runtime.legal import (
     period_of_year,
 )
 
-from tests.conftest import SAMPLES, compile_legal_sample
+from tests.conftest import SAMPLES, compile_legal_sample, reference_rows, row_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
@@ -48,13 +46,7 @@ def table(artifact: bytes) -> LegalTable:
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(SAMPLE.read_text(encoding="utf-8"))))
-
-
-def row_of(rows: list[dict[str, str]], **where: str) -> dict[str, str]:
-    hits = [r for r in rows if all(r[k] == v for k, v in where.items())]
-    assert len(hits) == 1, where
-    return hits[0]
+    return reference_rows()
 
 
 def triple(r: dict[str, str]) -> list[float]:
@@ -348,3 +340,14 @@ def test_the_light_module_imports_no_pandas(artifact: bytes, tmp_path: Path) -> 
         load_table(artifact), quartier="Halles", rooms=2, built=1900, surface_m2=30, current_rent_eur=900
     )["verdict"]
     assert out.stdout.split() == ["[]", expected]
+
+
+def test_a_file_with_invalid_rows_does_not_compile_on_its_own() -> None:
+    # GIVEN a reference file whose one row has min above ref (the lake would quarantine it)
+    from rentlake.reference import compile_file
+
+    header = SAMPLE.read_text(encoding="utf-8").splitlines()[0]
+    bad = header + "\nPARIS,2,7510101,,St-Germain-l'Auxerrois,1,Avant 1946,0,2015,30.3,31.0,36.4\n"
+    # WHEN compiled without a lake THEN it is refused, naming the contract's reason
+    with pytest.raises(ValueError, match="bounds_inconsistent"):
+        compile_file(bad.encode(), "bad.csv")

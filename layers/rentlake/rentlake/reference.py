@@ -150,6 +150,29 @@ def artifact_bytes(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def compile_file(data: bytes, name: str) -> bytes:
+    """The lookup artifact of a reference-table file, without a lake: parsed by the ingest rules, typed
+    and checked by the contract as the clean stage does, compiled as promotion does (tests, benchmarks,
+    a quick look at a new table).
+
+    Raises
+    ------
+    ValueError
+        When rows fail the contract (the reason codes are named): the lake quarantines such rows, a file
+        compiled on its own must be entirely valid.
+    """
+    from rentlake.clean import reasons_to_series, type_chunk
+    from rentlake.ingest import parse_object
+
+    raw = pd.concat(list(parse_object(data, name, dataset=DATASET).chunks), ignore_index=True)
+    typed, reasons = type_chunk(raw, contracts.get(DATASET))
+    if reasons:
+        codes = sorted({c for cell in reasons_to_series(len(raw), reasons).dropna() for c in cell.split(";")})
+        raise ValueError(f"{name}: rows fail the reference-rents contract ({', '.join(codes)})")
+    typed = typed.assign(source_key=f"landing/{name}", source_sha256=hashlib.sha256(data).hexdigest())
+    return artifact_bytes(compile_lookup(typed))
+
+
 def read_reference(lake: Lake) -> pd.DataFrame:
     """The clean ``reference_rents`` table (every committed batch); empty when none was ingested."""
     return lake.read_clean(DATASET)
