@@ -53,6 +53,10 @@ class ObjectNotFound(LakeError):
     """The key does not exist in the lake."""
 
 
+class PreconditionFailed(LakeError):
+    """A conditional write lost: the key exists already, or changed since it was read (another writer)."""
+
+
 def safe_name(name: str) -> str:
     """Return ``name`` reduced to characters that are safe in an S3 key segment and a Glue name.
 
@@ -68,6 +72,10 @@ def safe_name(name: str) -> str:
     """
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     return _SAFE_NAME.sub("_", base).strip("._") or "object"
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode("utf-8")
 
 
 class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion()``
@@ -232,6 +240,57 @@ class Lake:
             raise LakeError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
         return str(resp.get("ETag", "")).strip('"')
 
+    def _put_conditional(self, key: str, data: bytes, condition: dict[str, str]) -> str:
+        try:
+            resp = self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", **condition
+            )
+        except ClientError as exc:
+            # S3 answers 412 when the condition fails and 409 when a concurrent conditional write to the
+            # same key is in flight: both mean another writer got there first.
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise PreconditionFailed(f"s3://{self.bucket}/{key} was written by another writer") from exc
+            raise LakeError(f"cannot write s3://{self.bucket}/{key}: {exc}") from exc
+        return str(resp.get("ETag", "")).strip('"')
+
+    def create_json(self, key: str, obj: Any) -> str:
+        """Write a JSON document only if ``key`` does not exist yet (S3 ``If-None-Match: *``).
+
+        This is how a writer commits: of two writers of one commit object, exactly one succeeds.
+
+        Returns
+        -------
+        str
+            The new object's ETag.
+
+        Raises
+        ------
+        PreconditionFailed
+            When the key exists (another writer committed first).
+        """
+        return self._put_conditional(key, _json_bytes(obj), {"IfNoneMatch": "*"})
+
+    def replace_json(self, key: str, obj: Any, *, etag: str | None) -> str:
+        """Compare-and-swap a JSON document: write only if the object still has ``etag`` (S3 ``If-Match``).
+
+        Parameters
+        ----------
+        key
+            The object's key.
+        obj
+            The new document.
+        etag
+            The ETag read before deciding (from :meth:`head`); None means "only if it does not exist".
+
+        Raises
+        ------
+        PreconditionFailed
+            When the object changed (or appeared) since it was read.
+        """
+        if etag is None:
+            return self.create_json(key, obj)
+        return self._put_conditional(key, _json_bytes(obj), {"IfMatch": f'"{etag}"'})
+
     def get_bytes(self, key: str) -> bytes:
         """Read a whole object; :class:`ObjectNotFound` when it does not exist."""
         try:
@@ -243,8 +302,7 @@ class Lake:
 
     def put_json(self, key: str, obj: Any) -> str:
         """Write a JSON document (UTF-8, indented for people who open it)."""
-        data = json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode("utf-8")
-        return self.put_bytes(key, data, content_type="application/json")
+        return self.put_bytes(key, _json_bytes(obj), content_type="application/json")
 
     def get_json(self, key: str) -> Any:
         """Read a JSON document; :class:`ObjectNotFound` when missing, :class:`LakeError` when invalid."""

@@ -1,0 +1,76 @@
+"""What every batch function's handler shares: settings, the lake, JSON logs with a correlation id, metrics.
+
+A batch handler in ``functions/<name>/app.py`` reads as "event → stage → response"::
+
+    FUNCTION = BatchFunction("clean")
+
+    @FUNCTION.handler
+    def handler(event, context):
+        request = parse_clean(event)
+        result = clean.run(FUNCTION.lake(), request, FUNCTION.settings)
+        FUNCTION.count("RowsClean", result.rows_clean)
+        return result.to_dict()
+
+The wrapper adds, in Powertools' own shape, the Lambda context and a correlation id to every log line
+(``inject_lambda_context``) and flushes the metrics once per invocation (``log_metrics``). A malformed event
+(:class:`~rentlake.events.BadEvent`) is logged as one line naming the problem and re-raised: the invocation
+fails, as it must for Lambda's retries and the state machine's error branch, without a stack trace in the log.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from rentlake.config import Settings, load
+from rentlake.events import BadEvent
+from rentlake.lake import Lake
+from rentlake.observability import logger, metrics
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+# Where a batch event carries an id worth following across functions: the state machine passes its
+# execution's name as ``correlation_id``; S3 notifications carry the request id of the upload; EventBridge
+# events their own id. JMESPath's ``||`` takes the first that is present.
+BATCH_CORRELATION_PATH = 'correlation_id || Records[0].responseElements."x-amz-request-id" || id'
+
+
+class BatchFunction:
+    """One batch Lambda function: its settings, logger, metrics and lake.
+
+    Parameters
+    ----------
+    service
+        The function's name (``ingest``, ``clean``...): the logger's and the metrics' service.
+    settings
+        The deployment's settings; read from the environment once, at cold start, when omitted.
+    """
+
+    def __init__(self, service: str, settings: Settings | None = None) -> None:
+        self.service = service
+        self.settings = settings if settings is not None else load()
+        self.log = logger(service)
+        self.metrics = metrics(service)
+
+    def lake(self) -> Lake:
+        """The deployment's lake (one place that knows how a function opens it)."""
+        return Lake(self.settings.bucket, self.settings.glue_database)
+
+    def count(self, name: str, value: float, unit: str = "Count") -> None:
+        """Add one data point to this invocation's metrics (flushed when the handler returns)."""
+        self.metrics.add_metric(name=name, unit=unit, value=value)
+
+    def handler(self, fn: Handler) -> Handler:
+        """Wrap ``fn`` as the function's Lambda entry point (logs, correlation id, metrics, bad events)."""
+
+        @functools.wraps(fn)
+        def body(event: dict[str, Any], context: Any) -> Any:
+            try:
+                return fn(event, context)
+            except BadEvent as exc:
+                self.log.error("malformed event: %s", exc)
+                raise
+
+        logged = self.log.inject_lambda_context(correlation_id_path=BATCH_CORRELATION_PATH)(body)
+        return self.metrics.log_metrics(logged)
