@@ -56,8 +56,9 @@ test: $(STAMP) system-deps py313  ## the full test suite (what CI runs)
 test-fast: $(STAMP)  ## the suite without the slow tier (network wheel checks, browser, fuzzing)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow and not browser" $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff
+lint: $(STAMP)  ## ruff: lint rules and formatting (what CI checks first)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)  ## the benchmarks (minutes); figures go to bench/RESULTS.md
 	$(BIN)/python bench/bench_ingest_clean.py --record
