@@ -98,7 +98,7 @@ def compile_artifact() -> bytes:
     from rentlake import contracts
     from rentlake.clean import type_chunk
     from rentlake.ingest import parse_object
-    from rentlake.reference import artifact_bytes, compile_lookup
+    from rentlake.legal.compile import artifact_bytes, compile_lookup
 
     data = SAMPLE.read_bytes()
     raw = pd.concat(list(parse_object(data, SAMPLE.name).chunks), ignore_index=True)

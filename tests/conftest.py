@@ -64,7 +64,7 @@ REFERENCE_SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 
 def compile_legal_sample() -> bytes:
     """The legal lookup artifact of the sample reference table (no S3)."""
-    from rentlake.reference import compile_file
+    from rentlake.legal.compile import compile_file
 
     return compile_file(REFERENCE_SAMPLE.read_bytes(), REFERENCE_SAMPLE.name)
 

@@ -256,7 +256,7 @@ def test_promotion_attaches_the_legal_lookup_when_the_reference_module_provides_
         lake.put_bytes(key, data)
         return {"legal_key": key, "legal_sha256": hashlib.sha256(data).hexdigest(), "years": [2017]}
 
-    monkeypatch.setitem(sys.modules, "rentlake.reference",
+    monkeypatch.setitem(sys.modules, "rentlake.legal.compile",
                         types.SimpleNamespace(attach_to_model=attach_to_model))
     # WHEN a model is trained and promoted
     trained = function("train").handler({}, lambda_context)
@@ -273,8 +273,8 @@ def test_promotion_attaches_the_legal_lookup_when_the_reference_module_provides_
 
 def test_promotion_without_a_reference_module_serves_without_legal(
         function: Any, course_lake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN no rentlake.reference module at all (None in sys.modules makes the import fail as missing)
-    monkeypatch.setitem(sys.modules, "rentlake.reference", None)
+    # GIVEN no rentlake.legal.compile module at all (None in sys.modules makes the import fail as missing)
+    monkeypatch.setitem(sys.modules, "rentlake.legal.compile", None)
     trained = function("train").handler({}, lambda_context)
     evaluated = function("evaluate").handler(trained, lambda_context)
     # THEN promotion still happens, with the plain pointer

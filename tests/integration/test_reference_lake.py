@@ -158,7 +158,7 @@ def test_dataset_can_be_forced(function: Any, put_landing: Any, lake: Any, lambd
 
 
 def test_promotion_artifact_answers_the_table_values(loaded: dict[str, Any], lake: Any) -> None:
-    from rentlake.reference import attach_to_model
+    from rentlake.legal.compile import attach_to_model
     from rentlake.runtime.legal import load_for_champion, lookup
 
     # WHEN the registry attaches the table to a model version
@@ -195,7 +195,7 @@ def test_promotion_artifact_answers_the_table_values(loaded: dict[str, Any], lak
 
 
 def test_empty_reference_table_attaches_nothing(lake: Any) -> None:
-    from rentlake.reference import attach_to_model
+    from rentlake.legal.compile import attach_to_model
 
     assert attach_to_model(lake, "v1") is None
     assert not lake.exists("models/v1/legal.json")
@@ -204,7 +204,7 @@ def test_empty_reference_table_attaches_nothing(lake: Any) -> None:
 def test_newer_shaped_year_ingested_later_becomes_the_default(
     loaded: dict[str, Any], function: Any, put_landing: Any, lake: Any, lambda_context: Any
 ) -> None:
-    from rentlake.reference import attach_to_model
+    from rentlake.legal.compile import attach_to_model
     from rentlake.runtime.legal import load_for_champion, lookup
 
     # GIVEN the 2015-2017 table, then a 2019 table in the newer open-data shape (2017 Paris rows + 5 %)
@@ -244,7 +244,7 @@ def test_newer_shaped_year_ingested_later_becomes_the_default(
 
 
 def test_join_reference_adds_the_arrondissement_median(loaded: dict[str, Any], lake: Any) -> None:
-    from rentlake.reference import join_reference
+    from rentlake.legal.compile import join_reference
 
     reference = lake.read_clean("reference_rents")
     listings = pd.DataFrame(

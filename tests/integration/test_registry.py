@@ -162,7 +162,7 @@ def test_legal_lookup_follows_promotion_and_rollback(lake: Any, two_versions: tu
         return {"legal_key": key, "legal_sha256": hashlib.sha256(data).hexdigest(), "years": [2017]}
 
     fake = types.SimpleNamespace(attach_to_model=attach_to_model)
-    monkeypatch.setitem(sys.modules, "rentlake.reference", fake)
+    monkeypatch.setitem(sys.modules, "rentlake.legal.compile", fake)
     v1, v2 = two_versions
     p1 = registry.promote(lake, v1, reason="first")
     p2 = registry.promote(lake, v2, reason="second")
@@ -179,7 +179,7 @@ def test_reference_module_absent_is_skipped_but_other_import_errors_propagate(
 
     v1 = new_version(lake, 1)
     # GIVEN no reference module: nothing attached
-    monkeypatch.setitem(sys.modules, "rentlake.reference", None)
+    monkeypatch.setitem(sys.modules, "rentlake.legal.compile", None)
     assert registry.attach_legal(lake, v1) is None
     # GIVEN a reference module that itself imports something missing: a real bug, not silenced
     monkeypatch.setattr(registry, "REFERENCE_MODULE", "rentlake_missing_package.reference")

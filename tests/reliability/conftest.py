@@ -96,7 +96,7 @@ def moto_lake(extra_env: dict[str, str] | None = None) -> Iterator[MotoLake]:
 # ------------------------------------------------------------------------------------------ champions
 def legal_artifact() -> bytes:
     """The sample reference table compiled as at promotion (ingest parsing, contract typing, compile)."""
-    from rentlake.reference import compile_file
+    from rentlake.legal.compile import compile_file
 
     return compile_file(LEGAL_SAMPLE.read_bytes(), LEGAL_SAMPLE.name)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from rentlake.reference import artifact_bytes, compile_lookup
+from rentlake.legal.compile import artifact_bytes, compile_lookup
 from rentlake.runtime.legal import (
     NOTICE,
     LegalLookupError,
@@ -344,7 +344,7 @@ def test_the_light_module_imports_no_pandas(artifact: bytes, tmp_path: Path) -> 
 
 def test_a_file_with_invalid_rows_does_not_compile_on_its_own() -> None:
     # GIVEN a reference file whose one row has min above ref (the lake would quarantine it)
-    from rentlake.reference import compile_file
+    from rentlake.legal.compile import compile_file
 
     header = SAMPLE.read_text(encoding="utf-8").splitlines()[0]
     bad = header + "\nPARIS,2,7510101,,St-Germain-l'Auxerrois,1,Avant 1946,0,2015,30.3,31.0,36.4\n"

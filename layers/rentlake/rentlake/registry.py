@@ -46,7 +46,7 @@ EVALUATION = "evaluation.json"
 #: Held-out metrics copied into listings and history entries (the full set is in metrics.json).
 HEADLINE = ("n", "mae", "rmse", "r2", "mape", "coverage", "mean_width")
 #: Module and function of the reference-rents colleague, called at every promotion when present.
-REFERENCE_MODULE = "rentlake.reference"
+REFERENCE_MODULE = "rentlake.legal.compile"
 
 
 class RegistryError(RuntimeError):
@@ -243,7 +243,7 @@ def champion_stack(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def attach_legal(lake: Lake, version: str) -> dict[str, Any] | None:
     """Compile the reference-rent lookup for a version, when the reference module provides it.
 
-    Calls ``rentlake.reference.attach_to_model(lake, version)``. When that module does not exist (yet),
+    Calls ``rentlake.legal.compile.attach_to_model(lake, version)``. When that module does not exist (yet),
     there is nothing to attach; any other import error is a real bug and propagates.
 
     Returns
@@ -284,14 +284,14 @@ def refresh_legal(lake: Lake, *, now: Callable[[], datetime] = _now) -> dict[str
     Returns
     -------
     dict or None
-        The new legal fields (as :func:`rentlake.reference.legal_summary`), or None when nothing changed
+        The new legal fields (as :func:`rentlake.legal.compile.legal_summary`), or None when nothing changed
         (no champion, no reference data, or the same table).
     """
     pointer = read_pointer(lake)
     if pointer is None:
         return None
     try:
-        from rentlake import reference
+        from rentlake.legal import compile as reference
     except ModuleNotFoundError as exc:
         if exc.name != REFERENCE_MODULE:
             raise

@@ -232,7 +232,5 @@ def detect(header: Sequence[str]) -> HeaderMapping | None:
 def _load_builtin() -> None:
     # Imported lazily: the contract modules import pandas for their normalisers, and the light side
     # must be able to import this package without pandas.
-    from rentlake.contracts import (
-        listings,  # noqa: F401
-        reference_rents,  # noqa: F401
-    )
+    from rentlake.contracts import listings  # noqa: F401
+    from rentlake.legal import contract  # noqa: F401
