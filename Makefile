@@ -48,7 +48,8 @@ system-deps:  ## install the Debian packages the browser test needs (chromium), 
 
 demo: $(STAMP)  ## run the whole cycle on the sample data in the embedded local lake (./.rentlake)
 	$(BIN)/rentlake --lake-dir $(LAKE) pipeline data/samples/house_intact.csv \
-		data/samples/encadrement_loyers_paris_lille_2015_2017.csv
+		data/samples/encadrement_loyers_paris_lille_2015_2017.csv \
+		data/samples/encadrement_loyers_paris_2025.csv
 
 test: $(STAMP) system-deps py313  ## the full test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
