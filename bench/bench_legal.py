@@ -1,4 +1,4 @@
-"""Benchmark of the legal reference rent lookup (rentlake.runtime.legal): what it adds to one estimate.
+"""Benchmark of the legal reference rent lookup (rentlake.legal.lookup): what it adds to one estimate.
 
 Not a test: prints the figures and replaces the "Legal reference lookup" section of ``bench/RESULTS.md``.
 
@@ -15,7 +15,6 @@ in a fresh interpreter that imports only the light module, as the prediction fun
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import re
@@ -41,7 +40,7 @@ def rss_kib():
         return int(fh.read().split()[1]) * resource.getpagesize() // 1024
 
 path = Path(sys.argv[1])
-from rentlake.runtime import legal
+from rentlake.legal import lookup as legal
 data = path.read_bytes()
 sha = hashlib.sha256(data).hexdigest()
 gc.collect()
@@ -94,19 +93,9 @@ print(json.dumps(out))
 
 def compile_artifact() -> bytes:
     """The sample table typed by its contract (as the clean stage does) and compiled (batch side)."""
-    import pandas as pd
-    from rentlake import contracts
-    from rentlake.clean import type_chunk
-    from rentlake.ingest import parse_object
-    from rentlake.legal.compile import artifact_bytes, compile_lookup
+    from rentlake.legal.compile import compile_file
 
-    data = SAMPLE.read_bytes()
-    raw = pd.concat(list(parse_object(data, SAMPLE.name).chunks), ignore_index=True)
-    typed, reasons = type_chunk(raw, contracts.get("reference_rents"))
-    if reasons:
-        raise SystemExit(f"the sample table has invalid rows: {[c for c, _ in reasons]}")
-    typed = typed.assign(source_key=f"landing/{SAMPLE.name}", source_sha256=hashlib.sha256(data).hexdigest())
-    return artifact_bytes(compile_lookup(typed))
+    return compile_file(SAMPLE.read_bytes(), SAMPLE.name)
 
 
 def record(body: str, command: str) -> None:
@@ -187,7 +176,7 @@ def main() -> None:
     lines = ["| measure | value | target | met |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {'' if d is None else ('yes' if d else 'NO')} |" for a, b, c, d in rows]
     body = (
-        "\n".join(lines) + "\n\nIn a fresh interpreter importing only `rentlake.runtime.legal` (standard "
+        "\n".join(lines) + "\n\nIn a fresh interpreter importing only `rentlake.legal.lookup` (standard "
         "library), artifact from a local file (the S3 read of the champion's `legal_key` is one more GET at "
         "load, cached by sha256 afterwards). Per call: median of 7 × 20 000 calls. "
         f"Worst warm cost {worst:.1f} µs per estimate."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import io
@@ -10,9 +11,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES, reference_rows
+from tests.conftest import SAMPLES, reference_rows, row_of
 
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
+PARIS_2025 = SAMPLES / "encadrement_loyers_paris_2025.csv"
 
 
 def ingest_and_clean(
@@ -159,7 +161,7 @@ def test_dataset_can_be_forced(function: Any, put_landing: Any, lake: Any, lambd
 
 def test_promotion_artifact_answers_the_table_values(loaded: dict[str, Any], lake: Any) -> None:
     from rentlake.legal.compile import attach_to_model
-    from rentlake.runtime.legal import load_for_champion, lookup
+    from rentlake.legal.lookup import load_for_champion, lookup
 
     # WHEN the registry attaches the table to a model version
     attached = attach_to_model(lake, "v7")
@@ -205,7 +207,7 @@ def test_newer_shaped_year_ingested_later_becomes_the_default(
     loaded: dict[str, Any], function: Any, put_landing: Any, lake: Any, lambda_context: Any
 ) -> None:
     from rentlake.legal.compile import attach_to_model
-    from rentlake.runtime.legal import load_for_champion, lookup
+    from rentlake.legal.lookup import load_for_champion, lookup
 
     # GIVEN the 2015-2017 table, then a 2019 table in the newer open-data shape (2017 Paris rows + 5 %)
     paris17 = [r for r in reference_rows() if r["ville"] == "PARIS" and r["annee"] == "2017"]
@@ -241,6 +243,81 @@ def test_newer_shaped_year_ingested_later_becomes_the_default(
         lookup(table, quartier="7510101", rooms=1, built=1900, furnished=True, year=2017)["ref_eur_m2"]
         == 34.3
     )
+
+
+def paris_2025_rows() -> list[dict[str, str]]:
+    """The 2025 table as text rows, as the file has them (expected values)."""
+    return list(csv.DictReader(io.StringIO(PARIS_2025.read_text(encoding="utf-8")), delimiter=";"))
+
+
+def test_2025_table_lands_clean_with_every_row_accounted_for(
+    function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
+    # GIVEN the 2025 Paris table uploaded to landing/ WHEN ingested and cleaned
+    outcome, cleaned = ingest_and_clean(
+        function, put_landing, lambda_context, PARIS_2025.name, PARIS_2025.read_bytes()
+    )
+    # THEN it is recognised as reference_rents and all 2 560 rows are clean, none quarantined
+    assert outcome["dataset"] == "reference_rents" and outcome["rows"] == 2_560
+    report = cleaned["reports"][0]
+    assert report["dataset"] == "reference_rents"
+    assert report["rows"] == {"in": 2_560, "clean": 2_560, "quarantined": 0}
+    clean = lake.read_clean("reference_rents")
+    assert len(clean) == 2_560 and set(clean["year"]) == {2025} and clean["quartier_code"].nunique() == 80
+    # AND each clean row carries the file's values
+    by_cell = clean.set_index(["quartier_code", "rooms", "period", "furnished"])
+    for r in paris_2025_rows()[::37]:
+        cell = by_cell.loc[
+            (r["code_grand_quartier"], int(r["piece"]), r["epoque"], r["meuble_txt"] == "meublé")
+        ]
+        assert cell[["ref_eur_m2", "min_eur_m2", "max_eur_m2"]].tolist() == [
+            float(r["ref"]),
+            float(r["min"]),
+            float(r["max"]),
+        ]
+
+
+@pytest.mark.parametrize("first", ["2015-2017", "2025"])
+def test_2025_table_wins_over_2017_when_both_are_in_the_lake(
+    first: str, function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
+    from rentlake.legal.compile import attach_to_model
+    from rentlake.legal.lookup import load_for_champion, lookup
+
+    # GIVEN both tables ingested and cleaned, in either order
+    files = [(SAMPLE.name, SAMPLE.read_bytes()), (PARIS_2025.name, PARIS_2025.read_bytes())]
+    for name, data in files if first == "2015-2017" else files[::-1]:
+        ingest_and_clean(function, put_landing, lambda_context, name, data)
+    # WHEN the reference table is attached at promotion
+    attached = attach_to_model(lake, "v9")
+    assert attached is not None
+    assert attached["legal_years"] == {"LILLE": [2017], "PARIS": [2015, 2016, 2017, 2025]}
+    table = load_for_champion(lake, attached)
+    question = {"quartier": "Belleville", "rooms": 2, "built": 1965, "surface_m2": 30}
+    got = lookup(table, **question, today=dt.date(2026, 1, 1))
+    # THEN without a year the answer is 2025's row of the 2025 file, and names that file
+    row = row_of(
+        paris_2025_rows(), nom_quartier="Belleville", piece="2", epoque="1946-1970", meuble_txt="non meublé"
+    )
+    assert [got["ref_eur_m2"], got["min_eur_m2"], got["max_eur_m2"]] == [
+        float(row["ref"]),
+        float(row["min"]),
+        float(row["max"]),
+    ]
+    assert got["year"] == 2025 and PARIS_2025.name in got["source"]
+    assert got["quartier"] == {"name": "Belleville", "code": row["code_grand_quartier"]}
+    # AND 2017 is still answered when asked for, with its own (different) values
+    old = row_of(
+        reference_rows(),
+        ville="PARIS",
+        annee="2017",
+        code_grand_quartier=row["code_grand_quartier"],
+        piece="2",
+        epoque="1946-1970",
+        meuble="0",
+    )
+    got17 = lookup(table, **question, year=2017, today=dt.date(2026, 1, 1))
+    assert got17["year"] == 2017 and got17["ref_eur_m2"] == float(old["ref"]) != float(row["ref"])
 
 
 def test_join_reference_adds_the_arrondissement_median(loaded: dict[str, Any], lake: Any) -> None:

@@ -1,6 +1,9 @@
-"""The reference_rents contract: recognised by its header (both shapes), typed and checked by clean."""
+"""The reference_rents contract: recognised by its header (every shape), typed and checked by clean."""
 
 from __future__ import annotations
+
+import csv
+import io
 
 import pandas as pd
 import pytest
@@ -40,6 +43,23 @@ NEW_HEADER = [
     "geo_shape",
     "geo_point_2d",
 ]
+# The 2025 table of data/samples: the field names of the Paris records API (id_zone, no geometry), with
+# ville and code_grand_quartier added.
+RECORDS_HEADER = [
+    "annee",
+    "id_zone",
+    "id_quartier",
+    "nom_quartier",
+    "piece",
+    "epoque",
+    "meuble_txt",
+    "ref",
+    "max",
+    "min",
+    "ville",
+    "code_grand_quartier",
+]
+PARIS_2025 = SAMPLES / "encadrement_loyers_paris_2025.csv"
 TITLED_HEADER = [
     "Année",
     "Secteurs géographiques",
@@ -57,7 +77,9 @@ TITLED_HEADER = [
 
 
 @pytest.mark.parametrize(
-    "header", [OLD_HEADER, NEW_HEADER, TITLED_HEADER], ids=["2015-2017", "2019+", "titles"]
+    "header",
+    [OLD_HEADER, NEW_HEADER, RECORDS_HEADER, TITLED_HEADER],
+    ids=["2015-2017", "2019+", "2025 records", "titles"],
 )
 def test_detect_recognises_every_shape_of_the_reference_table(header: list[str]) -> None:
     mapping = contracts.detect(header)
@@ -81,7 +103,7 @@ def test_listings_and_reference_never_match_each_other() -> None:
     assert contracts.detect(listings_header).dataset == "listings"
     assert not contracts.get("reference_rents").map_header(listings_header).ok
     # ...and no reference header satisfies the listings contract
-    for header in (OLD_HEADER, NEW_HEADER, TITLED_HEADER):
+    for header in (OLD_HEADER, NEW_HEADER, RECORDS_HEADER, TITLED_HEADER):
         mapping = contracts.get("listings").map_header(header)
         assert not mapping.ok and mapping.columns == {}
 
@@ -174,3 +196,23 @@ def test_sample_file_is_entirely_valid() -> None:
     raw = pd.concat(list(parsed.chunks), ignore_index=True)
     typed, reasons = type_chunk(raw, contracts.get("reference_rents"))
     assert len(typed) == 11_200 and reasons == []
+
+
+def test_2025_file_is_recognised_and_entirely_valid() -> None:
+    # GIVEN the 2025 Paris table (semicolons, "." decimals, CRLF) WHEN parsed without naming the dataset
+    data = PARIS_2025.read_bytes()
+    parsed = parse_object(data, PARIS_2025.name)
+    assert parsed.dataset == "reference_rents" and parsed.details["delimiter"] == ";"
+    assert parsed.mapping.unknown == ["id_quartier"]  # kept in ``extra``, not a contract column
+    raw = pd.concat(list(parsed.chunks), ignore_index=True)
+    # THEN every one of its rows types and passes the rules, as the clean stage types a ";" file
+    typed, reasons = type_chunk(raw, contracts.get("reference_rents"), decimal_comma=True)
+    assert len(typed) == 2_560 and reasons == []
+    key = ["quartier_code", "rooms", "period", "furnished"]
+    assert not typed.duplicated(key).any() and typed["quartier_code"].nunique() == 80
+    assert set(typed["year"]) == {2025} and set(typed["city"]) == {"PARIS"}
+    # AND the values are the file's, row for row
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8")), delimiter=";"))
+    expected = [[float(r["ref"]), float(r["min"]), float(r["max"])] for r in rows]
+    assert typed[["ref_eur_m2", "min_eur_m2", "max_eur_m2"]].values.tolist() == expected
+    assert typed["furnished"].tolist() == [r["meuble_txt"] == "meublé" for r in rows]

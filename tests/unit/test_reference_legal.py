@@ -1,9 +1,11 @@
-"""The light lookup (rentlake.runtime.legal) on the artifact compiled from the sample table."""
+"""The light lookup (rentlake.legal.lookup) on the artifact compiled from the sample table."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from rentlake.legal.compile import artifact_bytes, compile_lookup
-from rentlake.runtime.legal import (
+from rentlake.legal.lookup import (
     NOTICE,
     LegalLookupError,
     LegalTable,
@@ -31,6 +33,7 @@ from tests.conftest import SAMPLES, compile_legal_sample, reference_rows, row_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
+PARIS_2025 = SAMPLES / "encadrement_loyers_paris_2025.csv"
 TODAY = dt.date(2026, 6, 1)
 
 
@@ -111,6 +114,33 @@ def test_every_sampled_key_answers_the_table_values(table: LegalTable, rows: lis
             year=r["annee"],
         )
         assert got3(answer) == triple(r) and answer["year"] == int(r["annee"])
+
+
+def test_the_2025_table_compiles_on_its_own_and_answers_every_row() -> None:
+    from rentlake.legal.compile import compile_file
+
+    # GIVEN the 2025 Paris table (records-API shape, semicolons) compiled without a lake
+    rows = list(csv.DictReader(io.StringIO(PARIS_2025.read_text(encoding="utf-8")), delimiter=";"))
+    table = load_table(compile_file(PARIS_2025.read_bytes(), PARIS_2025.name))
+    assert table.years("PARIS") == [2025] and table.years("LILLE") == []
+    # THEN each of its 2 560 rows is a cell answering the row's values (none lost, none merged)
+    assert len(rows) == 2_560 and len(table.cities["PARIS"].years[2025]) == 2_560
+    for r in rows:
+        answer = lookup(
+            table,
+            quartier=r["code_grand_quartier"],
+            rooms=r["piece"],
+            built=r["epoque"],
+            furnished=r["meuble_txt"],
+        )
+        assert got3(answer) == triple(r) and answer["year"] == 2025
+    # AND the demo's question (Belleville, 2 rooms, built 1965, unfurnished) reads its row
+    belleville = row_of(
+        rows, nom_quartier="Belleville", piece="2", epoque="1946-1970", meuble_txt="non meublé"
+    )
+    got = lookup(table, quartier="Belleville", rooms=2, built=1965, surface_m2=30, today=TODAY)
+    assert got3(got) == triple(belleville) and got["quartier"]["code"] == belleville["code_grand_quartier"]
+    assert PARIS_2025.name in got["source"]
 
 
 # ------------------------------------------------------------------------------------------ quartier names
@@ -322,7 +352,7 @@ def test_the_light_module_imports_no_pandas(artifact: bytes, tmp_path: Path) -> 
     path.write_bytes(artifact)
     code = (
         "import sys, pathlib\n"
-        "from rentlake.runtime import legal\n"
+        "from rentlake.legal import lookup as legal\n"
         f"t = legal.load_table(pathlib.Path({str(path)!r}).read_bytes())\n"
         "a = legal.lookup(t, quartier='Halles', rooms=2, built=1900, surface_m2=30, current_rent_eur=900)\n"
         "heavy = [m for m in ('pandas', 'numpy', 'pyarrow', 'awswrangler') if m in sys.modules]\n"

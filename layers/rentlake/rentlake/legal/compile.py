@@ -2,7 +2,7 @@
 attached to a model version at promotion, and joined onto listings for exploration.
 
 The artifact (``models/<version>/legal.json``, compact JSON, a few hundred kB) is read on the light side
-by :mod:`rentlake.runtime.legal`; its layout::
+by :mod:`rentlake.legal.lookup`; its layout::
 
     {"format": "rentlake-legal/1", "periods": [...4 periods...],
      "source": {"dataset", "table", "contract_version", "batches": [...], "files": [...]},
@@ -25,7 +25,7 @@ import pandas as pd
 
 from rentlake import contracts
 from rentlake.lake import Lake, keys
-from rentlake.runtime.legal import FORMAT, PERIODS, key_of
+from rentlake.legal.lookup import FORMAT, PERIODS, key_of
 
 DATASET = "reference_rents"
 ARTIFACT_NAME = "legal.json"

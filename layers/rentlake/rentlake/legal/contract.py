@@ -5,11 +5,19 @@ per m² and its legal bounds (min = 0.7 × ref, max = 1.2 × ref), in €/m²/mo
 Paris is keyed by its 80 administrative quartiers (``code_grand_quartier`` 751AAQQ), Lille by IRIS
 (``code_iris``, 9 digits).
 
-Two shapes of the open data map onto this contract through aliases: the 2015–2017 extract
-(``ville,id_zone,code_grand_quartier,code_iris,nom_quartier,piece,epoque,meuble,annee,ref,min,max``) and
-the Paris open data of 2019 onwards (``annee;secteurs_geographiques;id_quartier;nom_quartier;piece;epoque;
-meuble_txt;ref;max;min;ville;code_grand_quartier;...``, semicolons and decimal commas), whose column
-titles ("Loyers de référence majorés", ...) are aliases too.
+Every shape of the open data seen so far maps onto this contract through aliases:
+
+- the 2015–2017 extract
+  (``ville,id_zone,code_grand_quartier,code_iris,nom_quartier,piece,epoque,meuble,annee,ref,min,max``);
+- the Paris export of 2019 onwards (``annee;secteurs_geographiques;id_quartier;nom_quartier;piece;epoque;
+  meuble_txt;ref;max;min;ville;code_grand_quartier;...``, semicolons and decimal commas), whose column
+  titles ("Loyers de référence majorés", ...) are aliases too;
+- the field names of the Paris records API, as in the 2025 table of ``data/samples``
+  (``annee;id_zone;id_quartier;nom_quartier;piece;epoque;meuble_txt;ref;max;min;ville;code_grand_quartier``,
+  semicolons and ``.`` decimals).
+
+``id_quartier`` (the quartier's number, 1–80) is no contract column: ``code_grand_quartier`` is the key,
+and ingestion keeps the number in ``extra``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from rentlake.contracts import Alias, Column, Contract, register
-from rentlake.runtime.legal import CITIES, PERIODS, canonical_period
+from rentlake.legal.lookup import CITIES, PERIODS, canonical_period
 
 # Reference rents in both cities lie within 8–40 €/m²; 100 €/m² is beyond any regulated value and
 # catches a rent per month typed instead of per m².
