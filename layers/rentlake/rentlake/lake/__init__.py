@@ -32,6 +32,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,16 @@ def safe_name(name: str) -> str:
     """
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     return _SAFE_NAME.sub("_", base).strip("._") or "object"
+
+
+@dataclass(frozen=True)
+class BatchChunk:
+    """Where one chunk of a batch goes in its zone table (what a backend needs to write it)."""
+
+    ingest_date: str
+    ingestion_id: str
+    part: int
+    dtype: dict[str, str]
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -249,9 +260,7 @@ class Lake(ABC):
     def _create_catalog(self) -> None: ...
 
     @abstractmethod
-    def _write_table(
-        self, frame: pd.DataFrame, zone: str, dataset: str, part: int, dtype: dict[str, str] | None
-    ) -> list[str]: ...
+    def _write_table(self, frame: pd.DataFrame, zone: str, dataset: str, batch: BatchChunk) -> list[str]: ...
 
     @abstractmethod
     def _read_table(self, key: str, columns: list[str] | None) -> pd.DataFrame: ...
@@ -330,8 +339,9 @@ class Lake(ABC):
             The paths written (:meth:`key_of` gives their keys).
         """
         frame = df.assign(ingest_date=ingest_date, ingestion_id=ingestion_id)
+        batch = BatchChunk(ingest_date=ingest_date, ingestion_id=ingestion_id, part=part, dtype=dtype or {})
         try:
-            return self._write_table(frame, zone, dataset, part, dtype)
+            return self._write_table(frame, zone, dataset, batch)
         except LakeError:
             raise
         except Exception as exc:  # awswrangler and pyarrow raise many types; the caller needs the batch

@@ -14,7 +14,15 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from rentlake.lake import PARTITION_COLS, Lake, LakeError, ObjectNotFound, PreconditionFailed, keys
+from rentlake.lake import (
+    PARTITION_COLS,
+    BatchChunk,
+    Lake,
+    LakeError,
+    ObjectNotFound,
+    PreconditionFailed,
+    keys,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -24,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # own clients read the same settings from AWS_MAX_ATTEMPTS / AWS_RETRY_MODE (set in template.yaml).
 RETRY_CONFIG = Config(retries={"max_attempts": 10, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 _MISSING = ("NoSuchKey", "404", "NotFound")
+_LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", *_MISSING)
 
 
 @dataclass
@@ -103,12 +112,10 @@ class S3Lake(Lake):
                 Bucket=self.bucket, Key=self._k(key), Body=data, ContentType="application/json", **condition
             )
         except ClientError as exc:
-            # S3 answers 412 when the condition fails and 409 when a concurrent conditional write to the
-            # same key is in flight: both mean another writer got there first.
-            if exc.response.get("Error", {}).get("Code") in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
+            # S3 answers 412 when the condition fails, 409 when a concurrent conditional write to the
+            # same key is in flight and 404 to If-Match when the object was deleted: all three mean
+            # another writer got there first.
+            if exc.response.get("Error", {}).get("Code") in _LOST_RACE:
                 raise PreconditionFailed(f"{self.uri(key)} was written by another writer") from exc
             raise LakeError(f"cannot write {self.uri(key)}: {exc}") from exc
         return str(resp.get("ETag", "")).strip('"')
@@ -195,9 +202,7 @@ class S3Lake(Lake):
 
         wr.catalog.create_database(self.database, exist_ok=True, boto3_session=self.session)
 
-    def _write_table(
-        self, frame: pd.DataFrame, zone: str, dataset: str, part: int, dtype: dict[str, str] | None
-    ) -> list[str]:
+    def _write_table(self, frame: pd.DataFrame, zone: str, dataset: str, batch: BatchChunk) -> list[str]:
         import awswrangler as wr
 
         # awswrangler adds a uuid to every file name and registers new partitions in Glue.
@@ -209,8 +214,8 @@ class S3Lake(Lake):
             database=self.database,
             table=keys.glue_table(zone, dataset),
             partition_cols=PARTITION_COLS,
-            filename_prefix=f"part-{part:05d}-",
-            dtype=dtype,
+            filename_prefix=f"part-{batch.part:05d}-",
+            dtype=batch.dtype or None,
             schema_evolution=True,
             boto3_session=self.session,
         )
