@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, FakeContext
 from tests.infra.conftest import (
     BUCKET,
     FUNCTIONS,
@@ -28,7 +28,7 @@ from tests.infra.conftest import (
     role_policy,
 )
 
-# What each function reads and writes (prefixes), derived from the code (rentlake.jobs, modeling_jobs,
+# What each function reads and writes (prefixes), derived from the code (rentlake.stages, modeling_jobs,
 # registry, scoring, runtime.model) and checked against it by the recorded runs below.
 ACCESS: dict[str, dict[str, list[str]]] = {
     "ingest": {
@@ -115,7 +115,8 @@ def test_state_machine_role_uses_star_only_where_no_resource_level_permission_ex
 # The role of each function, as intended: object reads, object writes (put/delete), writes refused.
 SCOPE: dict[str, dict[str, list[str]]] = {
     "ingest": {"get": ["landing/", "raw/_ingestions/"], "put": ["raw/", "quarantine/objects/"]},
-    "clean": {"get": ["raw/", "clean/"], "put": ["clean/", "quarantine/", "reports/quality/"]},
+    # quarantine/<dataset>/ only: quarantine/objects/ (objects rejected whole) is ingest's.
+    "clean": {"get": ["raw/", "clean/"], "put": ["clean/", "quarantine/listings/", "reports/quality/"]},
     "explore": {"get": ["clean/", "reports/"], "put": ["reports/"]},
     "train": {
         "get": ["clean/", "models/"],
@@ -152,6 +153,36 @@ def test_each_function_may_touch_its_zones_and_nothing_else(name: str, policies:
             assert not pol.can_delete(key), f"{name} may delete {key}"
         assert pol.can_get(key) == any(key.startswith(p) for p in scope["get"]), f"{name} get {key}"
     assert not pol.can_list(""), f"{name} may list the whole bucket"
+
+
+def test_clean_may_write_rejected_rows_of_any_dataset_but_never_the_rejected_objects(
+    policies: dict[str, Policy],
+) -> None:
+    clean = policies["clean"]
+    for key in ("quarantine/listings/x.parquet", "quarantine/reference_rents/x.parquet"):
+        assert clean.can_put(key) and clean.can_delete(key), key
+    for key in (
+        "quarantine/objects/ingestion_id=i/a.csv",
+        "quarantine/objects/ingestion_id=i/a.csv.reason.json",
+    ):
+        assert not clean.can_put(key) and not clean.can_delete(key), key
+    assert policies["ingest"].can_put("quarantine/objects/ingestion_id=i/a.csv")
+
+
+def test_state_machine_role_lists_its_own_executions_and_uses_the_topic_key(
+    cfn_template: dict[str, Any],
+) -> None:
+    pol = role_policy(cfn_template, "RetrainStateMachine", Resolver(cfn_template))
+    own = "arn:aws:states:eu-west-3:123456789012:stateMachine:rentlake-test-retrain"
+    assert pol.allows("states:ListExecutions", own)
+    assert not pol.allows("states:ListExecutions", own.replace("rentlake-test-retrain", "other"))
+    # the ARN is built from the Name: no reference to the state machine itself (no circular dependency)
+    sm = cfn_template["Resources"]["RetrainStateMachine"]["Properties"]
+    assert Resolver(cfn_template).resolve(sm["StateMachineName"]) == "rentlake-test-retrain"
+    # the topic is encrypted with a customer-managed key: publishing needs the key as well as sns:Publish
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert pol.allows(action, "NotificationsKey.Arn"), action
+    assert not pol.allows("kms:Encrypt", "NotificationsKey.Arn")
 
 
 def test_predict_is_read_only_on_models(policies: dict[str, Policy]) -> None:
@@ -258,7 +289,7 @@ def test_predict_and_score_on_moto_touch_only_what_their_roles_allow(
     event = json.loads(
         json.dumps(load_event("score_s3_put")).replace("listings_to_score.csv", "listings.csv")
     )
-    out = score.handler(event, None)
+    out = score.handler(event, FakeContext())  # a batch handler reads Lambda's context
     assert "error" not in out["scored"][0], out
     accesses = assert_within(policies["score"], recorder, bucket, "score")
     assert {k.split("/")[0] for a, k in accesses if a == "s3:PutObject"} == {"scored"}

@@ -27,7 +27,10 @@ COMPARATORS = {
     "NumericGreaterThanEquals",
     "NumericLessThanEquals",
 }
-RESOURCES = {"arn:aws:states:::lambda:invoke", "arn:aws:states:::sns:publish"}
+# Variable-to-variable comparators: their value is a path (of the input or of the context object).
+PATH_COMPARATORS = {"StringEqualsPath", "NumericEqualsPath", "BooleanEqualsPath"}
+LIST_EXECUTIONS = "arn:aws:states:::aws-sdk:sfn:listExecutions"
+RESOURCES = {"arn:aws:states:::lambda:invoke", "arn:aws:states:::sns:publish", LIST_EXECUTIONS}
 
 
 def machines(asl: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -63,7 +66,10 @@ def check_rule(rule: dict[str, Any], top: bool) -> None:
         check_rule(rule["Not"], top=False)
     else:
         assert rule["Variable"].startswith("$"), rule
-        assert len(keys - {"Variable"}) == 1 and (keys - {"Variable"}) <= COMPARATORS, rule
+        ((op, value),) = ((k, rule[k]) for k in keys - {"Variable"})
+        assert op in COMPARATORS | PATH_COMPARATORS, rule
+        if op in PATH_COMPARATORS:
+            assert isinstance(value, str) and value.startswith("$"), rule
 
 
 @pytest.mark.parametrize("where", ["top", "BackfillClean/top"])
@@ -112,6 +118,11 @@ def test_every_lambda_task_retries_service_errors_and_the_top_level_ones_catch_t
                     assert st["Catch"][0]["ErrorEquals"] == ["States.ALL"]
                     assert st["Catch"][0]["Next"] == "NotifyFailure"
     assert states["BackfillClean"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert states["ListRunning"]["Catch"][0] == {
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.error",
+        "Next": "NotifyFailure",
+    }
     assert (
         states["NotifyFailure"]["Resource"].endswith("sns:publish")
         and states["NotifyFailure"]["Next"] == "Failed"
@@ -137,10 +148,31 @@ def test_backfill_is_a_bounded_distributed_map_over_the_ingestion_ledger(asl: di
     assert m["Type"] == "Map" and m["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert m["ItemReader"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"
     assert m["ItemReader"]["Parameters"] == {"Bucket": "${LakeBucket}", "Prefix": "raw/_ingestions/"}
-    assert 1 <= m["MaxConcurrency"] <= 10
+    # one batch at a time: batches cleaned side by side would not see each other's rows (duplicates)
+    assert m["MaxConcurrency"] == 1
     assert m["ItemBatcher"]["MaxItemsPerBatch"] >= 1
     task = m["ItemProcessor"]["States"]["CleanBatch"]
     assert task["Parameters"]["Payload"] == {"ingestion_ids.$": "$.Items[*].ingestion_id"}
+
+
+def test_an_execution_first_checks_that_no_other_one_is_running(asl: dict[str, Any]) -> None:
+    s = asl["States"]
+    assert asl["StartAt"] == "ListRunning"
+    listing = s["ListRunning"]
+    assert listing["Resource"] == LIST_EXECUTIONS
+    # its own state machine, from the context object: no ARN to substitute, no self-reference in the template
+    assert listing["Parameters"] == {"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING"}
+    assert listing["Next"] == "AnyRunning" and s["AnyRunning"]["Default"] == "OldestRunning"
+    assert s["OldestRunning"]["Next"] == "OneAtATime"
+    gate = s["OneAtATime"]
+    assert gate["Choices"] == [
+        {"Variable": "$.running.oldest", "StringEqualsPath": "$$.Execution.Id", "Next": "Mode"}
+    ]
+    assert gate["Default"] == "AlreadyRunning"
+    # a later execution ends cleanly, with an output that says why, and runs no task on the way
+    assert s["AlreadyRunning"]["Type"] == "Pass"
+    assert s["AlreadyRunning"]["Parameters"]["outcome"] == "already_running"
+    assert s[s["AlreadyRunning"]["Next"]]["Type"] == "Succeed"
 
 
 def test_placeholders_match_the_definition_substitutions(

@@ -210,6 +210,53 @@ def test_lifecycle_expires_landing_and_quarantine_and_old_model_versions(
     assert rules[""]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
 
 
+def test_lake_access_logs_go_to_a_private_encrypted_expiring_logs_bucket(
+    cfn_template: dict[str, Any],
+) -> None:
+    r = Resolver(cfn_template)
+    res = cfn_template["Resources"]
+    logging = res["LakeBucket"]["Properties"]["LoggingConfiguration"]
+    assert logging["DestinationBucketName"] == {"Ref": "LogsBucket"}
+    prefix = logging["LogFilePrefix"]
+    assert prefix.endswith("/")
+    # the grant exists before S3 is asked to log into the bucket
+    assert "LogsBucketPolicy" in res["LakeBucket"]["DependsOn"]
+
+    logs = res["LogsBucket"]
+    props = r.resolve(logs["Properties"])
+    assert logs["DeletionPolicy"] == "Retain"
+    sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] == "AES256"  # the logging service cannot write into an SSE-KMS bucket
+    pab = props["PublicAccessBlockConfiguration"]
+    assert len(pab) == 4 and all(pab.values())
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert "LoggingConfiguration" not in props  # no log of the log bucket (it would log its own writes)
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == 90
+
+    # ACLs are disabled, so the logging service is granted by the bucket policy, for the lake only
+    policy = r.resolve(res["LogsBucketPolicy"]["Properties"])
+    assert policy["Bucket"] == "LogsBucket"
+    grants = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and s["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    ]
+    assert len(grants) == 1
+    (grant,) = grants
+    assert grant["Action"] == "s3:PutObject"
+    assert grant["Resource"] == f"LogsBucket.Arn/{prefix}*"
+    assert (
+        grant["Condition"]["ArnLike"]["aws:SourceArn"]
+        == "arn:aws:s3:::rentlake-test-lake-123456789012-eu-west-3"
+    )
+    assert grant["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+        for s in policy["PolicyDocument"]["Statement"]
+    )
+
+
 def test_glue_database_and_athena_results_prefix(cfn_template: dict[str, Any]) -> None:
     r = Resolver(cfn_template)
     res = cfn_template["Resources"]
@@ -338,6 +385,79 @@ def test_predict_uses_snapstart_on_a_published_alias_or_provisioned_concurrency(
         if k.startswith("PredictFunction") and k.endswith("Permission")
     ]
     assert perms and all(p["FunctionName"] == {"Ref": "PredictFunctionAliaslive"} for p in perms)
+
+
+# ------------------------------------------------------------------------------------ concurrency
+def test_ingest_has_reserved_concurrency_so_a_burst_cannot_starve_the_api(
+    cfn_template: dict[str, Any], sam_template: dict[str, Any]
+) -> None:
+    spec = sam_template["Parameters"]["IngestReservedConcurrency"]
+    assert spec["Type"] == "Number" and spec["Default"] == 10 and spec["MinValue"] >= 1
+    props = cfn_template["Resources"]["IngestFunction"]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == {"Ref": "IngestReservedConcurrency"}
+    assert Resolver(cfn_template).resolve(props["ReservedConcurrentExecutions"]) == 10
+    # throttled S3 events are retried by Lambda, then land in the dead-letter queue: none is lost
+    invoke = next(
+        v
+        for v in cfn_template["Resources"].values()
+        if v["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and v["Properties"]["FunctionName"] == {"Ref": "IngestFunction"}
+    )
+    assert invoke["Properties"]["MaximumEventAgeInSeconds"] >= 3600
+    assert props["DeadLetterConfig"]["TargetArn"] == {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
+    # the API's function is never the one reserved down
+    assert "ReservedConcurrentExecutions" not in cfn_template["Resources"]["PredictFunction"]["Properties"]
+
+
+# ------------------------------------------------------------------------------------ alarms
+def alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in cfn["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_alarm_notifies_the_topic(cfn_template: dict[str, Any]) -> None:
+    found = alarms(cfn_template)
+    assert {"RetrainFailedAlarm", "FailedEventsAlarm", "ApiErrorsAlarm"} <= set(found)
+    for name, props in found.items():
+        assert props["AlarmActions"] == [{"Ref": "NotificationsTopic"}], name
+
+
+def test_the_topic_key_lets_cloudwatch_alarms_publish(cfn_template: dict[str, Any]) -> None:
+    r = Resolver(cfn_template)
+    res = cfn_template["Resources"]
+    key_ref = res["NotificationsTopic"]["Properties"]["KmsMasterKeyId"]
+    # alias/aws/sns (the AWS-managed key) cannot be used by CloudWatch: alarms would fire but never notify
+    assert isinstance(key_ref, dict) and "Ref" in key_ref, key_ref
+    key = res[key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    props = r.resolve(key["Properties"])
+    assert props["EnableKeyRotation"] is True
+    statements = props["KeyPolicy"]["Statement"]
+
+    def granted(principal: dict[str, str]) -> set[str]:
+        return {
+            a
+            for s in statements
+            if s["Effect"] == "Allow" and s["Principal"] == principal
+            for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        }
+
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted({"Service": "cloudwatch.amazonaws.com"})
+    assert granted({"AWS": "arn:aws:iam::123456789012:root"}) == {"kms:*"}  # the account administers it
+    assert not [s for s in statements if s["Effect"] == "Allow" and s["Principal"] in ("*", {"AWS": "*"})]
+
+    # and the topic policy lets the alarms of this account publish
+    (policy,) = [r.resolve(v["Properties"]) for v in res.values() if v["Type"] == "AWS::SNS::TopicPolicy"]
+    assert policy["Topics"] == ["NotificationsTopic"]
+    (grant,) = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert grant["Action"] == "sns:Publish" and grant["Resource"] == "NotificationsTopic"
+    assert grant["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+    assert grant["Condition"]["ArnLike"]["aws:SourceArn"].startswith(
+        "arn:aws:cloudwatch:eu-west-3:123456789012:alarm:"
+    )
 
 
 # ------------------------------------------------------------------------------------ schedule, logs

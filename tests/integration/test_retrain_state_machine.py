@@ -2,10 +2,12 @@
 infra/statemachine/retrain.asl.json and runs each Task's real handler in process.
 
 Supported: Task (lambda:invoke -> the handler named by the DefinitionSubstitutions ARN, sns:publish ->
-recorded), Choice, Pass, Succeed, Fail, Map (Distributed: ItemReader listObjectsV2 on the moto bucket,
-ItemSelector, ItemBatcher, children run one after another), Parameters/ResultSelector/ResultPath,
-Retry (not needed in process) and Catch, JSONPath ``$.a.b``, ``$$.Map.Item.Value``, ``[*]``, and the
-intrinsics States.StringSplit / ArrayGetItem / JsonToString / Format.
+recorded, aws-sdk:sfn:listExecutions -> the executions of a registry shared by the runs of a test),
+Choice, Pass, Succeed, Fail, Map (Distributed: ItemReader listObjectsV2 on the moto bucket, ItemSelector,
+ItemBatcher, children run in threads, at most MaxConcurrency at a time), Parameters/ResultSelector/
+ResultPath, Retry (not needed in process) and Catch, JSONPath ``$.a.b``, ``$$.Map.Item.Value``,
+``$$.Execution.Id``, ``[*]``, and the intrinsics States.StringSplit / ArrayGetItem / ArrayLength /
+MathAdd / JsonToString / Format.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +29,9 @@ from tests.infra.conftest import FUNCTIONS, STATEMACHINE, Recorder, Resolver, ch
 from tests.infra.conftest import recorder as recorder  # noqa: F401 - fixture
 
 ARN = "arn:aws:lambda:eu-west-3:123456789012:function:rentlake-{}"
+STATE_MACHINE_ARN = "arn:aws:states:eu-west-3:123456789012:stateMachine:rentlake-test-retrain"
+EXECUTION_ARN = "arn:aws:states:eu-west-3:123456789012:execution:rentlake-test-retrain:{}"
+T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
 
 
 class TaskFailed(Exception):
@@ -96,7 +105,13 @@ def evaluate(expr: str, data: Any, context: dict[str, Any]) -> Any:
     if fn == "States.StringSplit":  # every character of the second argument is a delimiter
         return [p for p in re.split("[" + re.escape(args[1]) + "]", args[0]) if p != ""]
     if fn == "States.ArrayGetItem":
+        if not 0 <= args[1] < len(args[0]):
+            raise TaskFailed("States.Runtime", f"{expr}: index {args[1]} out of range")
         return args[0][args[1]]
+    if fn == "States.ArrayLength":
+        return len(args[0])
+    if fn == "States.MathAdd":
+        return args[0] + args[1]
     if fn == "States.JsonToString":
         return json.dumps(args[0], separators=(",", ":"))
     if fn == "States.Format":
@@ -140,6 +155,8 @@ def choose(rule: dict[str, Any], data: Any, context: dict[str, Any]) -> bool:
     if not present:
         raise TaskFailed("States.Runtime", f"{rule['Variable']} is not present")
     for op, ref in rule.items():
+        if op.endswith("Path"):  # variable-to-variable comparison: the reference is a path too
+            op, ref = op[: -len("Path")], get_path(data, ref, context)
         if op == "BooleanEquals":
             return isinstance(value, bool) and value == ref
         if op == "NumericGreaterThan":
@@ -154,25 +171,57 @@ def choose(rule: dict[str, Any], data: Any, context: dict[str, Any]) -> bool:
 # ------------------------------------------------------------------------------------------ interpreter
 @dataclass
 class Execution:
-    """One run of the state machine: which states ran, which functions were invoked, what was published."""
+    """Runs of the state machine: which states ran, which functions were invoked, what was published.
+
+    ``registry`` plays the Step Functions service's list of executions (what ListExecutions answers):
+    each top-level :meth:`run` is RUNNING in it until it ends. Runs that share a registry see each other.
+    """
 
     definition: dict[str, Any]
     handlers: dict[str, Any]  # function ARN -> handler
     s3: Any
     context_obj: Any = None
+    registry: list[dict[str, Any]] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
     invoked: list[tuple[str, Any]] = field(default_factory=list)
     published: list[dict[str, Any]] = field(default_factory=list)
 
-    def run(
-        self,
-        data: Any,
-        machine: dict[str, Any] | None = None,
-        context: dict[str, Any] | None = None,
-        stop_at: str | None = None,
+    def run(self, data: Any, stop_at: str | None = None) -> Any:
+        """One execution from StartAt (or up to ``stop_at``, excluded), registered while it runs."""
+        name = f"run-{len(self.registry) + 1}"
+        execution = {
+            "ExecutionArn": EXECUTION_ARN.format(name),
+            "StateMachineArn": STATE_MACHINE_ARN,
+            "Name": name,
+            "Status": "RUNNING",
+            "StartDate": T0 + timedelta(seconds=len(self.registry)),
+        }
+        self.registry.append(execution)
+        context = {
+            "Execution": {"Id": execution["ExecutionArn"], "Name": name, "Input": data},
+            "StateMachine": {"Id": STATE_MACHINE_ARN, "Name": "rentlake-test-retrain"},
+        }
+        try:
+            out = self.walk(data, self.definition, context, stop_at)
+        except BaseException:
+            execution["Status"] = "FAILED"
+            raise
+        execution["Status"] = "SUCCEEDED"  # (or stopped at stop_at: not RUNNING any more either way)
+        return out
+
+    def list_executions(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListExecutions: the executions of a state machine with a status, most recent first."""
+        found = [
+            e
+            for e in self.registry
+            if e["StateMachineArn"] == params["StateMachineArn"] and e["Status"] == params["StatusFilter"]
+        ]
+        found.sort(key=lambda e: e["StartDate"], reverse=True)
+        return {"Executions": [{**e, "StartDate": e["StartDate"].isoformat()} for e in found]}
+
+    def walk(
+        self, data: Any, machine: dict[str, Any], context: dict[str, Any], stop_at: str | None = None
     ) -> Any:
-        machine = machine or self.definition
-        context = context or {"Execution": {"Input": data}}
         name = machine["StartAt"]
         while True:
             if name == stop_at:
@@ -239,6 +288,8 @@ class Execution:
         if state["Resource"] == "arn:aws:states:::sns:publish":
             self.published.append(params)
             return {"MessageId": f"m-{len(self.published)}"}
+        if state["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions":
+            return self.list_executions(params)
         raise AssertionError(f"unsupported resource {state['Resource']}")
 
     def map(self, state: dict[str, Any], data: Any, context: dict[str, Any]) -> list[Any]:
@@ -266,7 +317,12 @@ class Execution:
         else:
             inputs = selected
         processor = state.get("ItemProcessor") or state["Iterator"]
-        return [self.run(x, processor, context) for x in inputs]
+        workers = state.get("MaxConcurrency", 0) or len(inputs)  # 0: no limit
+        if workers <= 1:
+            return [self.walk(x, processor, context) for x in inputs]
+        # children side by side, as Step Functions runs them, at most MaxConcurrency at a time
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda x: self.walk(x, processor, context), inputs))
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -296,6 +352,11 @@ def machine(function: Any, lake: Any, lambda_context: Any) -> Execution:
     asl, arns = definition()
     modules = {arn: function(name) for arn, name in arns.items()}
     return Execution(asl, {arn: m.handler for arn, m in modules.items()}, lake.s3, lambda_context)
+
+
+# The first states of an execution that finds no other one running.
+ALONE = ["ListRunning", "AnyRunning", "OldestRunning", "OneAtATime"]
+SKIPPED = [*ALONE, "AlreadyRunning", "Skipped"]
 
 
 def snapshot(lake: Any) -> tuple[list[tuple[str, str]], Any]:
@@ -337,7 +398,15 @@ def test_new_landing_data_runs_every_stage_in_order_then_a_rerun_changes_nothing
     again = machine.run({"trigger": "schedule"})
     # THEN only the clean step ran, the lake and the champion pointer are unchanged
     assert again["clean"]["batches"] == 0
-    assert machine.states == ["Mode", "CleanPending", "AnythingNew", "NothingNew", "Notify", "Done"]
+    assert machine.states == [
+        *ALONE,
+        "Mode",
+        "CleanPending",
+        "AnythingNew",
+        "NothingNew",
+        "Notify",
+        "Done",
+    ]
     assert snapshot(lake) == before
 
 
@@ -409,3 +478,138 @@ def test_a_failing_stage_notifies_and_fails(machine: Execution) -> None:
     assert err.value.error == "RetrainFailed"
     assert machine.states[-2:] == ["NotifyFailure", "Failed"]
     assert "disk full" in machine.published[-1]["Message"]
+
+
+# ------------------------------------------------------------------------------------------ one at a time
+def test_a_second_start_while_one_runs_ends_cleanly_and_the_first_goes_on(
+    machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
+    # GIVEN new data, and a second execution started while the first one explores
+    event = put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes())
+    function("ingest").handler(event, lambda_context)
+    second = Execution(machine.definition, dict(machine.handlers), lake.s3, lambda_context, machine.registry)
+    seen: dict[str, Any] = {}
+    explore_arn = next(a for a in machine.handlers if a.endswith("-explore"))
+    explore = machine.handlers[explore_arn]
+
+    def explore_while_a_second_run_starts(event: Any, ctx: Any) -> Any:
+        seen["output"] = second.run({"trigger": "manual"})
+        return explore(event, ctx)
+
+    machine.handlers[explore_arn] = explore_while_a_second_run_starts
+
+    # WHEN the first (scheduled) execution runs
+    out = machine.run({"trigger": "schedule"})
+
+    # THEN the second one ended at once, successfully, saying which execution is running, and did nothing
+    first_arn = EXECUTION_ARN.format("run-1")
+    assert seen["output"] == {
+        "outcome": "already_running",
+        "message": "another retraining execution is running; this one did nothing",
+        "running_execution": first_arn,
+        "input": {"trigger": "manual"},
+    }
+    assert second.states == SKIPPED
+    assert second.invoked == [] and second.published == []
+    # AND the first one ran every stage and notified once
+    assert machine.states[: len(ALONE) + 1] == [*ALONE, "Mode"]
+    assert [a.rsplit("-", 1)[1] for a, _ in machine.invoked] == ["clean", "explore", "train", "evaluate"]
+    assert out["clean"]["batches"] == 1 and len(machine.published) == 1
+    assert [e["Status"] for e in machine.registry] == ["SUCCEEDED", "SUCCEEDED"]
+
+    # AND once it has ended, the next execution is not blocked
+    machine.states.clear()
+    machine.run({"trigger": "schedule"}, stop_at="CleanPending")
+    assert machine.states == [*ALONE, "Mode"]
+
+
+@pytest.mark.parametrize(
+    ("other_started", "expected"),
+    [
+        (timedelta(hours=-1), SKIPPED),  # an older execution runs: this one stops
+        (timedelta(days=1), [*ALONE, "Mode"]),  # started together, this one is the older: it goes on
+    ],
+)
+def test_of_two_running_executions_only_the_older_goes_on(
+    machine: Execution, other_started: timedelta, expected: list[str]
+) -> None:
+    other = EXECUTION_ARN.format("other")
+    machine.registry.append(
+        {
+            "ExecutionArn": other,
+            "StateMachineArn": STATE_MACHINE_ARN,
+            "Name": "other",
+            "Status": "RUNNING",
+            "StartDate": T0 + other_started,
+        }
+    )
+    # executions of another state machine, or that ended, never count
+    machine.registry.append({**machine.registry[0], "StateMachineArn": STATE_MACHINE_ARN + "-x", "Name": "x"})
+    machine.registry.append(
+        {**machine.registry[0], "Status": "SUCCEEDED", "StartDate": T0 - timedelta(days=1)}
+    )
+    out = machine.run({"trigger": "schedule"}, stop_at="CleanPending")
+    assert machine.states == expected
+    assert machine.invoked == [] and machine.published == []
+    if expected == SKIPPED:
+        assert out["outcome"] == "already_running" and out["running_execution"] == other
+
+
+def test_an_execution_the_listing_does_not_show_yet_goes_on(
+    machine: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ListExecutions is eventually consistent: right after the start it may list nothing at all
+    monkeypatch.setattr(machine, "list_executions", lambda params: {"Executions": []})
+    machine.run({"trigger": "schedule"}, stop_at="CleanPending")
+    assert machine.states == ["ListRunning", "AnyRunning", "Mode"]
+
+
+def test_a_failing_listing_notifies_and_fails(machine: Execution, monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(params: dict[str, Any]) -> dict[str, Any]:
+        raise TaskFailed("Sfn.SfnException", "not authorized to perform: states:ListExecutions")
+
+    monkeypatch.setattr(machine, "list_executions", denied)
+    with pytest.raises(TaskFailed):
+        machine.run({"trigger": "schedule"})
+    assert machine.states == ["ListRunning", "NotifyFailure", "Failed"]
+    assert "ListExecutions" in machine.published[-1]["Message"]
+
+
+# ------------------------------------------------------------------------------------------ backfill
+def test_backfill_cleans_one_batch_at_a_time_so_each_sees_the_rows_cleaned_before_it(
+    machine: Execution, function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
+    # GIVEN two landed files whose rows overlap: the second repeats every row of the first
+    lines = (SAMPLES / "house_intact.csv").read_bytes().splitlines(keepends=True)
+    half = len(lines) // 2
+    for name, body in (("first.csv", b"".join(lines[:half])), ("all.csv", b"".join(lines))):
+        function("ingest").handler(put_landing(name, body), lambda_context)
+    # AND a clean function that counts how many of its invocations overlap
+    clean_arn = next(a for a in machine.handlers if a.endswith("-clean"))
+    clean = machine.handlers[clean_arn]
+    guard, one_at_a_time = threading.Lock(), threading.Lock()
+    in_flight = {"now": 0, "max": 0}
+
+    def counted_clean(event: Any, ctx: Any) -> Any:
+        with guard:
+            in_flight["now"] += 1
+            in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        try:
+            time.sleep(0.2)  # long enough for children started together to overlap here
+            with one_at_a_time:  # the moto lake and the handler itself run one call at a time
+                return clean(event, ctx)
+        finally:
+            with guard:
+                in_flight["now"] -= 1
+
+    machine.handlers[clean_arn] = counted_clean
+    # WHEN a backfill cleans them, one ingestion id per child
+    machine.definition["States"]["BackfillClean"]["ItemBatcher"]["MaxItemsPerBatch"] = 1
+    out = machine.run({"backfill": True}, stop_at="Explore")
+    # THEN the two children cleaned one after the other
+    assert len(out["backfill_clean"]) == 2 and in_flight["max"] == 1
+    # AND every repeated row was caught against the rows the other batch had committed: the clean zone
+    # holds each row once (batches cleaned side by side would each have kept their copy)
+    assert not lake.read_clean("listings")["row_hash"].duplicated().any()
+    repeated = half - 1  # the data rows of first.csv, all of them in all.csv
+    assert sum(r["rows"]["quarantined"] for r in out["backfill_clean"]) >= repeated
