@@ -124,6 +124,9 @@ LAMBDA_PROVIDED = {
 }
 # Read only by the `rentlake` command (cli/), never by a deployed function.
 CLI_ONLY = {"RENTLAKE_HOME", "RENTLAKE_FUNCTIONS_DIR", "RENTLAKE_PY313"}
+# Optional overrides with a deployed meaning already: RENTLAKE_LAKE (s3://bucket[/prefix] or a folder)
+# defaults to s3://$RENTLAKE_BUCKET, which every function has.
+OVERRIDES = {"RENTLAKE_LAKE": "RENTLAKE_BUCKET"}
 # Powertools' own settings the functions rely on (service name per function, namespace, level).
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 
@@ -150,6 +153,7 @@ def test_every_environment_variable_the_code_reads_is_set_for_every_function(
     needed = (set(read) - LAMBDA_PROVIDED - CLI_ONLY) | POWERTOOLS
     for logical, fn in functions(cfn_template).items():
         env = set(fn["Properties"]["Environment"]["Variables"])
+        env |= {name for name, fallback in OVERRIDES.items() if fallback in env}
         missing = needed - env
         assert not missing, (
             f"{logical} lacks {sorted(missing)} (read in {[sorted(read.get(m, [])) for m in missing]})"
