@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from rentlake import modeling_jobs, registry
-from rentlake.config import load
+from rentlake.config import load, open_lake
 from rentlake.events import parse_evaluate
-from rentlake.lake import Lake
 from rentlake.observability import logger, metrics
 
 SETTINGS = load()
@@ -29,7 +28,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A malformed event raises BadEvent; an unknown version or a corrupted model file raises RegistryError:
     # the invocation fails with a message naming the problem, and the champion is untouched.
     request = parse_evaluate(event)
-    lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
+    lake = open_lake(SETTINGS)
     if request.version is None:
         result = modeling_jobs.skipped_evaluation(str(request.skip_reason))
     else:

@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from rentlake import modeling_jobs
-from rentlake.config import load
+from rentlake.config import load, open_lake
 from rentlake.events import parse_explore
-from rentlake.lake import Lake
 from rentlake.model import InsufficientDataError
 from rentlake.observability import logger, metrics
 
@@ -25,7 +24,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Write (or reuse) the report of the clean data; returns the run id and the report's keys."""
     # A malformed event raises BadEvent: the invocation fails with a message naming the problem.
     request = parse_explore(event)
-    lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
+    lake = open_lake(SETTINGS)
     try:
         result = modeling_jobs.explore(lake, dataset=request.dataset, run_id=request.run_id)
     except InsufficientDataError as exc:

@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from rentlake import modeling_jobs
-from rentlake.config import load
+from rentlake.config import load, open_lake
 from rentlake.events import parse_train
-from rentlake.lake import Lake
 from rentlake.model import InsufficientDataError
 from rentlake.observability import logger, metrics
 
@@ -31,7 +30,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Train on the clean zone unless it has not changed; returns the version and its held-out metrics."""
     # A malformed event raises BadEvent: the invocation fails with a message naming the problem.
     request = parse_train(event)
-    lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
+    lake = open_lake(SETTINGS)
     try:
         result = modeling_jobs.train(lake, dataset=request.dataset, seed=request.seed, force=request.force)
     except InsufficientDataError as exc:

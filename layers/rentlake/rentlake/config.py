@@ -1,8 +1,11 @@
 """Configuration, read once from the environment.
 
 Every variable here is set by ``template.yaml`` for the deployed functions, and by the ``rentlake``
-command for the embedded local lake. Functions import :data:`SETTINGS` at module load, so a cold start
-reads the environment once; tests build their own :class:`Settings` with :func:`load`.
+command for its lake. Functions read the environment once, at cold start (:func:`load`, or
+:data:`SETTINGS` at module load), and open their lake with :func:`open_lake`.
+
+The lake's address is ``RENTLAKE_LAKE`` (``s3://bucket[/prefix]`` or a local folder); the deployed
+functions set ``RENTLAKE_BUCKET`` only, which means ``s3://<bucket>``.
 """
 
 from __future__ import annotations
@@ -10,14 +13,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rentlake.lake import Lake
 
 DEFAULT_REGION = "eu-west-3"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What a function needs to know about its deployment."""
+    """What a function needs to know about its deployment.
 
+    ``lake`` is the lake's address; ``bucket`` its S3 bucket (empty for a local lake, whose S3-style
+    events are then accepted whatever bucket name they carry).
+    """
+
+    lake: str
     bucket: str
     region: str
     glue_database: str
@@ -59,12 +71,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     Returns
     -------
     Settings
-        The settings; ``bucket`` is empty when ``RENTLAKE_BUCKET`` is unset (callers that need a bucket
-        check it and say so).
+        The settings; ``lake`` is empty when neither ``RENTLAKE_LAKE`` nor ``RENTLAKE_BUCKET`` is set
+        (:func:`open_lake` then says so).
     """
     env = os.environ if env is None else env
+    address = lake_address(env)
     return Settings(
-        bucket=env.get("RENTLAKE_BUCKET", ""),
+        lake=address,
+        bucket=address[len("s3://") :].partition("/")[0] if address.startswith("s3://") else "",
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
         glue_database=env.get("RENTLAKE_GLUE_DATABASE", "rentlake"),
         model_refresh_seconds=_float(env, "RENTLAKE_MODEL_REFRESH_SECONDS", 60.0, allow_zero=True),
@@ -73,6 +87,34 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         chunk_rows=_int(env, "RENTLAKE_CHUNK_ROWS", 250_000),
         max_object_bytes=_int(env, "RENTLAKE_MAX_OBJECT_BYTES", 512 * 1024 * 1024),
     )
+
+
+def lake_address(env: Mapping[str, str]) -> str:
+    """The lake's address: ``RENTLAKE_LAKE``, else ``s3://`` + ``RENTLAKE_BUCKET``, else empty."""
+    address = env.get("RENTLAKE_LAKE", "").strip()
+    if address:
+        return address
+    bucket = env.get("RENTLAKE_BUCKET", "").strip()
+    return f"s3://{bucket}" if bucket else ""
+
+
+def open_lake(settings: Settings | None = None) -> Lake:
+    """Open the lake the settings name (the one way a function gets its lake).
+
+    Parameters
+    ----------
+    settings
+        The settings (default: :data:`SETTINGS`, read when this module was imported).
+
+    Returns
+    -------
+    Lake
+        An S3 or a local lake; :class:`~rentlake.lake.LakeError` when no lake is configured.
+    """
+    from rentlake.lake import open_lake as open_address
+
+    settings = SETTINGS if settings is None else settings
+    return open_address(settings.lake, database=settings.glue_database)
 
 
 SETTINGS = load()

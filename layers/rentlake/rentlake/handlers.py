@@ -23,7 +23,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from rentlake.config import Settings, load
+from rentlake.config import Settings, load, open_lake
 from rentlake.events import BadEvent
 from rentlake.lake import Lake
 from rentlake.observability import logger, metrics
@@ -55,7 +55,7 @@ class BatchFunction:
 
     def lake(self) -> Lake:
         """The deployment's lake (one place that knows how a function opens it)."""
-        return Lake(self.settings.bucket, self.settings.glue_database)
+        return open_lake(self.settings)
 
     def count(self, name: str, value: float, unit: str = "Count") -> None:
         """Add one data point to this invocation's metrics (flushed when the handler returns)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import json
 import sys
 import time
@@ -15,8 +16,11 @@ from typing import Any, TextIO
 
 from rentlake.cli.errors import CliError
 from rentlake.lake import Lake
+from rentlake.lake.local import LocalLake
 
-_HANDLERS: dict[Path, ModuleType] = {}
+# Imported handlers by (file, lake address): a handler reads its lake from the environment at import,
+# so a process that runs commands on two lakes (tests) imports it once per lake.
+_HANDLERS: dict[tuple[Path, str], ModuleType] = {}
 
 
 def find_functions_dir(explicit: str | None = None) -> Path:
@@ -40,7 +44,10 @@ def find_functions_dir(explicit: str | None = None) -> Path:
 
 @dataclass
 class Context:
-    """A command's view of the world."""
+    """A command's view of the world: its lake, the functions, where to print.
+
+    ``local_root`` is the folder of a local lake (None for an S3 lake).
+    """
 
     lake: Lake
     functions_dir: Path
@@ -50,15 +57,10 @@ class Context:
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def create(
-        cls, *, bucket: str, database: str, functions_dir: Path, local_root: Path | None, quiet: bool
-    ) -> Context:
-        return cls(
-            lake=Lake(bucket, database=database),
-            functions_dir=functions_dir,
-            local_root=local_root,
-            quiet=quiet,
-        )
+    def create(cls, *, lake: Lake, functions_dir: Path, quiet: bool) -> Context:
+        """The context of a command on ``lake``."""
+        root = lake.root if isinstance(lake, LocalLake) else None
+        return cls(lake=lake, functions_dir=functions_dir, local_root=root, quiet=quiet)
 
     def progress(self, message: str) -> None:
         """A progress line on stderr (long steps), unless --quiet."""
@@ -67,8 +69,6 @@ class Context:
 
     def where(self, key: str) -> str:
         """Where a user finds a lake object: a local file path, or its s3:// URI."""
-        if self.local_root is not None:
-            return str(self.local_root / "s3" / self.lake.bucket / key)
         return self.lake.uri(key)
 
     def handler(self, name: str) -> Any:
@@ -76,13 +76,13 @@ class Context:
         path = self.functions_dir / name / "app.py"
         if not path.exists():
             raise CliError(f"no function named {name!r} (looked for {path})")
-        mod = _HANDLERS.get(path)
+        mod = _HANDLERS.get((path, self.lake.address))
         if mod is None:
             spec = importlib.util.spec_from_file_location(f"rentlake_function_{name}", path)
             assert spec is not None and spec.loader is not None
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
-            _HANDLERS[path] = mod
+            _HANDLERS[(path, self.lake.address)] = mod
         return mod.handler
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
@@ -114,7 +114,8 @@ def bound_handler(ctx: Any, name: str) -> Any:
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         handler = mod.handler
-    champion = getattr(handler, "__globals__", {}).get("CHAMPION")
+    # The module's globals, under the wrappers of a batch handler (BatchFunction, Powertools).
+    champion = getattr(inspect.unwrap(handler), "__globals__", {}).get("CHAMPION")
     if champion is not None:
         champion.bind(ctx.lake)
     return handler
@@ -123,7 +124,7 @@ def bound_handler(ctx: Any, name: str) -> Any:
 @contextlib.contextmanager
 def function_stdout(ctx: Any, name: str) -> Iterator[None]:
     """Where a function's stdout goes while its handler runs: its EMF metric lines (as CloudWatch would
-    receive them) go to ``<lake>/logs/<name>.log`` for the embedded lake, to stderr otherwise, so that the
+    receive them) go to ``<lake>/logs/<name>.log`` for a local lake, to stderr otherwise, so that the
     command's stdout (``ctx.out``) stays its result (``--json`` output stays parseable).
 
     Parameters

@@ -1,182 +1,105 @@
-"""The embedded local lake: an in-process S3 and Glue (moto server on 127.0.0.1) whose contents persist
-in a visible folder between commands.
+"""Which lake a command works on, and the environment its functions' handlers read.
 
-Layout of the folder (default ``./.rentlake``)::
-
-    .rentlake/s3/<bucket>/<key>     every object of the lake, as a plain file you can open
-    .rentlake/glue.json             the Glue catalog (databases, tables, partitions)
-
-On start the folder is loaded into a fresh moto server; on exit the bucket and catalog are written back
-(only changed files are rewritten; deleted objects are removed).
+The command line's lake is a local folder by default (``./.rentlake``, a
+:class:`~rentlake.lake.local.LocalLake`: every key is a file ``.rentlake/<key>``) or a real bucket.
+Nothing is loaded at start and nothing is written back at exit: each command reads and writes the files
+themselves, so commands run one after the other or at the same time on one folder, as functions do on
+one bucket.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-LOCAL_BUCKET = "rentlake-local"
-LOCAL_REGION = "eu-west-3"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-# Read-only fields that get_table returns but create_table refuses.
-_TABLE_READ_ONLY = {
-    "DatabaseName",
-    "CreateTime",
-    "UpdateTime",
-    "CreatedBy",
-    "IsRegisteredWithLakeFormation",
-    "CatalogId",
-    "VersionId",
-    "FederatedTable",
-    "IsMultiDialectView",
-    "IsMaterializedView",
-}
-_PARTITION_READ_ONLY = {"DatabaseName", "TableName", "CreationTime", "CatalogId", "LastAccessTime"}
+from rentlake.lake import Lake, is_s3_address
+from rentlake.lake.local import LOCAL_BUCKET, LocalLake
+
+DEFAULT_LAKE_DIR = ".rentlake"
+# Before the local backend, the folder held a moto bucket's copy and a Glue catalog dump.
+_OLD_BUCKET_DIR = Path("s3") / LOCAL_BUCKET
+_OLD_CATALOG = "glue.json"
 
 
-@dataclass
-class LocalLake:
-    """A running embedded lake."""
-
-    root: Path
-    bucket: str
-    endpoint: str
-    env: dict[str, str]
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _load(root: Path, bucket: str, session: Any, database: str) -> int:
-    s3 = session.client("s3")
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": LOCAL_REGION})
-    base = root / "s3" / bucket
-    count = 0
-    if base.exists():
-        for path in sorted(p for p in base.rglob("*") if p.is_file()):
-            s3.upload_file(str(path), bucket, path.relative_to(base).as_posix())
-            count += 1
-    glue = session.client("glue")
-    catalog_file = root / "glue.json"
-    catalog = json.loads(catalog_file.read_text()) if catalog_file.exists() else {"databases": {}}
-    if database not in catalog["databases"]:
-        catalog["databases"][database] = {"tables": {}}
-    for db, content in catalog["databases"].items():
-        glue.create_database(DatabaseInput={"Name": db})
-        for tinfo in content["tables"].values():
-            table = {k: v for k, v in tinfo["table"].items() if k not in _TABLE_READ_ONLY}
-            glue.create_table(DatabaseName=db, TableInput=table)
-            parts = [
-                {k: v for k, v in p.items() if k not in _PARTITION_READ_ONLY} for p in tinfo["partitions"]
-            ]
-            for i in range(0, len(parts), 100):
-                glue.batch_create_partition(
-                    DatabaseName=db, TableName=table["Name"], PartitionInputList=parts[i : i + 100]
-                )
-    return count
-
-
-def _save(root: Path, bucket: str, session: Any) -> None:
-    s3 = session.client("s3")
-    base = root / "s3" / bucket
-    seen: set[Path] = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            path = base / obj["Key"]
-            seen.add(path)
-            etag = obj["ETag"].strip('"')
-            if path.exists() and path.stat().st_size == obj["Size"] and _md5(path) == etag:
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(path))
-    if base.exists():
-        for path in sorted(base.rglob("*"), reverse=True):
-            if path.is_file() and path not in seen:
-                path.unlink()
-            elif path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-    glue = session.client("glue")
-    catalog: dict[str, Any] = {"databases": {}}
-    for page in glue.get_paginator("get_databases").paginate():
-        for db in page["DatabaseList"]:
-            tables: dict[str, Any] = {}
-            for tpage in glue.get_paginator("get_tables").paginate(DatabaseName=db["Name"]):
-                for table in tpage["TableList"]:
-                    parts: list[dict[str, Any]] = []
-                    for ppage in glue.get_paginator("get_partitions").paginate(
-                        DatabaseName=db["Name"], TableName=table["Name"]
-                    ):
-                        parts.extend(ppage["Partitions"])
-                    tables[table["Name"]] = {"table": table, "partitions": parts}
-            catalog["databases"][db["Name"]] = {"tables": tables}
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "glue.json").write_text(json.dumps(catalog, indent=1, default=str))
-
-
-@contextmanager
-def embedded_lake(root: Path, *, database: str = "rentlake") -> Iterator[LocalLake]:
-    """Run an in-process moto server holding the lake stored under ``root``.
-
-    While the context is open, ``os.environ`` points boto3 (and so awswrangler and the handlers) at the
-    server; the previous environment is restored on exit, after the lake has been written back.
+def lake_address(
+    *, lake: str | None, bucket: str | None, lake_dir: str | None, env: Mapping[str, str]
+) -> str:
+    """The address of the command's lake: its options first, then the environment, then ``./.rentlake``.
 
     Parameters
     ----------
-    root
-        The lake folder (created if missing).
-    database
-        Glue database to create if the folder has none.
+    lake
+        ``--lake`` (``s3://bucket[/prefix]`` or a folder).
+    bucket
+        ``--bucket`` (a real bucket).
+    lake_dir
+        ``--lake-dir`` (a folder).
+    env
+        The environment: ``RENTLAKE_LAKE``, ``RENTLAKE_BUCKET``, ``RENTLAKE_HOME``, in that order.
+
+    Returns
+    -------
+    str
+        An ``s3://`` address or a folder path.
     """
-    import logging
+    if lake:
+        return lake
+    if bucket:
+        return bucket if is_s3_address(bucket) else f"s3://{bucket}"
+    if lake_dir:
+        return lake_dir
+    if env.get("RENTLAKE_LAKE"):
+        return env["RENTLAKE_LAKE"]
+    if env.get("RENTLAKE_BUCKET"):
+        return f"s3://{env['RENTLAKE_BUCKET']}"
+    return env.get("RENTLAKE_HOME") or DEFAULT_LAKE_DIR
 
-    import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 call otherwise
+@contextmanager
+def handler_environment(lake: Lake) -> Iterator[None]:
+    """Point the functions' handlers (which open their lake from the environment) at ``lake``.
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    env = {
-        **FAKE_CREDENTIALS,
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_DEFAULT_REGION": LOCAL_REGION,
-        "AWS_REGION": LOCAL_REGION,
-        "RENTLAKE_BUCKET": LOCAL_BUCKET,
-        "RENTLAKE_GLUE_DATABASE": database,
-    }
+    The previous values are restored on exit, so a command run in process leaves no trace.
+    """
+    env = {"RENTLAKE_LAKE": lake.address, "RENTLAKE_GLUE_DATABASE": lake.database}
+    if is_s3_address(lake.address):
+        env["AWS_REGION"] = os.environ.get("AWS_REGION") or "eu-west-3"
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        session = boto3.Session(region_name=LOCAL_REGION)
-        root.mkdir(parents=True, exist_ok=True)
-        _load(root, LOCAL_BUCKET, session, database)
-        try:
-            yield LocalLake(root=root, bucket=LOCAL_BUCKET, endpoint=endpoint, env=env)
-        finally:
-            # Write back even after a failed command: what the handlers committed before the failure
-            # (raw copies, quarantine) is part of the lake's truth.
-            _save(root, LOCAL_BUCKET, session)
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        server.stop()
+
+
+def adopt_old_layout(lake: LocalLake) -> int:
+    """Move a folder written before the local backend (``<root>/s3/rentlake-local/<key>``) to
+    ``<root>/<key>``; returns how many top-level entries moved (0 when there was nothing to move).
+
+    An entry whose name already exists at the top is left where it is (and the old folder with it).
+    """
+    old = lake.root / _OLD_BUCKET_DIR
+    if not old.is_dir():
+        return 0
+    moved = 0
+    for entry in sorted(old.iterdir()):
+        target = lake.root / entry.name
+        if not target.exists():
+            entry.rename(target)
+            moved += 1
+    for folder in (old, old.parent):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    catalog = lake.root / _OLD_CATALOG
+    if catalog.exists() and not old.exists():
+        catalog.unlink()  # the Glue dump of the moto lake; the local catalog is rebuilt as tables are written
+    if moved:
+        print(f"rentlake: moved the lake's files from {old} to {lake.root}", file=sys.stderr)
+    return moved

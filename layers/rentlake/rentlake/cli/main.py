@@ -1,7 +1,8 @@
 """Entry point of the ``rentlake`` command.
 
-By default every command runs against the embedded local lake (``./.rentlake``, no AWS account needed);
-with ``--bucket`` (or ``RENTLAKE_BUCKET``) it runs the same handlers against a real S3 bucket.
+By default every command runs against a local lake, the folder ``./.rentlake`` (no AWS account, no
+server); with ``--bucket`` (or ``RENTLAKE_BUCKET``, or ``--lake s3://bucket/prefix``) it runs the same
+handlers against a real S3 bucket.
 
 Commands live in modules ``rentlake/cli/cmd_*.py``; each exposes ``register(subparsers)``, which adds a
 subparser and sets ``run(args, ctx) -> int`` as its default.
@@ -17,16 +18,16 @@ import pkgutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from rentlake.cli.context import Context, find_functions_dir
 from rentlake.cli.errors import CliError
+from rentlake.lake import LakeError
 
 EPILOG = """\
-The lake: by default an embedded S3 + Glue catalog (moto, on 127.0.0.1) stored in ./.rentlake
-(override with --lake-dir or RENTLAKE_HOME); open the files under .rentlake/s3/ to see every zone.
-With --bucket NAME (or RENTLAKE_BUCKET) the same commands run against real AWS (region from
-AWS_REGION, default eu-west-3).
+The lake: by default the local folder ./.rentlake, every object a file (.rentlake/landing/...,
+.rentlake/clean/..., .rentlake/models/champion.json); move it with --lake-dir or RENTLAKE_HOME.
+With --bucket NAME (or RENTLAKE_BUCKET, or --lake s3://bucket/prefix) the same commands run against
+real AWS (region from AWS_REGION, default eu-west-3).
 
 Typical session:
   rentlake pipeline data/samples/house_intact.csv     # ingest, clean, explore, train, gate, promote
@@ -49,14 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--lake",
+        default=None,
+        metavar="ADDRESS",
+        help="the lake: s3://bucket[/prefix] or a folder (or set RENTLAKE_LAKE)",
+    )
+    parser.add_argument(
         "--lake-dir",
-        default=os.environ.get("RENTLAKE_HOME", ".rentlake"),
-        help="folder of the embedded local lake (default: ./.rentlake, or RENTLAKE_HOME)",
+        default=None,
+        help="folder of the local lake (default: ./.rentlake, or RENTLAKE_HOME)",
     )
     parser.add_argument(
         "--bucket",
         default=None,
-        help="run against this real S3 bucket instead of the embedded lake (or set RENTLAKE_BUCKET)",
+        help="run against this real S3 bucket instead of the local lake (or set RENTLAKE_BUCKET)",
     )
     parser.add_argument("--database", default=None, help="Glue database (default: rentlake)")
     parser.add_argument(
@@ -69,34 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that only read the lake: they skip the sweep of leftovers (and its walk of the folder).
+READ_ONLY_COMMANDS = {"estimate", "serve"}
+
+
 @contextmanager
 def open_context(args: argparse.Namespace) -> Iterator[Context]:
-    """Connect to the lake the options name and yield a :class:`Context`."""
+    """Open the lake the options name, point the functions' handlers at it, and yield a :class:`Context`."""
+    from rentlake.cli import local
+    from rentlake.lake import open_lake
+    from rentlake.lake.local import LocalLake
+
     functions_dir = find_functions_dir(args.functions_dir)
     # The functions' JSON logs stay on stderr but, in a terminal, only their warnings and errors;
     # POWERTOOLS_LOG_LEVEL=INFO shows everything, as CloudWatch would.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    bucket = args.bucket or os.environ.get("RENTLAKE_BUCKET") or ""
+    address = local.lake_address(lake=args.lake, bucket=args.bucket, lake_dir=args.lake_dir, env=os.environ)
     database = args.database or os.environ.get("RENTLAKE_GLUE_DATABASE") or "rentlake"
-    if bucket:
-        os.environ["RENTLAKE_BUCKET"] = bucket
-        os.environ["RENTLAKE_GLUE_DATABASE"] = database
-        os.environ.setdefault("AWS_REGION", "eu-west-3")
-        yield Context.create(
-            bucket=bucket, database=database, functions_dir=functions_dir, local_root=None, quiet=args.quiet
-        )
-        return
-    from rentlake.cli.local import embedded_lake
-
-    root = Path(args.lake_dir).resolve()
-    with embedded_lake(root, database=database) as local:
-        yield Context.create(
-            bucket=local.bucket,
-            database=database,
-            functions_dir=functions_dir,
-            local_root=root,
-            quiet=args.quiet,
-        )
+    lake = open_lake(address, database=database)
+    if isinstance(lake, LocalLake):
+        local.adopt_old_layout(lake)
+        if args.command not in READ_ONLY_COMMANDS:
+            lake.sweep()
+    with local.handler_environment(lake):
+        yield Context.create(lake=lake, functions_dir=functions_dir, quiet=args.quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"rentlake: {exc}", file=sys.stderr)
         return exc.exit_code
+    except LakeError as exc:  # no lake configured, a bucket one cannot reach: the message says which
+        print(f"rentlake: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rentlake: interrupted", file=sys.stderr)
         return 130
