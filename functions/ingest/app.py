@@ -4,35 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from rentlake import jobs
-from rentlake.config import load
 from rentlake.events import parse_ingest
-from rentlake.lake import Lake
-from rentlake.observability import logger, metrics
+from rentlake.handlers import BatchFunction
+from rentlake.stages import ingest
 
-SETTINGS = load()
-log = logger("ingest")
-metric = metrics("ingest")
+FUNCTION = BatchFunction("ingest")
 
 
-@metric.log_metrics
-@log.inject_lambda_context
+@FUNCTION.handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Ingest every object the event names; returns one outcome per object and row counts."""
-    # A malformed event raises BadEvent: the invocation fails with a message naming the problem.
-    request = parse_ingest(event, bucket=SETTINGS.bucket)
-    lake = Lake(SETTINGS.bucket, SETTINGS.glue_database)
-    lake.ensure_database()
-    outcomes = jobs.ingest_keys(
-        lake,
-        request.keys,
-        dataset=request.dataset,
-        chunk_rows=SETTINGS.chunk_rows,
-        max_bytes=SETTINGS.max_object_bytes,
-    )
-    rows = sum(o.rows for o in outcomes)
-    metric.add_metric(name="RowsIngested", unit="Count", value=rows)
-    metric.add_metric(
-        name="ObjectsRejected", unit="Count", value=sum(o.status == "rejected" for o in outcomes)
-    )
-    return {"rows": {"ingested": rows}, "outcomes": [o.to_dict() for o in outcomes]}
+    request = parse_ingest(event, bucket=FUNCTION.settings.bucket)
+    result = ingest.run(FUNCTION.lake(), request, FUNCTION.settings)
+    FUNCTION.count("RowsIngested", result.rows)
+    FUNCTION.count("ObjectsRejected", result.rejected)
+    return result.to_dict()

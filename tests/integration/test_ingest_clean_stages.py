@@ -331,16 +331,17 @@ def test_a_valid_row_is_not_a_duplicate_of_a_quarantined_one(
     assert report["reasons"] == {"listed_at_invalid_date": 1}
 
 
-def test_a_key_s3_could_not_delete_is_an_error_not_a_dropped_batch(lake, monkeypatch) -> None:
+def test_a_key_s3_could_not_delete_is_an_error_not_a_deletion(lake, monkeypatch) -> None:
     from rentlake.lake import LakeError
 
-    # GIVEN a leftover file of a failed attempt, and S3 answering DeleteObjects with a per-key error
-    lake.put_bytes("clean/listings/ingest_date=2024-01-01/ingestion_id=x/part-00000-a.parquet", b"x")
-    refused = {"Errors": [{"Key": "clean/listings/...", "Code": "AccessDenied", "Message": "denied"}]}
+    # GIVEN a file an attempt wrote and will not commit, and S3 answering DeleteObjects with a per-key error
+    own = "clean/listings/ingest_date=2024-01-01/ingestion_id=x/part-00000-a.parquet"
+    lake.put_bytes(own, b"x")
+    refused = {"Errors": [{"Key": own, "Code": "AccessDenied", "Message": "denied"}]}
     monkeypatch.setattr(lake.s3, "delete_objects", lambda **kw: refused)
-    # WHEN the batch is dropped before its re-run THEN the failure is raised, not taken for a deletion
+    # WHEN the attempt deletes its own file THEN the failure is raised, not taken for a deletion
     with pytest.raises(LakeError, match="AccessDenied"):
-        lake.drop_batch("clean", "listings", ingest_date="2024-01-01", ingestion_id="x")
+        lake.delete_keys([own])
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from rentlake import contracts
-from rentlake.clean import (
+from rentlake.cleaning import (
     CleanParams,
     coerce_number,
     reasons_to_series,
@@ -111,3 +111,72 @@ def test_integer_beyond_64_bits_is_a_reason_not_a_crash() -> None:
     assert "rooms_not_an_integer" in per_row[0] and "rooms_not_an_integer" in per_row[1]
     assert "rooms_not_an_integer" not in (per_row[2] or "")
     assert typed["rooms"].isna().tolist() == [True, True, False] and typed["rooms"].iloc[2] == 2
+
+
+# ------------------------------------------------------------------------ batch-wide decisions (no S3)
+def test_duplicates_keep_the_first_valid_copy_and_drop_what_is_already_clean() -> None:
+    from rentlake.cleaning import duplicates
+
+    # GIVEN row hashes of a batch: 7 twice, 8 once but already clean, 9 invalid then valid
+    row_hash = np.array([7, 7, 8, 9, 9, 5], dtype="int64")
+    valid = np.array([True, True, True, False, True, True])
+    # WHEN duplicates are decided against a clean zone holding 8
+    dup = duplicates(row_hash, valid, np.array([8], dtype="int64"))
+    # THEN the second 7 and the 8 are duplicates; the valid 9 is not a copy of the quarantined one
+    assert dup.tolist() == [False, True, True, False, False, False]
+
+
+def test_a_key_with_two_values_flags_every_candidate_row_of_it() -> None:
+    from rentlake.cleaning import conflicting_keys
+
+    # GIVEN keys 1 (two values in the batch), 2 (one value, another one already clean), 3 (agrees with clean)
+    key_hash = np.array([1, 1, 2, 3, 4], dtype="int64")
+    row_hash = np.array([10, 11, 20, 30, 40], dtype="int64")
+    candidates = np.array([True, True, True, True, False])
+    history_keys, history_rows = np.array([2, 3, 4], dtype="int64"), np.array([21, 30, 99], dtype="int64")
+    # WHEN conflicts are decided
+    conflict = conflicting_keys(key_hash, row_hash, candidates, history_keys, history_rows)
+    # THEN keys 1 and 2 are conflicts; 3 agrees; 4 differs but its row is no candidate (already rejected)
+    assert conflict.tolist() == [True, True, True, False, False]
+
+
+def test_outliers_are_judged_against_the_clean_pool_and_the_batch() -> None:
+    from rentlake.cleaning import BatchChecks, History, decide
+
+    # GIVEN 100 clean values around 3.5 (one group), and a batch of three: typical, far, and a duplicate
+    rng = np.random.default_rng(1)
+    history = History(
+        row_hash=np.arange(100, dtype="int64"),
+        robust_value=rng.normal(3.5, 0.1, 100),
+        robust_group=np.zeros(100, dtype=np.int32),
+    )
+    batch = BatchChecks(
+        invalid=np.array([False, False, False]),
+        row_hash=np.array([1000, 1001, 5], dtype="int64"),
+        robust_value=np.array([3.55, 6.0, 3.5]),
+        robust_group=np.zeros(3, dtype=np.int32),
+    )
+    # WHEN decided with k = 4
+    decided = decide(batch, history, CleanParams(mad_k=4.0, min_group=30))
+    # THEN the far value is an outlier, the copy of clean row 5 a duplicate (not also an outlier)
+    assert decided.duplicate.tolist() == [False, False, True]
+    assert decided.outlier.tolist() == [False, True, False]
+    assert decided.conflicting_key.tolist() == [False, False, False]
+    # AND the bounds come from the pool of 100 clean rows and the 2 rows left standing
+    assert decided.bounds["*"]["n"] == 102 and decided.labelled_bounds({"A": 0})["A"]["n"] == 102
+
+
+def test_a_commit_that_lands_first_changes_the_decisions_as_in_sequence() -> None:
+    from rentlake.cleaning import BatchChecks, History, decide
+
+    # GIVEN a batch decided against an empty clean zone
+    batch = BatchChecks(invalid=np.zeros(3, dtype=bool), row_hash=np.array([1, 2, 3], dtype="int64"))
+    alone = decide(batch, History(), CleanParams())
+    # WHEN another batch holding rows 2 and 3 is committed first, and joins the history
+    later = History().extend(History(row_hash=np.array([2, 3], dtype="int64"), key_hash=np.zeros(2, "int64")))
+    again = decide(batch, later, CleanParams())
+    # THEN the decisions differ (2 and 3 are now duplicates), as if the batches had run one after the other
+    assert alone.duplicate.tolist() == [False, False, False]
+    assert again.duplicate.tolist() == [False, True, True]
+    assert not again.same_rows(alone) and again.same_rows(decide(batch, later, CleanParams()))
+    assert later.n == 2

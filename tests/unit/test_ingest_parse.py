@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from rentlake.ingest import Rejected, parse_object
+from rentlake.parsing import Rejected, parse_object
 
 
 def rows(data: bytes, name: str = "listings.csv", **kw: object) -> pd.DataFrame:

@@ -13,9 +13,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.conftest import FakeContext
+
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
 ROOT = Path(__file__).resolve().parents[2]
+CTX = FakeContext()  # Lambda's context, as the batch handler's logger reads it
 
 
 @pytest.fixture
@@ -62,7 +65,7 @@ def test_csv_rows_come_back_with_estimates_and_problems(lake: Any, score_app: Mo
     lake.put_bytes("score/listings.csv", CSV.encode())
     # WHEN the score function is invoked directly, with 4-row chunks
     score_app.CHUNK_ROWS = 4
-    out = score_app.handler({"keys": ["score/listings.csv"]}, None)
+    out = score_app.handler({"keys": ["score/listings.csv"]}, CTX)
     (res,) = out["scored"]
     # THEN every row is there, in order, estimates where valid, the problem where not
     assert (res["rows"], res["scored_rows"], res["problem_rows"]) == (9, 2, 7)
@@ -119,7 +122,7 @@ def test_parquet_input_is_chunked_and_written_as_parquet_only(lake: Any, score_a
         ]
     }
     score_app.CHUNK_ROWS = 10
-    (res,) = score_app.handler(event, None)["scored"]
+    (res,) = score_app.handler(event, CTX)["scored"]
     # THEN 25 rows, 2 problems, Parquet output only
     assert (res["rows"], res["problem_rows"]) == (25, 2)
     assert res["outputs"] == ["scored/batch.scored.parquet"]
@@ -130,21 +133,25 @@ def test_parquet_input_is_chunked_and_written_as_parquet_only(lake: Any, score_a
     assert df.loc[24, "rent_eur"] == pytest.approx(expected_rent(34.0), abs=0.5)
 
 
-def test_s3_event_keys_are_url_decoded_and_filtered(score_app: ModuleType) -> None:
+def test_s3_event_keys_are_url_decoded_and_filtered() -> None:
+    from rentlake.events import parse_score
+
     event = {
         "Records": [
             {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "score/my+file%C3%A9.csv"}}},
             {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "landing/other.csv"}}},
         ]
     }
-    assert score_app.event_keys(event) == ["score/my fileé.csv"]
+    assert parse_score(event).keys == ["score/my fileé.csv"]
 
 
 def test_unscorable_files_are_reported_not_raised(lake: Any, score_app: ModuleType) -> None:
     # GIVEN a text file, a missing key and a corrupt parquet
     lake.put_bytes("score/notes.txt", b"hello")
     lake.put_bytes("score/broken.parquet", b"PAR1 not really")
-    out = score_app.handler({"keys": ["score/notes.txt", "score/missing.csv", "score/broken.parquet"]}, None)
+    out = score_app.handler(
+        {"keys": ["score/notes.txt", "score/missing.csv", "score/broken.parquet"]}, CTX
+    )
     errors = [r["error"] for r in out["scored"]]
     assert "only .csv and .parquet" in errors[0]
     assert "does not exist" in errors[1]
@@ -153,7 +160,7 @@ def test_unscorable_files_are_reported_not_raised(lake: Any, score_app: ModuleTy
 
 def test_file_without_surface_column_flags_every_row(lake: Any, score_app: ModuleType) -> None:
     lake.put_bytes("score/nosurface.csv", b"id,rooms\n1,2\n2,3\n")
-    (res,) = score_app.handler({"keys": ["score/nosurface.csv"]}, None)["scored"]
+    (res,) = score_app.handler({"keys": ["score/nosurface.csv"]}, CTX)["scored"]
     df = _read_parquet(lake, res["outputs"][0])
     assert res["problem_rows"] == 2
     assert df["problem"].tolist() == ["no surface_m2 column in the file"] * 2
@@ -164,7 +171,7 @@ def test_no_champion_is_reported(lake: Any, score_app: ModuleType) -> None:
 
     lake.delete_keys([keys.champion()])
     lake.put_bytes("score/x.csv", b"surface_m2\n30\n")
-    (res,) = score_app.handler({"keys": ["score/x.csv"]}, None)["scored"]
+    (res,) = score_app.handler({"keys": ["score/x.csv"]}, CTX)["scored"]
     assert res["error"] == "no model has been promoted yet; run the training pipeline"
 
 
@@ -211,4 +218,4 @@ def test_a_failing_lake_fails_the_invocation_so_lambda_retries(
     monkeypatch.setattr(Lake, "put_bytes", refuse)
     # WHEN scored THEN the error is raised, not reported as a scored file's "error"
     with pytest.raises(LakeError, match="SlowDown"):
-        score_app.handler({"keys": ["score/x.csv"]}, None)
+        score_app.handler({"keys": ["score/x.csv"]}, CTX)

@@ -7,10 +7,13 @@ with a :class:`BadEvent` naming the problem.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
 
 
 class BadEvent(ValueError):
@@ -87,7 +90,41 @@ def parse_clean(event: Any) -> CleanRequest:
         raise BadEvent(f"invalid clean request: {_errors(exc)}") from exc
 
 
-# ------------------------------------------------------------------------------ model stages (issue 3)
+class ScoreRequest(_Strict):
+    """Score these files (keys under ``score/``)."""
+
+    keys: list[str] = Field(max_length=10_000)
+
+
+def parse_score(event: Any) -> ScoreRequest:
+    """A score request from ``{"keys": [...]}`` or the S3 records of uploads under ``score/``.
+
+    S3 keys are URL-decoded (a space arrives as ``+``); a record for a key outside ``score/`` is logged and
+    left out (the notification is filtered on that prefix: such a record is a misconfiguration).
+    """
+    if isinstance(event, dict) and "Records" in event:
+        from aws_lambda_powertools.utilities.data_classes import S3Event
+
+        from rentlake.lake import keys
+
+        prefix = keys.score_input_prefix()
+        out = []
+        for record in S3Event(event).records:
+            key = unquote_plus(record.s3.get_object.key)
+            if key.startswith(prefix):
+                out.append(key)
+            else:
+                log.warning("ignoring %s: not under %s", key, prefix)
+        return ScoreRequest(keys=out)
+    try:
+        return ScoreRequest.model_validate(event)
+    except ValidationError as exc:
+        raise BadEvent(
+            f'expected an S3 ObjectCreated notification or {{"keys": [...]}}: {_errors(exc)}'
+        ) from exc
+
+
+# ------------------------------------------------------------------------------------ model stages
 _RUN_ID = r"^[A-Za-z0-9._=-]{1,120}$"
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rentlake.cli.context import bound_handler
+from rentlake.cli.context import LambdaContext, bound_handler, function_stdout
 from rentlake.cli.errors import CliError
 from rentlake.lake import keys
 
@@ -36,7 +36,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         raise CliError(f"{path}: only .csv and .parquet files can be scored")
     key = keys.score_input(path.name)
     ctx.lake.put_bytes(key, path.read_bytes())
-    result = bound_handler(ctx, "score")({"keys": [key]}, None)
+    handler = bound_handler(ctx, "score")
+    with function_stdout(ctx, "score"):  # its metric lines, not the command's output
+        result = handler({"keys": [key]}, LambdaContext("score"))
     (item,) = result["scored"]
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False), file=ctx.out)

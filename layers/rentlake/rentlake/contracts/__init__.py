@@ -2,7 +2,7 @@
 
 A contract drives both stages: ingestion maps a file's header onto the contract's canonical columns
 (:meth:`Contract.map_header`) and recognises which dataset a file holds (:func:`detect`); cleaning coerces
-and checks every column from the same description (:mod:`rentlake.clean`).
+and checks every column from the same description (:mod:`rentlake.cleaning`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Batch scoring: a file of listings (CSV or Parquet) -> the same rows with ``rent_eur``, ``low``, ``high``.
+"""The score stage: a file of listings (CSV or Parquet) -> the same rows with ``rent_eur``, ``low``, ``high``.
+
+What the ``score`` function runs (:func:`run`): each file named by the event is scored with the champion
+(:func:`score_object`). A file that cannot be scored (format, content, missing, no champion) is an answer
+with its ``error``, not a failure; any other lake error fails the invocation, so that Lambda retries the
+event instead of reporting a file as done that was never scored.
 
 Batch side (pandas and pyarrow allowed). The file is processed in chunks of ``chunk_rows`` rows; each
 chunk is one onnxruntime call on its valid rows (money rounded to the whole euro, as in the API). A row
@@ -25,8 +30,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from rentlake.lake import Lake, keys, safe_name
-from rentlake.runtime.model import LoadedModel
+from rentlake.events import ScoreRequest
+from rentlake.lake import Lake, ObjectNotFound, keys, safe_name
+from rentlake.runtime.champion import ChampionCache, LoadedModel
+from rentlake.runtime.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +60,62 @@ class ScoreResult:
     scored_at: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as JSON."""
         return asdict(self)
+
+
+@dataclass
+class ScoreRun:
+    """What one invocation answered: per file, its result or its ``error``."""
+
+    scored: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Rows scored (with an estimate or a problem) over every file."""
+        return sum(int(r.get("rows", 0)) for r in self.scored)
+
+    @property
+    def errors(self) -> int:
+        """Files that could not be scored."""
+        return sum("error" in r for r in self.scored)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The function's answer."""
+        return {"scored": self.scored}
+
+
+def run(champion: ChampionCache, request: ScoreRequest, *, chunk_rows: int = CHUNK_ROWS) -> ScoreRun:
+    """Score every file a request names with the champion (what the ``score`` handler calls).
+
+    Parameters
+    ----------
+    champion
+        The function's champion cache (its lake is the lake the files are read from and written to).
+    request
+        The keys to score.
+    chunk_rows
+        Rows per inference call.
+
+    Returns
+    -------
+    ScoreRun
+        One entry per key: the :class:`ScoreResult` as JSON, or ``{"input_key", "error"}``.
+
+    Raises
+    ------
+    LakeError
+        When the lake fails otherwise than with a missing file (after its retries).
+    """
+    out = ScoreRun()
+    for key in request.keys:
+        try:
+            model = champion.get()
+            out.scored.append(score_object(champion.lake, key, model, chunk_rows=chunk_rows).as_dict())
+        except (ScoringError, ModelUnavailable, ObjectNotFound) as exc:
+            logger.error("cannot score %s: %s", key, exc)
+            out.scored.append({"input_key": key, "error": str(exc)})
+    return out
 
 
 def surface_problems(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:

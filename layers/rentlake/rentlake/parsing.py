@@ -1,4 +1,5 @@
-"""Parsing of landed objects into raw rows (pure: bytes in, frames and a report out; no S3).
+"""Parsing of landed objects into raw rows: the ingest stage's rules (bytes in, frames and a report out;
+no I/O).
 
 Accepted: CSV (comma, semicolon, tab or pipe; decimal comma; UTF-8, Latin-1 or a mix of both),
 JSON Lines and Parquet. The header is mapped onto a dataset contract; every value is kept as the string
@@ -7,12 +8,13 @@ received (typing is the cleaning stage's job), so the raw zone holds the data as
 An object is either rejected whole (:class:`Rejected`, with a reason code and a message a person can act
 on) or turned into raw rows. Rows the parser cannot split (a line with too many fields, a JSON line that
 is not an object) are kept as raw rows with ``raw_problem`` set, so cleaning quarantines them with a
-reason instead of losing them.
+reason instead of losing them. The stage that drives this over the lake is :mod:`rentlake.stages.ingest`.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ from rentlake import contracts
 from rentlake.contracts import HeaderMapping
 
 DELIMITERS = (",", ";", "\t", "|")
+# Lineage columns every raw (and clean) row carries back to its source object.
+LINEAGE = ["source_key", "source_etag", "source_sha256", "source_row"]
 MAX_FIELD_CHARS = 10_000
 # pyarrow's own default: larger blocks cost memory (16 MB blocks: +110 MB RSS per million rows)
 _BLOCK = 1 << 20
@@ -57,6 +61,23 @@ class Parsed:
     format: str
     chunks: Iterator[pd.DataFrame]
     details: dict[str, Any] = field(default_factory=dict)
+    # Whether numbers are written with a decimal comma ("1 200,50"): decided here, from the file, and
+    # recorded with the ingestion for the cleaning stage, which types the values.
+    decimal_comma: bool = False
+
+
+def ingestion_id_of(data: bytes) -> tuple[str, str]:
+    """The ingestion id and sha256 of an object's content: the same content ingested twice is one batch."""
+    sha = hashlib.sha256(data).hexdigest()
+    return sha[:20], sha
+
+
+def raw_dtype(contract: contracts.Contract) -> dict[str, str]:
+    """Athena types of the raw table: every value as the string received, lineage included."""
+    dtype = {c: "string" for c in contract.column_names}
+    dtype.update({"extra": "string", "raw_problem": "string", **dict.fromkeys(LINEAGE, "string")})
+    dtype["source_row"] = "bigint"
+    return dtype
 
 
 def _decode(data: bytes) -> tuple[str, str]:
@@ -292,6 +313,8 @@ def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> 
         "csv",
         chunks(),
         {"encoding": encoding, "delimiter": delim, "header": header},
+        # A semicolon-separated file is how spreadsheets that write decimals with a comma export CSV.
+        decimal_comma=delim == ";",
     )
 
 

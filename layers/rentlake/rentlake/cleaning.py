@@ -1,20 +1,24 @@
-"""Cleaning rules (pure: frames in, frames and reasons out; no S3).
+"""Cleaning rules: the clean stage's decisions (pure: frames and arrays in, masks and reasons out; no I/O).
 
-Every rule is vectorised and returns ``(reason code, mask of rejected rows)`` pairs, so a row can carry
-several reasons. The stage that drives these functions over a batch (:mod:`rentlake.jobs`) keeps the
-invariant rows in = rows clean + rows quarantined.
+Row rules are vectorised and return ``(reason code, mask of rejected rows)`` pairs, so a row can carry
+several reasons. The batch-wide decisions (exact duplicates, conflicting keys, robust outliers) take a
+few arrays per row of the batch and of the clean rows already committed (:class:`BatchChecks`,
+:class:`History`) and return one mask each (:func:`decide`). The stage that drives these over a batch
+(:mod:`rentlake.stages.clean`) keeps the invariant rows in = rows clean + rows quarantined.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rentlake.contracts import Column, Contract
+from rentlake.parsing import LINEAGE, raw_dtype
 
 _UNIT_TOKENS = re.compile(r"(?:€|eur(?:os?)?|m²|m2|/mois|/month|[\s\u00a0\u202f'’])", re.I)
 _THOUSANDS_COMMA = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+$")
@@ -311,3 +315,240 @@ def robust_outliers(
         pool = bounds["*"]
         out |= ~own & ((values < pool["low"]) | (values > pool["high"]))
     return out
+
+
+# ------------------------------------------------------------------------------------ table schemas
+def clean_dtype(contract: Contract) -> dict[str, str]:
+    """Athena types of the clean table: the contract's types, lineage and the row and key hashes."""
+    kinds = {"float": "double", "int": "bigint", "str": "string", "date": "timestamp", "bool": "boolean"}
+    dtype = {c.name: kinds[c.kind] for c in contract.columns}
+    dtype.update({**dict.fromkeys(LINEAGE, "string"), "source_row": "bigint"})
+    dtype.update({"row_hash": "bigint", "key_hash": "bigint"})
+    return dtype
+
+
+def quarantine_dtype(contract: Contract) -> dict[str, str]:
+    """Athena types of the quarantine table: the raw row as received, plus its reasons."""
+    return {**raw_dtype(contract), "reasons": "string"}
+
+
+# ------------------------------------------------------------------------------------ one chunk
+@dataclass
+class CheckedChunk:
+    """A raw chunk typed and checked: the typed rows, their reasons, and their hashes."""
+
+    typed: pd.DataFrame
+    reasons: list[tuple[str, np.ndarray]]
+    row_hash: np.ndarray
+    key_hash: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        """Rows in the chunk."""
+        return len(self.typed)
+
+
+def check_chunk(
+    raw: pd.DataFrame, contract: Contract, *, factors: dict[str, float], decimal_comma: bool
+) -> CheckedChunk:
+    """Type and check one raw chunk (:func:`type_chunk`) and hash its rows and keys (:func:`row_hashes`)."""
+    typed, reasons = type_chunk(raw, contract, factors=factors, decimal_comma=decimal_comma)
+    key_hash = row_hashes(typed, list(contract.key)) if contract.key else None
+    return CheckedChunk(typed, reasons, row_hashes(typed, contract.column_names), key_hash)
+
+
+def any_reason(n: int, reasons: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Mask of the rows that have at least one reason."""
+    out = np.zeros(n, dtype=bool)
+    for _, mask in reasons:
+        out |= mask
+    return out
+
+
+def group_codes(labels: np.ndarray, names: dict[Any, int]) -> np.ndarray:
+    """Small integer codes of group labels (4 bytes a row, not a string), the same across chunks and
+    batches: ``names`` maps each label seen so far to its code, and learns the new ones."""
+    inverse, uniques = pd.factorize(pd.Series(labels, dtype=object), use_na_sentinel=False)
+    table = np.array([names.setdefault(u, len(names)) for u in uniques.tolist()], dtype=np.int32)
+    return table[inverse] if len(table) else np.zeros(len(labels), dtype=np.int32)
+
+
+# ------------------------------------------------------------------------------------ batch-wide decisions
+def _empty_int64() -> np.ndarray:
+    return np.zeros(0, dtype="int64")
+
+
+@dataclass
+class BatchChecks:
+    """What the decisions need of a batch: a few bytes per row, never the rows themselves.
+
+    ``robust_value`` and ``robust_group`` (int32 codes, see :func:`group_codes`) are None when the
+    contract has no robust check (or no group).
+    """
+
+    invalid: np.ndarray
+    row_hash: np.ndarray
+    key_hash: np.ndarray | None = None
+    robust_value: np.ndarray | None = None
+    robust_group: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        """Rows in the batch."""
+        return len(self.invalid)
+
+    @classmethod
+    def concat(cls, parts: Sequence[BatchChecks]) -> BatchChecks:
+        """The checks of a batch from those of its chunks, in order."""
+        if not parts:
+            return cls(np.zeros(0, dtype=bool), _empty_int64())
+
+        def joined(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+
+        return cls(
+            np.concatenate([p.invalid for p in parts]),
+            np.concatenate([p.row_hash for p in parts]),
+            joined("key_hash"),
+            joined("robust_value"),
+            joined("robust_group"),
+        )
+
+
+@dataclass
+class History:
+    """The same arrays for the clean rows the batch is checked against (every commit before it)."""
+
+    row_hash: np.ndarray = field(default_factory=_empty_int64)
+    key_hash: np.ndarray = field(default_factory=_empty_int64)
+    robust_value: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="float64"))
+    robust_group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+
+    @property
+    def n(self) -> int:
+        """Clean rows in the history."""
+        return len(self.row_hash)
+
+    def extend(self, other: History) -> History:
+        """This history followed by ``other`` (the rows of later commits)."""
+        return History(
+            *(np.concatenate([a, b]) for a, b in zip(self._arrays(), other._arrays(), strict=True))
+        )
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return self.row_hash, self.key_hash, self.robust_value, self.robust_group
+
+
+def duplicates(row_hash: np.ndarray, valid: np.ndarray, history_rows: np.ndarray) -> np.ndarray:
+    """Valid rows equal to an earlier valid row of the batch or to a clean row (the first copy stays).
+
+    Only valid rows count as first copies: equal typed values do not mean equal checks ("not a date" and
+    an empty date are both NaT, but only the first is invalid), and a row is not a duplicate of a row that
+    went to quarantine.
+    """
+    dup = np.zeros(len(row_hash), dtype=bool)
+    dup[valid] = pd.Series(row_hash[valid]).duplicated(keep="first").to_numpy()
+    if len(history_rows):
+        dup |= valid & pd.Series(row_hash).isin(history_rows).to_numpy()
+    return dup
+
+
+def conflicting_keys(
+    key_hash: np.ndarray,
+    row_hash: np.ndarray,
+    candidates: np.ndarray,
+    history_keys: np.ndarray,
+    history_rows: np.ndarray,
+) -> np.ndarray:
+    """Candidate rows whose key has another row's values, in the batch or in the clean zone.
+
+    A key seen with different values is never silently resolved: every candidate row of it is flagged.
+    ``history_keys[i]`` is the key of the clean row whose hash is ``history_rows[i]``.
+    """
+    frame = pd.DataFrame({"k": key_hash[candidates], "r": row_hash[candidates]})
+    multi = frame.groupby("k")["r"].nunique()
+    bad_keys = set(multi[multi > 1].index.tolist())
+    if len(history_keys):
+        clean_row_of = dict(zip(history_keys.tolist(), history_rows.tolist(), strict=True))
+        bad_keys |= {
+            k
+            for k, r in zip(frame["k"].tolist(), frame["r"].tolist(), strict=True)
+            if k in clean_row_of and clean_row_of[k] != r
+        }
+    if not bad_keys:
+        return np.zeros(len(key_hash), dtype=bool)
+    return candidates & pd.Series(key_hash).isin(bad_keys).to_numpy()
+
+
+def pooled_outliers(
+    batch: BatchChecks, keep: np.ndarray, history: History, params: CleanParams
+) -> tuple[np.ndarray, dict[Any, dict[str, float]]]:
+    """Robust outliers among the rows still standing (``keep``), against the pool of clean rows + them.
+
+    Returns the mask and the bounds per group code (``"*"`` for the whole pool).
+    """
+    if batch.robust_value is None:
+        return np.zeros(batch.n, dtype=bool), {}
+    pool_v = np.concatenate([history.robust_value, batch.robust_value[keep]])
+    pool_g = None
+    if batch.robust_group is not None:
+        pool_g = np.concatenate([history.robust_group, batch.robust_group[keep]])
+    bounds = robust_bounds(pool_v, pool_g, params)
+    return keep & robust_outliers(batch.robust_value, batch.robust_group, bounds), bounds
+
+
+@dataclass
+class Decisions:
+    """The batch-wide decisions: one mask per reason, and the outlier bounds per group code."""
+
+    duplicate: np.ndarray
+    conflicting_key: np.ndarray
+    outlier: np.ndarray
+    bounds: dict[Any, dict[str, float]]
+
+    def same_rows(self, other: Decisions) -> bool:
+        """Whether ``other`` sends exactly the same rows to quarantine for the same reasons."""
+        return all(
+            np.array_equal(a, b)
+            for a, b in [
+                (self.duplicate, other.duplicate),
+                (self.conflicting_key, other.conflicting_key),
+                (self.outlier, other.outlier),
+            ]
+        )
+
+    def labelled_bounds(self, names: dict[Any, int]) -> dict[str, dict[str, float]]:
+        """The bounds keyed by group label (as the quality report shows them), ``names`` as in
+        :func:`group_codes`."""
+        label_of = {code: label for label, code in names.items()}
+        return {k if k == "*" else str(label_of[k]): v for k, v in self.bounds.items()}
+
+
+def decide(batch: BatchChecks, history: History, params: CleanParams) -> Decisions:
+    """Take the batch-wide decisions for a batch checked against the clean rows of ``history``.
+
+    Parameters
+    ----------
+    batch
+        The batch's validity, hashes and robust statistic.
+    history
+        The same arrays for the clean rows committed before the batch.
+    params
+        Thresholds of the robust check.
+
+    Returns
+    -------
+    Decisions
+        Exact duplicates (the first valid copy stays, in the batch or already clean), rows of a key seen
+        with different values, and robust outliers among the rows left.
+    """
+    valid = ~batch.invalid
+    dup = duplicates(batch.row_hash, valid, history.row_hash)
+    conflict = np.zeros(batch.n, dtype=bool)
+    if batch.key_hash is not None:
+        conflict = conflicting_keys(
+            batch.key_hash, batch.row_hash, valid & ~dup, history.key_hash, history.row_hash
+        )
+    outlier, bounds = pooled_outliers(batch, valid & ~dup & ~conflict, history, params)
+    return Decisions(dup, conflict, outlier, bounds)

@@ -1,0 +1,379 @@
+"""The ingest stage: landed objects → raw zone, one ingestion record per content.
+
+What the ``ingest`` function runs (:func:`run`), one object at a time (:func:`ingest_object`):
+
+1. read the landed object (too large: rejected where it lies, unread);
+2. look its content up in the ledger (``raw/_ingestions/<id>.json``): already ingested → ``duplicate``;
+3. parse it (:mod:`rentlake.parsing`) and write its raw rows as Parquet files whose names are unique to
+   this attempt, plus a copy of the object under ``raw/objects/``;
+4. commit: create the ingestion record only if absent (or replace a rejection, compare-and-swap on its
+   ETag). The record lists exactly the files written, and readers read nothing else.
+
+Of two writers of one content (an S3 event delivered twice, the same bytes uploaded under two names), one
+commits; the other deletes only the files it wrote itself and reports ``already committed by another
+writer``. A failure before the commit deletes this attempt's files; a crash leaves them unlisted, never
+read, for the lake's sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rentlake import contracts
+from rentlake.config import Settings
+from rentlake.events import IngestRequest
+from rentlake.lake import Lake, LakeError, PreconditionFailed, keys
+from rentlake.parsing import Parsed, Rejected, ingestion_id_of, parse_object, raw_dtype
+from rentlake.progress import report as report_progress
+from rentlake.records import IngestedBatch, IngestionRecord, RejectedObject, ingestion_record_from_json
+from rentlake.stages import discard_uncommitted
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+# Compare-and-swap attempts on one ledger entry before giving up (each loss means another writer moved it).
+_MAX_COMMIT_TRIES = 5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to one landed object."""
+
+    key: str
+    status: str  # "ingested" | "duplicate" | "rejected"
+    ingestion_id: str | None = None
+    dataset: str | None = None
+    rows: int = 0
+    reason: str | None = None
+    message: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON, without the fields that are unset (``rows`` is always there)."""
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}) or k == "rows"}
+
+
+@dataclass
+class IngestResult:
+    """The outcomes of one invocation."""
+
+    outcomes: list[IngestOutcome]
+
+    @property
+    def rows(self) -> int:
+        """Rows added to the raw zone."""
+        return sum(o.rows for o in self.outcomes)
+
+    @property
+    def rejected(self) -> int:
+        """Objects rejected whole."""
+        return sum(o.status == "rejected" for o in self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The function's answer."""
+        return {"rows": {"ingested": self.rows}, "outcomes": [o.to_dict() for o in self.outcomes]}
+
+
+def run(lake: Lake, request: IngestRequest, settings: Settings) -> IngestResult:
+    """Ingest every object a request names (what the ``ingest`` handler calls).
+
+    Parameters
+    ----------
+    lake
+        The lake.
+    request
+        The keys to ingest, and optionally the dataset contract to force.
+    settings
+        The deployment's settings (rows per raw part, largest object).
+
+    Returns
+    -------
+    IngestResult
+        One outcome per key, in order.
+    """
+    lake.ensure_database()
+    return IngestResult(
+        [
+            ingest_object(
+                lake,
+                key,
+                dataset=request.dataset,
+                chunk_rows=settings.chunk_rows,
+                max_bytes=settings.max_object_bytes,
+            )
+            for key in request.keys
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------------ the ledger
+@dataclass
+class _Ledger:
+    """The ledger entry of a content as read: the record (None when absent) and the ETag to swap on."""
+
+    record: IngestionRecord | None
+    etag: str | None
+
+    @property
+    def ingested(self) -> IngestedBatch | None:
+        """The record, when it says the content is ingested (which nothing replaces)."""
+        return self.record if isinstance(self.record, IngestedBatch) else None
+
+
+def _read_ledger(lake: Lake, ingestion_id: str) -> _Ledger:
+    # The ETag is read before the body: if the entry changes in between, a swap on this ETag fails
+    # (never the other way round, which could overwrite an ingestion with a stale decision).
+    key = keys.ingestion_record(ingestion_id)
+    head = lake.head(key)
+    if head is None:
+        return _Ledger(None, None)
+    doc = lake.get_json_or_none(key)
+    return _Ledger(None if doc is None else ingestion_record_from_json(doc), head["etag"])
+
+
+def _commit(lake: Lake, record: IngestionRecord, seen: _Ledger) -> tuple[bool, _Ledger]:
+    """Write ``record`` as the content's ledger entry unless an ingestion is already there.
+
+    A rejection may replace a rejection, an ingestion a rejection; nothing replaces an ingestion.
+
+    Returns
+    -------
+    tuple
+        ``(True, the entry replaced)`` when this writer committed, ``(False, the ingestion another writer
+        committed)`` otherwise.
+    """
+    key = keys.ingestion_record(record.ingestion_id)
+    for _ in range(_MAX_COMMIT_TRIES):
+        if seen.ingested is not None:
+            return False, seen
+        try:
+            lake.replace_json(key, record.to_json(), etag=seen.etag)  # etag None: create only if absent
+            return True, seen
+        except PreconditionFailed:
+            seen = _read_ledger(lake, record.ingestion_id)
+    raise LakeError(f"{lake.uri(key)} keeps changing under this writer: {_MAX_COMMIT_TRIES} commits lost")
+
+
+# ------------------------------------------------------------------------------------ one object
+def ingest_object(
+    lake: Lake,
+    key: str,
+    *,
+    dataset: str | None = None,
+    chunk_rows: int = 250_000,
+    max_bytes: int = 512 << 20,
+    progress: Progress = report_progress,
+    now: Callable[[], datetime] = _now,
+) -> IngestOutcome:
+    """Ingest one object of the lake (normally under ``landing/``) into the raw zone.
+
+    Idempotent: the ingestion id comes from the content, and content the ledger records as ingested adds
+    nothing. An object rejected whole is copied to ``quarantine/objects/`` with its reason; the same
+    content landing again is tried again.
+
+    Parameters
+    ----------
+    lake
+        The lake.
+    key
+        The object's key.
+    dataset
+        Force a dataset contract instead of recognising the header.
+    chunk_rows
+        Rows per raw Parquet part (bounds memory).
+    max_bytes
+        Larger objects are rejected whole.
+    progress
+        Called with short progress messages.
+    now
+        Clock (injectable for tests).
+
+    Returns
+    -------
+    IngestOutcome
+        ``ingested`` (with the row count), ``duplicate`` (nothing added: ingested before, or by another
+        writer at the same time) or ``rejected`` (reason code and a message saying what to do).
+    """
+    head = lake.head(key)
+    if head is None:
+        msg = f"{lake.uri(key)} does not exist"
+        return IngestOutcome(key, "rejected", reason="not_found", message=msg)
+    if head["size"] > max_bytes:
+        return _reject_large(lake, key, head, max_bytes)
+    data = lake.get_bytes(key)
+    ingestion_id, sha = ingestion_id_of(data)
+    seen = _read_ledger(lake, ingestion_id)
+    if seen.ingested is not None:
+        return _duplicate(key, seen.ingested, "same content as")
+    stamp = now()
+    try:
+        parsed = parse_object(data, _name(key), dataset=dataset, chunk_rows=chunk_rows, max_bytes=max_bytes)
+        record = _write_raw(lake, key, head, sha, ingestion_id, parsed, stamp, progress)
+    except Rejected as exc:
+        return _reject(lake, key, head, sha, ingestion_id, exc, stamp, seen)
+    return _commit_ingested(lake, record, seen, parsed)
+
+
+def _write_raw(
+    lake: Lake,
+    key: str,
+    head: dict[str, Any],
+    sha: str,
+    ingestion_id: str,
+    parsed: Parsed,
+    stamp: datetime,
+    progress: Progress,
+) -> IngestedBatch:
+    """Write the raw rows and the object's copy; the record that would commit them (not written yet).
+
+    On any failure, the files this attempt wrote are deleted (no other writer's) before the error goes on.
+    """
+    ingest_date = stamp.strftime("%Y-%m-%d")
+    name = _name(key)
+    contract = contracts.get(parsed.dataset)
+    written: list[str] = []
+    rows = 0
+    try:
+        for part, chunk in enumerate(parsed.chunks):
+            chunk = chunk.assign(source_key=key, source_etag=head["etag"], source_sha256=sha)
+            paths = lake.write_batch(
+                chunk,
+                "raw",
+                parsed.dataset,
+                ingest_date=ingest_date,
+                ingestion_id=ingestion_id,
+                part=part,
+                dtype=raw_dtype(contract),
+            )
+            written += [lake.key_of(p) for p in paths]
+            rows += len(chunk)
+            progress(f"ingest {name}: {rows:,} rows read")
+        if rows == 0:
+            raise Rejected("no_data_rows", f"{name} has a header but no data rows")
+        raw_copy = keys.raw_object(ingest_date, ingestion_id, name)
+        lake.copy(key, raw_copy)
+    except BaseException:
+        discard_uncommitted(lake, written)
+        raise
+    return IngestedBatch(
+        ingestion_id=ingestion_id,
+        dataset=parsed.dataset,
+        contract_version=contract.version,
+        source_key=key,
+        source_etag=head["etag"],
+        source_version_id=head.get("version_id"),
+        source_sha256=sha,
+        size_bytes=head["size"],
+        raw_object=raw_copy,
+        raw_table=keys.batch_prefix("raw", parsed.dataset, ingest_date, ingestion_id),
+        raw_files=tuple(written),
+        ingest_date=ingest_date,
+        ingested_at=stamp.isoformat(),
+        rows=rows,
+        format=parsed.format,
+        decimal_comma=parsed.decimal_comma,
+        details={k: v for k, v in parsed.details.items() if k != "header"},
+        header=parsed.details.get("header"),
+        mapping=parsed.mapping.describe(),
+    )
+
+
+def _commit_ingested(lake: Lake, record: IngestedBatch, seen: _Ledger, parsed: Parsed) -> IngestOutcome:
+    """Commit the ingestion; the loser of a race deletes its own files and says who won."""
+    won, entry = _commit(lake, record, seen)
+    if not won and entry.ingested is not None:
+        mine = [*(record.raw_files or ()), record.raw_object]
+        # Only this attempt's files: the winner's copy of the object may share its key (same name, same
+        # day, same bytes), and that one the winner's record names.
+        discard_uncommitted(lake, [k for k in mine if k != entry.ingested.raw_object])
+        return _duplicate(record.source_key, entry.ingested, "already committed by another writer:")
+    if isinstance(entry.record, RejectedObject):  # rejected before, ingested now: the rejected copy goes
+        lake.delete_keys(_rejected_keys(entry.record.ingestion_id, entry.record.source_key))
+    log.info(
+        "ingested %s: %d rows as %s (%s)", record.source_key, record.rows, record.dataset, record.ingestion_id
+    )
+    return IngestOutcome(
+        record.source_key,
+        "ingested",
+        record.ingestion_id,
+        record.dataset,
+        record.rows,
+        details={"format": record.format, **record.details, "unknown_columns": parsed.mapping.unknown},
+    )
+
+
+def _duplicate(key: str, ingested: IngestedBatch, how: str) -> IngestOutcome:
+    return IngestOutcome(
+        key,
+        "duplicate",
+        ingested.ingestion_id,
+        ingested.dataset,
+        0,
+        reason="committed_by_another_writer" if how.startswith("already") else None,
+        message=f"{how} {ingested.source_key} (ingested {ingested.ingested_at}): nothing added",
+    )
+
+
+# ------------------------------------------------------------------------------------ rejections
+def _reject(
+    lake: Lake,
+    key: str,
+    head: dict[str, Any],
+    sha: str,
+    ingestion_id: str,
+    exc: Rejected,
+    stamp: datetime,
+    seen: _Ledger,
+) -> IngestOutcome:
+    """Keep a copy of the object and its reason, then record the rejection (unless it was ingested)."""
+    kept, reason_key = _rejected_keys(ingestion_id, key)
+    record = RejectedObject(
+        ingestion_id=ingestion_id,
+        source_key=key,
+        source_etag=head["etag"],
+        source_sha256=sha,
+        reason=exc.code,
+        message=exc.message,
+        rejected_at=stamp.isoformat(),
+        kept_at=kept,
+    )
+    # The copy and its reason first: a committed rejection always points to a copy that exists.
+    lake.copy(key, kept)
+    lake.put_json(reason_key, record.reason_json())
+    won, entry = _commit(lake, record, seen)
+    if not won and entry.ingested is not None:
+        # Ingested by another writer meanwhile: this rejection is stale, and so is its copy.
+        lake.delete_keys([kept, reason_key])
+        return _duplicate(key, entry.ingested, "already committed by another writer:")
+    log.warning("rejected %s: %s", key, exc)
+    return IngestOutcome(
+        key, "rejected", ingestion_id, reason=exc.code, message=exc.message, details={"kept_at": kept}
+    )
+
+
+def _reject_large(lake: Lake, key: str, head: dict[str, Any], max_bytes: int) -> IngestOutcome:
+    # Too large to read into memory: identified by its ETag instead of its content hash, and left where
+    # it landed (copying it would double the cost; the reason file says where it is).
+    ingestion_id = "etag-" + head["etag"][:20]
+    msg = f"{key} is {head['size']} bytes; the limit of one object is {max_bytes}: split it"
+    lake.put_json(
+        keys.rejected_reason(ingestion_id, key), {"source_key": key, "reason": "too_large", "message": msg}
+    )
+    return IngestOutcome(key, "rejected", ingestion_id, reason="too_large", message=msg)
+
+
+def _name(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def _rejected_keys(ingestion_id: str, source_key: str) -> list[str]:
+    """Where an object rejected whole is kept, and its reason file."""
+    name = _name(source_key)
+    return [keys.rejected_object(ingestion_id, name), keys.rejected_reason(ingestion_id, name)]
