@@ -1,5 +1,5 @@
 """Every sample event under infra/events/ runs its function as is (what `sam local invoke -e` and
-`rentlake invoke` feed them), in the order of the cycle, on a moto lake."""
+`rentlake invoke` feed them), in the order of the cycle, on a moto S3 lake and on a local folder lake."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import EVENTS, ROOT, SAMPLES, load_event
 
@@ -28,7 +31,20 @@ def test_every_event_file_belongs_to_a_function() -> None:
     assert on_disk == named
 
 
-def test_sample_events_run_the_whole_cycle(function, lake, lambda_context) -> None:
+@pytest.fixture(params=["s3", "local"])
+def cycle_lake(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The lake the functions open from their environment: the moto bucket, or a folder (RENTLAKE_LAKE)."""
+    if request.param == "s3":
+        return request.getfixturevalue("lake")
+    from rentlake.lake import open_lake
+
+    monkeypatch.delenv("RENTLAKE_BUCKET", raising=False)
+    monkeypatch.setenv("RENTLAKE_LAKE", str(tmp_path / "lake"))
+    return open_lake(tmp_path / "lake")
+
+
+def test_sample_events_run_the_whole_cycle(function, cycle_lake, lambda_context) -> None:
+    lake = cycle_lake
     # GIVEN the objects the S3 events name
     lake.put_bytes("landing/house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes())
     lake.put_bytes("score/listings_to_score.csv", b"surface_m2\n30\n55\n-1\n")

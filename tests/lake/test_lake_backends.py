@@ -199,6 +199,6 @@ def test_write_batch_then_read_back(any_lake: Any) -> None:
     assert lake.read_parquet_key(written[0], columns=["rent_eur"]).columns.tolist() == ["rent_eur"]
     # AND the table is in the lake's catalog
     assert "clean_listings" in lake.glue_tables()
-    # AND dropping the batch removes its files
-    assert lake.drop_batch("clean", "listings", **where) == 2
+    # AND deleting the batch's prefix removes its files
+    assert lake.delete_prefix(keys.batch_prefix("clean", "listings", **where)) == 2
     assert lake.batch_files("clean", "listings", **where) == []

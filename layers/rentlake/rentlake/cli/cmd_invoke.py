@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
         "invoke",
         help="run a function's handler with an event file (no Docker needed)",
         description="Run functions/FUNCTION/app.py's handler in this process with the JSON event in EVENT "
-        "(see infra/events/), against the embedded lake or --bucket, and print its response. The string "
+        "(see infra/events/), against the local lake or --bucket, and print its response. The string "
         "${BUCKET} in the event is replaced by the lake's bucket, ${VERSION} by the newest model version "
         "of the registry, and any ${KEY} by --set KEY=VALUE.",
     )
