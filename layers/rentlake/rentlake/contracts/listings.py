@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 
 from rentlake.contracts import Alias, Column, Contract, RobustRule, register
+from rentlake.contracts.ranges import SURFACE_RANGE  # shared with the API (no pandas there)
 
-# A dwelling under 9 m² is not decent housing in France (décret n° 2002-120, art. 4); 1 000 m² is far
-# beyond any flat in the sample data. Rents outside 50–100 000 €/month are typing errors, not listings.
-SURFACE_RANGE = (9.0, 1000.0)
+# Rents outside 50–100 000 €/month are typing errors, not listings.
 RENT_RANGE = (50.0, 100_000.0)
 # Rent per m² outside 5–200 €/month/m² is impossible in Paris (the legal references are 15–38 €/m²,
 # the course data 20–111 €/m²); it is how a surface that lost a zero (40 m² written 4) shows up.
