@@ -40,9 +40,10 @@ def make_lake(bucket: str, database: str, *hooks: tuple[str, FaultInjector]) -> 
 
 def run_stages(lake: Any, *, train: bool = True) -> dict[str, Any]:
     """Land the course file, ingest, clean, (train): what the pipeline's first three stages do."""
-    from rentlake import modeling_jobs
     from rentlake.cleaning import CleanParams
+    from rentlake.events import TrainRequest
     from rentlake.stages import clean, ingest
+    from rentlake.stages import train as train_stage
 
     lake.ensure_database()
     lake.put_bytes("landing/house_intact.csv", COURSE.read_bytes())
@@ -50,7 +51,7 @@ def run_stages(lake: Any, *, train: bool = True) -> dict[str, Any]:
     out["ingest"] = ingest.ingest_object(lake, "landing/house_intact.csv", now=lambda: FIXED).to_dict()
     out["clean"] = [c.to_json() for c in clean.clean_pending(lake, CleanParams()).commits]
     if train:
-        out["train"] = modeling_jobs.train(lake, now=lambda: FIXED)
+        out["train"] = train_stage.run(lake, TrainRequest(), now=lambda: FIXED)
     return out
 
 

@@ -149,9 +149,7 @@ def test_unscorable_files_are_reported_not_raised(lake: Any, score_app: ModuleTy
     # GIVEN a text file, a missing key and a corrupt parquet
     lake.put_bytes("score/notes.txt", b"hello")
     lake.put_bytes("score/broken.parquet", b"PAR1 not really")
-    out = score_app.handler(
-        {"keys": ["score/notes.txt", "score/missing.csv", "score/broken.parquet"]}, CTX
-    )
+    out = score_app.handler({"keys": ["score/notes.txt", "score/missing.csv", "score/broken.parquet"]}, CTX)
     errors = [r["error"] for r in out["scored"]]
     assert "only .csv and .parquet" in errors[0]
     assert "does not exist" in errors[1]
