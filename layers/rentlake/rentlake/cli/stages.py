@@ -112,5 +112,7 @@ def print_clean(ctx: Context, result: dict[str, Any]) -> None:
             f"            report: {ctx.where(keys.quality_report(r['dataset'], r['ingestion_id']))}",
             file=ctx.out,
         )
-    if not result["reports"]:
+    for other in result.get("already_committed", []):
+        print(f"  skipped   batch {other['ingestion_id']}: {other['message']}", file=ctx.out)
+    if not result["reports"] and not result.get("already_committed"):
         print("  nothing pending to clean", file=ctx.out)
