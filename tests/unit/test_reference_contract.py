@@ -8,8 +8,8 @@ import io
 import pandas as pd
 import pytest
 from rentlake import contracts
-from rentlake.clean import coerce_bool, type_chunk
-from rentlake.ingest import parse_object
+from rentlake.cleaning import coerce_bool, type_chunk
+from rentlake.parsing import parse_object
 
 from tests.conftest import SAMPLES
 

@@ -11,7 +11,7 @@ Zones are key prefixes::
     raw/_ingestions/<I>.json      ingestion metadata (lineage, parse report); the idempotency ledger
     raw/<dataset>/ingest_date=D/ingestion_id=I/*.parquet    rows as received, header mapped, as strings
     clean/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  typed rows (Glue table ``clean_<dataset>``)
-    clean/_batches/<dataset>/<I>.json                       commit marker (its files) + quality summary
+    clean/_batches/<dataset>/<n>.json                       clean commit n (its files) + quality summary
     quarantine/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  rejected rows with ``reasons``
     quarantine/objects/ingestion_id=I/<name>                 objects rejected whole (+ ``.reason.json``)
     reports/quality/<dataset>/<I>.json   per-batch data-quality report
@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rentlake.records import CleanCommit, IngestedBatch, RecordError
 
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
@@ -126,6 +128,11 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
     def clean_batch_record(dataset: str, ingestion_id: str) -> str:
         """Commit marker of a cleaned batch (written last: a batch without it is not in the clean zone)."""
         return f"clean/_batches/{dataset}/{ingestion_id}.json"
+
+    @staticmethod
+    def clean_commit(dataset: str, seq: int) -> str:
+        """Clean commit number ``seq`` of a dataset (created only if absent: the order of the commits)."""
+        return f"clean/_batches/{dataset}/{seq:010d}.json"
 
     @staticmethod
     def clean_batch_records_prefix(dataset: str) -> str:
@@ -315,7 +322,7 @@ class Lake(ABC):
         """Append one chunk of a batch to a zone table and register the table in the catalog.
 
         Files are named ``part-<chunk>-<uuid>`` under ``ingest_date=D/ingestion_id=I/``, so writing the
-        same chunk twice adds a copy: a re-run of a failed batch must first call :meth:`drop_batch`. The
+        same chunk twice adds a copy: only the files a commit record lists are ever read. The
         chunk number keeps the files in chunk order for :meth:`batch_files`.
 
         Parameters
@@ -425,10 +432,6 @@ class Lake(ABC):
         """Remove leftovers of writers that died (temp files); returns how many. Nothing to do on S3."""
         return 0
 
-    def drop_batch(self, zone: str, dataset: str, *, ingest_date: str, ingestion_id: str) -> int:
-        """Delete whatever a previous, failed attempt wrote for a batch (files only)."""
-        return self.delete_prefix(keys.batch_prefix(zone, dataset, ingest_date, ingestion_id))
-
     def batch_files(self, zone: str, dataset: str, *, ingest_date: str, ingestion_id: str) -> list[str]:
         """The Parquet files of one batch, in chunk order."""
         prefix = keys.batch_prefix(zone, dataset, ingest_date, ingestion_id)
@@ -452,24 +455,35 @@ class Lake(ABC):
         files = self.batch_files(zone, dataset, ingest_date=ingest_date, ingestion_id=ingestion_id)
         yield from self.iter_keys(files, columns)
 
-    def committed_files(self, record: dict[str, Any], zone: str) -> list[str]:
-        """The files a commit record (ingestion record or clean batch marker) names for ``zone``.
+    def committed_files(self, record: IngestedBatch | CleanCommit, zone: str) -> list[str]:
+        """The files a commit record (ingestion record or clean commit) names for ``zone``.
 
         A record lists exactly the files its writer wrote, so files that another writer of the same batch
         left beside them (an S3 event delivered twice, a re-run after a crash) are never read. Records
         written before the list existed fall back to the batch's prefix.
         """
-        listed = record.get(f"{zone}_files")
+        listed = record.files(zone)
         if listed is not None:
             return list(listed)
         return self.batch_files(
-            zone, record["dataset"], ingest_date=record["ingest_date"], ingestion_id=record["ingestion_id"]
+            zone, record.dataset, ingest_date=record.ingest_date, ingestion_id=record.ingestion_id
         )
 
-    def committed_batches(self, dataset: str) -> list[dict[str, Any]]:
-        """Commit markers of the clean batches of a dataset, oldest first."""
-        recs = [self.get_json(k) for k in self.list_keys(keys.clean_batch_records_prefix(dataset))]
-        return sorted(recs, key=lambda r: (r.get("cleaned_at", ""), r.get("ingestion_id", "")))
+    def committed_batches(self, dataset: str) -> list[CleanCommit]:
+        """The clean commits of a dataset, in commit order (numbered commits after older unnumbered ones).
+
+        Raises
+        ------
+        LakeError
+            When a commit is not a valid record (it names the key and the field).
+        """
+        commits = []
+        for key in self.list_keys(keys.clean_batch_records_prefix(dataset)):
+            try:
+                commits.append(CleanCommit.from_json(self.get_json(key)))
+            except RecordError as exc:
+                raise LakeError(f"{self.uri(key)}: {exc}") from exc
+        return sorted(commits, key=lambda c: (c.seq is not None, c.seq or 0, c.cleaned_at, c.ingestion_id))
 
     def read_clean(self, dataset: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The clean zone of a dataset: every committed batch, in commit order.
@@ -479,8 +493,8 @@ class Lake(ABC):
         import pandas as pd
 
         frames = []
-        for rec in self.committed_batches(dataset):
-            frames.extend(self.iter_keys(self.committed_files({**rec, "dataset": dataset}, "clean"), columns))
+        for commit in self.committed_batches(dataset):
+            frames.extend(self.iter_keys(self.committed_files(commit, "clean"), columns))
         if not frames:
             return pd.DataFrame(columns=columns or [])
         return pd.concat(frames, ignore_index=True)

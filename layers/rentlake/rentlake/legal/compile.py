@@ -161,8 +161,8 @@ def compile_file(data: bytes, name: str) -> bytes:
         When rows fail the contract (the reason codes are named): the lake quarantines such rows, a file
         compiled on its own must be entirely valid.
     """
-    from rentlake.clean import reasons_to_series, type_chunk
-    from rentlake.ingest import parse_object
+    from rentlake.cleaning import reasons_to_series, type_chunk
+    from rentlake.parsing import parse_object
 
     raw = pd.concat(list(parse_object(data, name, dataset=DATASET).chunks), ignore_index=True)
     typed, reasons = type_chunk(raw, contracts.get(DATASET))
@@ -185,7 +185,7 @@ def build_artifact(lake: Lake) -> tuple[dict[str, Any], bytes] | None:
     clean = read_reference(lake)
     if clean.empty:
         return None
-    doc = compile_lookup(clean, lake.committed_batches(DATASET))
+    doc = compile_lookup(clean, [c.to_json() for c in lake.committed_batches(DATASET)])
     return doc, artifact_bytes(doc)
 
 
