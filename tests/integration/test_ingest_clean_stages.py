@@ -375,3 +375,19 @@ def test_a_second_writer_of_the_same_batch_is_never_read(function, put_landing, 
     committed = report["clean_files"]
     lake.copy(committed[0], committed[0].replace("part-00000-", "part-00000-stray-"))
     assert len(lake.read_clean("listings")) == 481
+
+
+def test_a_ledger_entry_that_is_not_a_record_is_an_error_naming_it(
+    function, put_landing, lake, lambda_context
+) -> None:
+    from rentlake.lake import LakeError
+    from rentlake.parsing import ingestion_id_of
+
+    # GIVEN the ledger entry of a content edited by hand (its row count written as text)
+    data = b"loyer,surface\n1000,30\n"
+    iid, _ = ingestion_id_of(data)
+    lake.put_json(f"raw/_ingestions/{iid}.json", {"ingestion_id": iid, "status": "ingested", "rows": "1"})
+    # WHEN the same content lands THEN ingestion fails naming the entry and the field, and writes nothing
+    with pytest.raises(LakeError, match=rf"raw/_ingestions/{iid}.json: .*'dataset'"):
+        run_ingest(function, put_landing("again.csv", data), lambda_context)
+    assert lake.list_keys("raw/listings/") == []

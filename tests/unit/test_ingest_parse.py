@@ -217,3 +217,55 @@ def test_parquet_with_a_corrupt_page_is_rejected_not_crashed() -> None:
     with pytest.raises(Rejected) as info:
         rows(bytes(data), "listings.parquet")
     assert info.value.code == "unreadable"
+
+
+# ------------------------------------------------------------------------ the ingestion record
+def _ingested_doc(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "ingestion_id": "0123456789abcdef0123",
+        "status": "ingested",
+        "dataset": "listings",
+        "contract_version": 3,
+        "source_key": "landing/x.csv",
+        "source_etag": "e",
+        "source_sha256": "0" * 64,
+        "size_bytes": 10,
+        "raw_object": "raw/objects/ingest_date=2024-01-01/ingestion_id=0123456789abcdef0123/x.csv",
+        "raw_table": "raw/listings/ingest_date=2024-01-01/ingestion_id=0123456789abcdef0123/",
+        "raw_files": ["raw/listings/ingest_date=2024-01-01/ingestion_id=0123456789abcdef0123/p.parquet"],
+        "ingest_date": "2024-01-01",
+        "ingested_at": "2024-01-01T00:00:00+00:00",
+        "rows": 2,
+        "format": "csv",
+        "details": {"encoding": "utf-8", "delimiter": ";"},
+        "mapping": {"unit_factors": {"rent_eur": 0.5}},
+    }
+    doc.update(changes)
+    return doc
+
+
+def test_decimal_comma_is_recorded_and_derived_once_for_older_records() -> None:
+    from rentlake.records import IngestedBatch, ingestion_record_from_json
+
+    # GIVEN a semicolon-separated file parsed: the parser says how it writes decimals
+    parsed = parse_object(b"loyer;surface\n1 200,50;30\n", "x.csv")
+    assert parsed.decimal_comma is True
+    assert parse_object(b"loyer,surface\n1200.5,30\n", "x.csv").decimal_comma is False
+    # WHEN a record written before the field existed is read THEN it is derived from its delimiter
+    old = ingestion_record_from_json(_ingested_doc())
+    assert isinstance(old, IngestedBatch) and old.decimal_comma is True
+    assert old.unit_factors == {"rent_eur": 0.5}
+    # AND a record that says it explicitly is taken at its word, and round-trips
+    new = IngestedBatch.from_json(_ingested_doc(decimal_comma=False))
+    assert new.decimal_comma is False and IngestedBatch.from_json(new.to_json()) == new
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"rows": "2"}, "'rows'"), ({"raw_files": [1]}, "'raw_files'"), ({"status": "lost"}, "'status'")],
+)
+def test_a_broken_ingestion_record_names_its_field(changes: dict[str, object], field: str) -> None:
+    from rentlake.records import RecordError, ingestion_record_from_json
+
+    with pytest.raises(RecordError, match=field):
+        ingestion_record_from_json(_ingested_doc(**changes))

@@ -29,7 +29,13 @@ from rentlake.events import IngestRequest
 from rentlake.lake import Lake, LakeError, PreconditionFailed, keys
 from rentlake.parsing import Parsed, Rejected, ingestion_id_of, parse_object, raw_dtype
 from rentlake.progress import report as report_progress
-from rentlake.records import IngestedBatch, IngestionRecord, RejectedObject, ingestion_record_from_json
+from rentlake.records import (
+    IngestedBatch,
+    IngestionRecord,
+    RecordError,
+    RejectedObject,
+    ingestion_record_from_json,
+)
 from rentlake.stages import discard_uncommitted
 
 log = logging.getLogger(__name__)
@@ -135,7 +141,10 @@ def _read_ledger(lake: Lake, ingestion_id: str) -> _Ledger:
     if head is None:
         return _Ledger(None, None)
     doc = lake.get_json_or_none(key)
-    return _Ledger(None if doc is None else ingestion_record_from_json(doc), head["etag"])
+    try:
+        return _Ledger(None if doc is None else ingestion_record_from_json(doc), head["etag"])
+    except RecordError as exc:  # a ledger entry written by hand or truncated: name it, do not guess
+        raise LakeError(f"{lake.uri(key)}: {exc}") from exc
 
 
 def _commit(lake: Lake, record: IngestionRecord, seen: _Ledger) -> tuple[bool, _Ledger]:
