@@ -2,7 +2,9 @@
 
 ``LinearRegression`` on log-rent vs log-surface, the 90 % interval computed in Python from the residual
 spread (what a first, non-ONNX version of the service would do). Importable by path like
-``functions/predict/app.py``: it exposes ``handler`` and reads ``RENTLAKE_BUCKET`` at import.
+``functions/predict/app.py``: it exposes ``handler`` and reads ``RENTLAKE_BUCKET`` at import, when it
+points the process's API (:data:`rentlake.runtime.routes.CHAMPION`) at the sklearn model, as the predict
+function's module points it at the ONNX one: import one or the other before measuring it.
 """
 
 from __future__ import annotations
@@ -10,14 +12,17 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from aws_lambda_powertools.logging import correlation_paths
 from rentlake.lake import Lake, keys
-from rentlake.observability import logger, metrics
-from rentlake.runtime.api import build_app, observed_resolve
-from rentlake.runtime.model import Z_90, ModelCard
+from rentlake.runtime.champion import LoadedModel, ModelCard
+from rentlake.runtime.interval import Z_90
+from rentlake.runtime.resolver import logger, metrics
+from rentlake.runtime.routes import CHAMPION, app
 
 VERSION = "baseline-sklearn"
 MODEL_KEY = keys.model_file(VERSION, "model.joblib")
@@ -39,19 +44,11 @@ def train_and_upload(lake: Lake, n: int = 2000, seed: int = 0) -> None:
 
 
 @dataclass(frozen=True)
-class SklearnModel:
-    """Duck-types :class:`rentlake.runtime.model.LoadedModel` for ``estimate``.
+class SklearnModel(LoadedModel):
+    """A champion whose inference is scikit-learn's (no ONNX session): the API serves it unchanged."""
 
-    Same attributes, sklearn inside.
-    """
-
-    reg: Any
-    sigma: float
-    card: ModelCard
-    pointer: dict[str, Any] = field(default_factory=lambda: {"version": VERSION})
-    uses_district: bool = False
-    z: float = Z_90
-    version: str = VERSION
+    reg: Any = None
+    sigma: float = 0.0
 
     def predict(
         self, surface_m2: np.ndarray, district: np.ndarray | None = None
@@ -61,43 +58,41 @@ class SklearnModel:
         return np.exp(log_rent), np.exp(log_rent - half), np.exp(log_rent + half)
 
 
-class SklearnCache:
-    """Loads the pickled model once (same caching as the ONNX path, without refresh)."""
+def load_sklearn(lake: Lake, pointer: Mapping[str, Any]) -> SklearnModel:
+    """The champion cache's loader for the baseline: the pickled model, whatever the pointer names."""
+    import joblib
 
-    def __init__(self, lake: Lake) -> None:
-        self.lake = lake
-        self._model: SklearnModel | None = None
-
-    def peek(self) -> SklearnModel | None:
-        return self._model
-
-    def get(self) -> SklearnModel:
-        if self._model is None:
-            import joblib
-
-            blob = joblib.load(io.BytesIO(self.lake.get_bytes(MODEL_KEY)))
-            lo, hi = blob["range"]
-            card = ModelCard.from_dict(
-                {
-                    "version": VERSION,
-                    "model_name": "LinearRegression(log)",
-                    "features": ["surface_m2"],
-                    "feature_ranges": {"surface_m2": {"min": lo, "max": hi}},
-                    "interval": {"level": 0.9, "method": "normal residuals", "scale": "log"},
-                },
-                VERSION,
-            )
-            self._model = SklearnModel(reg=blob["model"], sigma=blob["sigma"], card=card)
-        return self._model
+    blob = joblib.load(io.BytesIO(lake.get_bytes(MODEL_KEY)))
+    lo, hi = blob["range"]
+    card = ModelCard.from_dict(
+        {
+            "version": VERSION,
+            "model_name": "LinearRegression(log)",
+            "features": ["surface_m2"],
+            "feature_ranges": {"surface_m2": {"min": lo, "max": hi}},
+            "interval": {"level": 0.9, "method": "normal residuals", "scale": "log"},
+        },
+        VERSION,
+    )
+    return SklearnModel(
+        session=None,
+        card=card,
+        pointer={"version": VERSION},
+        uses_district=False,
+        z=Z_90,
+        reg=blob["model"],
+        sigma=blob["sigma"],
+    )
 
 
-app = build_app(SklearnCache(Lake(os.environ.get("RENTLAKE_BUCKET", "unset-bucket"))))  # type: ignore[arg-type]
+# Loaded once, never refreshed (the ONNX path re-reads its pointer every minute: a few µs per request).
+CHAMPION.use_lake(
+    Lake(os.environ.get("RENTLAKE_BUCKET", "unset-bucket")), refresh_seconds=math.inf, loader=load_sklearn
+)
 
 
-log = logger("predict-baseline")
-metric = metrics("predict-baseline")
-
-
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda-style entry point, as in ``functions/predict/app.py`` (same logs and metrics)."""
-    return observed_resolve(app, event, context, log=log, metric=metric)
+    return app.resolve(event, context)

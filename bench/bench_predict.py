@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "layers" / "rentlake"))
 
 from rentlake.lake import Lake  # noqa: E402
 from rentlake.runtime.events import http_api_event  # noqa: E402
+from rentlake.runtime.lightcheck import ProbeContext  # noqa: E402
 from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion, sample_surfaces  # noqa: E402
 
 BUCKET = "rentlake-bench"
@@ -53,6 +54,7 @@ PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
 BASELINE_APP = ROOT / "bench" / "baseline_sklearn.py"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Prediction path (bench/bench_predict.py)"
+CONTEXT = ProbeContext()  # Lambda's context: the handler's Powertools logger reads it
 
 CHILD = r"""
 import importlib.util, json, sys, time
@@ -61,8 +63,9 @@ spec = importlib.util.spec_from_file_location("app_under_bench", sys.argv[1])
 mod = importlib.util.module_from_spec(spec); sys.modules[spec.name] = mod; spec.loader.exec_module(mod)
 t_import = time.perf_counter()
 from rentlake.runtime.events import http_api_event
+from rentlake.runtime.lightcheck import ProbeContext
 resp = mod.handler(http_api_event("POST", "/estimates", sys.argv[2],
-                                  headers={"content-type": "application/json"}), None)
+                                  headers={"content-type": "application/json"}), ProbeContext())
 t1 = time.perf_counter()
 assert resp["statusCode"] == 200, resp
 # VmHWM: peak RSS of this image (ru_maxrss would carry the forking parent's peak across exec)
@@ -186,17 +189,17 @@ def warm_legal(iterations: int, repeats: int = 5) -> dict[str, float]:
         )
         for name, b in (("plain", PLAIN_BODY), ("legal", LEGAL_BODY))
     }
-    first = json.loads(mod.handler(events["legal"], None)["body"])
+    first = json.loads(mod.handler(events["legal"], CONTEXT)["body"])
     assert "legal" in first, first
     p50: dict[str, list[float]] = {"plain": [], "legal": []}
     for _ in range(repeats):
         for name, event in events.items():
             for _ in range(200):
-                mod.handler(event, None)
+                mod.handler(event, CONTEXT)
             times = np.empty(iterations)
             for i in range(iterations):
                 t0 = time.perf_counter()
-                mod.handler(event, None)
+                mod.handler(event, CONTEXT)
                 times[i] = time.perf_counter() - t0
             p50[name].append(float(np.percentile(times, 50) * 1e6))
     return {name: statistics.median(v) for name, v in p50.items()}
@@ -214,11 +217,11 @@ def warm(handler: Any, n_listings: int, iterations: int) -> dict[str, float]:
         "POST", "/estimates", json.dumps(body), headers={"content-type": "application/json"}
     )
     for _ in range(200):
-        assert handler(event, None)["statusCode"] == 200
+        assert handler(event, CONTEXT)["statusCode"] == 200
     times = np.empty(iterations)
     for i in range(iterations):
         t0 = time.perf_counter()
-        handler(event, None)
+        handler(event, CONTEXT)
         times[i] = time.perf_counter() - t0
     return {"p50_ms": float(np.percentile(times, 50) * 1e3), "p99_ms": float(np.percentile(times, 99) * 1e3)}
 
@@ -226,8 +229,8 @@ def warm(handler: Any, n_listings: int, iterations: int) -> dict[str, float]:
 def batch_throughput(lake: Lake, rows: int) -> dict[str, float]:
     """Rows/s of the ONNX inference alone and of score_table (parse + validate + infer), no I/O."""
     import pyarrow as pa
-    from rentlake.runtime.model import load_champion
-    from rentlake.scoring import score_table
+    from rentlake.runtime.champion import load_champion
+    from rentlake.stages.score import score_table
 
     model = load_champion(lake)
     surfaces = sample_surfaces(rows).astype(np.float32)
@@ -309,11 +312,11 @@ def main() -> int:
         lake = seed(endpoint)
         cold = {"onnx": cold_start(PREDICT_APP, cold_runs), "sklearn": cold_start(BASELINE_APP, cold_runs)}
         legal_cold = cold_pair(cold_runs)
-        onnx_mod, base_mod = load(PREDICT_APP, "bench_predict_app"), load(BASELINE_APP, "bench_baseline_app")
-        warm_res = {
-            "onnx": {1: warm(onnx_mod.handler, 1, it1), 100: warm(onnx_mod.handler, 100, it100)},
-            "sklearn": {1: warm(base_mod.handler, 1, it1), 100: warm(base_mod.handler, 100, it100)},
-        }
+        # One app module at a time: importing one points the process's API at its model.
+        onnx = load(PREDICT_APP, "bench_predict_app").handler
+        warm_res = {"onnx": {1: warm(onnx, 1, it1), 100: warm(onnx, 100, it100)}}
+        sklearn = load(BASELINE_APP, "bench_baseline_app").handler
+        warm_res["sklearn"] = {1: warm(sklearn, 1, it1), 100: warm(sklearn, 100, it100)}
         batch = batch_throughput(lake, rows)
         legal_warm = warm_legal(it1 // 5 if opts.quick else it1)
     finally:

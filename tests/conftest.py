@@ -94,11 +94,11 @@ def legal_artifact() -> bytes:
 def fresh_legal_cache() -> Iterator[None]:
     """Each test is a fresh container: the legal table cache (per process, keyed by sha256) starts empty
     and is left empty, so no test depends on what an earlier one loaded."""
-    from rentlake.runtime import legal
+    from rentlake.legal import lookup
 
-    legal._CACHE.clear()
+    lookup._CACHE.clear()
     yield
-    legal._CACHE.clear()
+    lookup._CACHE.clear()
 
 
 @pytest.fixture

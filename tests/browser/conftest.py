@@ -120,9 +120,9 @@ def server() -> Iterator[str]:
             finally:
                 srv.shutdown()
                 srv.server_close()
-                from rentlake.runtime import legal
+                from rentlake.legal import lookup
 
-                legal._CACHE.clear()  # the process-wide table cache: leave none to later tests
+                lookup._CACHE.clear()  # the process-wide table cache: leave none to later tests
     finally:
         mp.undo()
 
@@ -141,6 +141,8 @@ def browser(server: str) -> Iterator[Any]:
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument("--window-size=1280,900")
     options.add_argument("--lang=en-GB")
+    # The console, where Chromium reports what a Content-Security-Policy blocked.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(30)
     try:

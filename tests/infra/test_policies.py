@@ -277,10 +277,10 @@ def test_predict_and_score_on_moto_touch_only_what_their_roles_allow(
     lake.put_bytes("score/listings.csv", b"id,surface_m2,district\na,30,75006\nb,45.5,75006\n")
     predict, score = function("predict"), function("score")
     recorder.calls.clear()
-    answer = predict.handler(load_event("predict_estimate"), None)
+    answer = predict.handler(load_event("predict_estimate"), FakeContext())
     assert answer["statusCode"] == 200, answer
     assert json.loads(answer["body"])["model_version"] == "v1"
-    model = predict.handler(load_event("predict_model"), None)
+    model = predict.handler(load_event("predict_model"), FakeContext())
     assert model["statusCode"] == 200, model
     accesses = assert_within(policies["predict"], recorder, bucket, "predict")
     assert {a for a, _ in accesses} <= {"s3:GetObject", "s3:ListBucket"}

@@ -85,7 +85,8 @@ def test_estimate_json_is_exactly_the_api_body(ctx: SimpleNamespace) -> None:
 @pytest.mark.parametrize(
     ("surface", "rent", "expected"),
     [
-        ("-5", None, "surface_m2: must be greater than 0"),
+        ("-5", None, "surface_m2: must be between 9 and 1000 m²"),
+        ("4", None, "surface_m2: must be between 9 and 1000 m²"),
         ("abc", None, "surface_m2: must be a number"),
         ("nan", None, "surface_m2: must be a finite number"),
         ("30", "-1", "current_rent_eur: must not be negative"),

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import FakeContext
+
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
+CONTEXT = FakeContext()  # Lambda's context: the handler's Powertools logger reads it
 
 
 # `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
@@ -57,7 +60,7 @@ def call(
 
     text = raw if raw is not None else (None if body is None else json.dumps(body))
     event = http_api_event(method, path, text, headers={"content-type": ctype} if ctype else {})
-    resp = mod.handler(event, None)
+    resp = mod.handler(event, CONTEXT)
     headers = {k.lower(): v for k, v in resp.get("headers", {}).items()}
     ct = headers.get("content-type", "")
     payload = json.loads(resp["body"]) if ct.startswith("application/json") else resp["body"]
@@ -84,7 +87,7 @@ def test_single_listing_answer(predict: ModuleType, champion: dict[str, Any]) ->
 
     event = json.loads((EVENTS / "predict_single.json").read_text())
     # WHEN it goes through the handler
-    resp = predict.handler(event, None)
+    resp = predict.handler(event, CONTEXT)
     body = json.loads(resp["body"])
     # THEN one answer object with the estimate, its interval, the verdict and the percentile
     rent = expected_rent(30.0, factor=1.3)
@@ -104,7 +107,7 @@ def test_single_listing_answer(predict: ModuleType, champion: dict[str, Any]) ->
 def test_batch_answer(predict: ModuleType, champion: dict[str, Any]) -> None:
     # GIVEN the batch sample event: 3 listings, one with an unseen district, one extrapolated
     event = json.loads((EVENTS / "predict_batch.json").read_text())
-    resp = predict.handler(event, None)
+    resp = predict.handler(event, CONTEXT)
     body = json.loads(resp["body"])
     # THEN {"estimates": [...], "model_version"} in order, warnings where due
     assert resp["statusCode"] == 200
@@ -153,7 +156,8 @@ def test_openapi_document_describes_the_api(predict: ModuleType) -> None:
     schemas = doc["components"]["schemas"]
     assert {"Listing", "ListingBatch", "Estimate", "EstimateBatch", "ErrorBody"} <= set(schemas)
     surface = schemas["Listing"]["properties"]["surface_m2"]
-    assert surface["exclusiveMinimum"] == 0 and surface["maximum"] == 10000
+    # the listings contract's surface range (rentlake.contracts.ranges), not a looser one of the API's
+    assert (surface["minimum"], surface["maximum"]) == (9, 1000) and "exclusiveMinimum" not in surface
     assert schemas["ListingBatch"]["properties"]["listings"]["maxItems"] == 1000
     assert schemas["Listing"]["additionalProperties"] is False
 
@@ -178,9 +182,10 @@ def test_docs_page_is_self_contained(predict: ModuleType) -> None:
         ('{"surface_m2": "NaN"}', "surface_m2", "must be a number"),
         ('{"surface_m2": "Infinity"}', "surface_m2", "must be a number"),
         ('{"surface_m2": 1e400}', "surface_m2", "finite"),
-        ('{"surface_m2": 0}', "surface_m2", "greater than 0"),
-        ('{"surface_m2": -12}', "surface_m2", "greater than 0"),
-        ('{"surface_m2": 10001}', "surface_m2", "at most 10000"),
+        ('{"surface_m2": 0}', "surface_m2", "must be between 9 and 1000 m²"),
+        ('{"surface_m2": -12}', "surface_m2", "must be between 9 and 1000 m²"),
+        ('{"surface_m2": 8.99}', "surface_m2", "must be between 9 and 1000 m²"),
+        ('{"surface_m2": 1001}', "surface_m2", "must be between 9 and 1000 m²"),
         ('{"surface_m2": true}', "surface_m2", "must be a number"),
         ('{"surface_m2": 30, "current_rent_eur": -5}', "current_rent_eur", "must not be negative"),
         ('{"surface_m2": 30, "current_rent_eur": NaN}', "current_rent_eur", "finite"),
@@ -191,7 +196,7 @@ def test_docs_page_is_self_contained(predict: ModuleType) -> None:
         (
             '{"listings": [{"surface_m2": 30}, {"surface_m2": 20}, {"surface_m2": 25}, {"surface_m2": -1}]}',
             "listings[3].surface_m2",
-            "greater than 0",
+            "must be between 9 and 1000 m²",
         ),
         ('{"listings": [{"surface_m2": 30, "bogus": 1}]}', "listings[0].bogus", "unknown field"),
         ('{"listings": []}', "listings", "at least 1"),
@@ -285,9 +290,9 @@ def test_base64_body_is_decoded(predict: ModuleType, champion: dict[str, Any]) -
     )
     event["body"] = base64.b64encode(event["body"].encode()).decode()
     event["isBase64Encoded"] = True
-    assert predict.handler(event, None)["statusCode"] == 200
+    assert predict.handler(event, CONTEXT)["statusCode"] == 200
     event["body"] = base64.b64encode(b"\xff\xfe{").decode()
-    resp = predict.handler(event, None)
+    resp = predict.handler(event, CONTEXT)
     assert_error(resp["statusCode"], json.loads(resp["body"]), 400, "malformed_json")
 
 
@@ -336,12 +341,12 @@ def test_unexpected_error_is_503_without_trace(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a bug deep inside the estimate path
-    import rentlake.runtime.api as api
+    import rentlake.runtime.routes as routes
 
     def boom(*a: Any, **k: Any) -> Any:
         raise RuntimeError("secret internal detail /work/x.py")
 
-    monkeypatch.setattr(api, "estimate", boom)
+    monkeypatch.setattr(routes, "estimates_for", boom)
     status, _, body = call(predict, "POST", "/estimates", {"surface_m2": 30})
     # THEN a 503 without the detail, which is logged instead (the function's JSON log, on stderr)
     assert_error(status, body, 503, "internal_error")
@@ -351,7 +356,7 @@ def test_unexpected_error_is_503_without_trace(
 
 
 def test_garbage_event_is_answered(predict: ModuleType) -> None:
-    resp = predict.handler({"nonsense": True}, None)
+    resp = predict.handler({"nonsense": True}, CONTEXT)
     assert 400 <= resp["statusCode"] < 600 and resp["statusCode"] != 500
     assert "error" in json.loads(resp["body"])
 
@@ -360,7 +365,7 @@ def test_an_event_that_is_not_an_http_api_event_is_400_not_503(
     predict: ModuleType, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN another function's event (rentlake invoke predict infra/events/train.json)
-    resp = predict.handler({"force": False}, None)
+    resp = predict.handler({"force": False}, CONTEXT)
     # THEN the caller is told, without an "unexpected error" trace in the logs
     assert_error(resp["statusCode"], json.loads(resp["body"]), 400, "malformed_request")
     assert "Traceback" not in capfd.readouterr().err

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES, reference_rows, row_of
+from tests.conftest import SAMPLES, FakeContext, reference_rows, row_of
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 NOT_ADVICE = "not legal advice"
+CONTEXT = FakeContext()  # Lambda's context: the handler's Powertools logger reads it
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -68,7 +69,7 @@ def call(
     event = http_api_event(
         method, path, None if body is None else json.dumps(body), headers=hdrs, query=query or None
     )
-    resp = mod.handler(event, None)
+    resp = mod.handler(event, CONTEXT)
     heads = {k.lower(): v for k, v in resp.get("headers", {}).items()}
     payload = (
         json.loads(resp["body"])
@@ -289,8 +290,8 @@ def test_corrupt_table_is_logged_and_answered_as_a_hint(
 def test_table_is_loaded_once_with_the_model_and_refreshed_with_it(
     lake: Any, artifact: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rentlake.runtime import legal
-    from rentlake.runtime.model import ChampionCache
+    from rentlake.legal import lookup as legal
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
     reads: list[str] = []

@@ -11,11 +11,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from rentlake.cli.context import bound_handler, function_stdout
+from rentlake.cli.context import LambdaContext, bound_handler, function_stdout
 from rentlake.cli.errors import CliError
+from rentlake.legal.lookup import REQUEST_FIELDS
 from rentlake.runtime.events import http_api_event, response_body
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Handler = Callable[..., dict[str, Any]]
 
 
 def register(sub: Any) -> None:
@@ -70,9 +71,15 @@ def predict_handler(ctx: Any) -> Handler:
     Returns
     -------
     callable
-        ``handler(event, context) -> response``.
+        ``handler(event, context=None) -> response``; without a context it is called, as Lambda would,
+        with a Lambda-like one (Powertools reads the function's name and request id from it).
     """
-    return bound_handler(ctx, "predict")
+    handler = bound_handler(ctx, "predict")
+
+    def invoke(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        return handler(event, context if context is not None else LambdaContext("predict"))
+
+    return invoke
 
 
 def _number(text: str | None) -> float | str | None:
@@ -159,21 +166,17 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         listing["district"] = args.district
     if args.current_rent is not None:
         listing["current_rent_eur"] = _number(args.current_rent)
-    legal_fields = {
-        "city": getattr(args, "city", None),
-        "quartier": getattr(args, "quartier", None),
-        "rooms": _integer(getattr(args, "rooms", None)),
-        "built": _integer(getattr(args, "built", None)),
-        "furnished": getattr(args, "furnished", None),
-        "year": _integer(getattr(args, "year", None)),
-    }
-    listing.update({k: v for k, v in legal_fields.items() if v is not None})
+    for name in REQUEST_FIELDS:  # the legal fields: whole numbers where the API takes them
+        value = getattr(args, name, None)
+        value = _integer(value) if name in ("rooms", "built", "year") else value
+        if value is not None:
+            listing[name] = value
     event = http_api_event(
         "POST", "/estimates", json.dumps(listing), headers={"content-type": "application/json"}
     )
     handler = predict_handler(ctx)
     with function_stdout(ctx, "predict"):  # its EMF lines must not precede the --json body
-        resp = handler(event, None)
+        resp = handler(event)
     raw = response_body(resp).decode("utf-8")
     payload = json.loads(raw)
     if args.json:

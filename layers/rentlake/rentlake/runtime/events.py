@@ -7,7 +7,6 @@ does, and by the tests and the benchmark.
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -111,11 +110,6 @@ def response_body(response: Mapping[str, Any]) -> bytes:
     if response.get("isBase64Encoded"):
         return base64.b64decode(body)
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
-
-
-def response_json(response: Mapping[str, Any]) -> Any:
-    """The decoded JSON body of a Lambda proxy response."""
-    return json.loads(response_body(response))
 
 
 def response_headers(response: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -22,8 +22,19 @@ HEAVY = (
     "pyarrow",
     "matplotlib",
     "rentlake.model",
-    "rentlake.scoring",
+    "rentlake.stages",
+    "rentlake.legal.compile",
+    "rentlake.legal.contract",
 )
+
+
+class ProbeContext:
+    """The attributes of Lambda's context object that the handler's Powertools decorators read."""
+
+    function_name = "rentlake-predict"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:eu-west-3:000000000000:function:rentlake-predict"
+    aws_request_id = "lightcheck"
 
 
 def heavy_modules() -> list[str]:
@@ -53,9 +64,8 @@ def probe(app_path: str | Path, body: str = '{"surface_m2": 30}') -> dict[str, A
     spec.loader.exec_module(mod)
     from rentlake.runtime.events import http_api_event
 
-    resp = mod.handler(
-        http_api_event("POST", "/estimates", body, headers={"content-type": "application/json"}), None
-    )
+    event = http_api_event("POST", "/estimates", body, headers={"content-type": "application/json"})
+    resp = mod.handler(event, ProbeContext())
     return {
         "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         "status": resp["statusCode"],

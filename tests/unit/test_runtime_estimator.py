@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from rentlake.runtime.estimate import estimate, percentile_of, verdict_of
-from rentlake.runtime.model import Z_90, LoadedModel, build_model
+from rentlake.runtime.champion import LoadedModel, build_model
+from rentlake.runtime.estimator import estimates_for
+from rentlake.runtime.interval import Z_90, percentile_of, verdict_of
 from rentlake.runtime.testing import expected_rent, make_card, make_onnx_model
 
 K = 0.4  # log half-width of the synthetic interval
@@ -55,7 +56,7 @@ def test_batch_of_listings_is_one_onnxruntime_call() -> None:
     model = dataclasses.replace(model, session=counting)
     listings = [Item(surface_m2=10.0 + i / 10) for i in range(1000)]
     # WHEN estimated
-    answers = estimate(model, listings)
+    answers = estimates_for(model, listings)
     # THEN one inference call for all rows, and each answer follows the law (rounded to the euro)
     assert counting.calls == 1 and counting.rows == [1000]
     assert len(answers) == 1000
@@ -69,7 +70,7 @@ def test_answer_for_30_m2_has_all_fields() -> None:
     # GIVEN the course's example: 30 m2, paying 1 500
     model = _model()
     # WHEN estimated
-    (ans,) = estimate(model, [Item(30.0, current_rent_eur=1500.0)])
+    (ans,) = estimates_for(model, [Item(30.0, current_rent_eur=1500.0)])
     # THEN about 1 190 €/month, a 90 % interval, a verdict and a percentile from the log-normal law
     rent = expected_rent(30.0)
     assert ans["rent_eur"] == round(rent) == 1192
@@ -87,14 +88,14 @@ def test_answer_for_30_m2_has_all_fields() -> None:
 
 
 def test_no_verdict_without_current_rent() -> None:
-    (ans,) = estimate(_model(), [Item(30.0)])
+    (ans,) = estimates_for(_model(), [Item(30.0)])
     assert "verdict" not in ans and "percentile" not in ans
 
 
 @pytest.mark.parametrize(("rent", "verdict"), [(5000.0, "above"), (300.0, "below"), (1192.0, "within")])
 def test_verdict_against_interval(rent: float, verdict: str) -> None:
     # GIVEN a current rent far above, far below, at the centre
-    (ans,) = estimate(_model(), [Item(30.0, current_rent_eur=rent)])
+    (ans,) = estimates_for(_model(), [Item(30.0, current_rent_eur=rent)])
     # THEN the verdict and the percentile's side agree
     assert ans["verdict"] == verdict
     assert (ans["percentile"] > 95, ans["percentile"] < 5) == (verdict == "above", verdict == "below")
@@ -125,13 +126,13 @@ def test_linear_scale_card_gives_linear_percentile() -> None:
     rent = expected_rent(30.0)
     lo, hi = rent * math.exp(-K), rent * math.exp(K)
     # WHEN the rent is at the arithmetic midpoint THEN it is the median
-    (ans,) = estimate(model, [Item(30.0, current_rent_eur=(lo + hi) / 2)])
+    (ans,) = estimates_for(model, [Item(30.0, current_rent_eur=(lo + hi) / 2)])
     assert ans["percentile"] == pytest.approx(50.0, abs=0.1)
 
 
 def test_surface_outside_trained_range_is_answered_with_a_warning_naming_the_range() -> None:
     # GIVEN a model trained on 9-250 m2
-    (small, big, ok) = estimate(_model(), [Item(5.0), Item(400.0), Item(30.0)])
+    (small, big, ok) = estimates_for(_model(), [Item(5.0), Item(400.0), Item(30.0)])
     # THEN both extremes are answered, with a warning naming the range
     assert small["rent_eur"] == round(expected_rent(5.0))
     assert big["rent_eur"] == round(expected_rent(400.0))
@@ -146,7 +147,7 @@ def test_surface_outside_trained_range_is_answered_with_a_warning_naming_the_ran
 def test_districts_known_unknown_missing() -> None:
     # GIVEN a model using the district (75006 costs 1.3x)
     model = _model({"75006": 1.3, "75019": 0.85})
-    known, unknown, missing = estimate(model, [Item(30.0, "75006"), Item(30.0, "Atlantis"), Item(30.0)])
+    known, unknown, missing = estimates_for(model, [Item(30.0, "75006"), Item(30.0, "Atlantis"), Item(30.0)])
     # THEN a known district moves the estimate, an unseen one is answered with a warning
     assert known["rent_eur"] == round(expected_rent(30.0, factor=1.3))
     assert known["warnings"] == []
@@ -156,7 +157,7 @@ def test_districts_known_unknown_missing() -> None:
 
 
 def test_district_given_to_a_surface_only_model_is_ignored_with_a_warning() -> None:
-    (ans,) = estimate(_model(), [Item(30.0, "75006")])
+    (ans,) = estimates_for(_model(), [Item(30.0, "75006")])
     assert ans["rent_eur"] == round(expected_rent(30.0))
     assert ans["warnings"] == ["district is not used by model v7: ignored"]
 
@@ -176,10 +177,10 @@ def test_model_card_with_bad_scale_is_refused() -> None:
 
 def test_listing_without_legal_fields_gets_the_hint_alone_and_batches_say_it_once() -> None:
     # GIVEN listings that know nothing of the legal fields (plain objects with surface, district, rent)
-    from rentlake.runtime.estimate import batch_hint
+    from rentlake.runtime.estimator import batch_hint
 
-    (single,) = estimate(_model(), [Item(30.0)], batch=False)
-    batch = estimate(_model(), [Item(30.0), Item(40.0)])
+    (single,) = estimates_for(_model(), [Item(30.0)], batch=False)
+    batch = estimates_for(_model(), [Item(30.0), Item(40.0)])
     # THEN a single answer names the fields that would add the legal answer; a batch's listings do not,
     # and the batch carries that hint once
     assert single["legal_hint"].startswith("add quartier, rooms, built")

@@ -1,11 +1,11 @@
 """The legal reference rent of a dwelling (encadrement des loyers), beside the market estimate.
 
-Light side: the standard library only (no pandas, not even numpy). The batch side
-(:mod:`rentlake.reference`) compiles the clean ``reference_rents`` table into a compact JSON artifact,
-``models/<version>/legal.json``, whose key and sha256 the champion pointer carries (``legal_key``,
-``legal_sha256``); :func:`load_table` checks the hash and indexes it, :func:`lookup` answers.
+Light side: the standard library only (no pandas, not even numpy); the prediction function imports it.
+The batch side (:mod:`rentlake.legal.compile`) compiles the clean ``reference_rents`` table into a compact
+JSON artifact, ``models/<version>/legal.json``, whose key and sha256 the champion pointer carries
+(``legal_key``, ``legal_sha256``); :func:`load_table` checks the hash and indexes it, :func:`lookup` answers.
 
-Request fields (the API body and ``rentlake estimate`` take the same):
+The request fields, one :class:`LegalRequest` (the API body and ``rentlake estimate`` take the same):
 
 ``city``
     ``paris`` (default) or ``lille``.
@@ -36,20 +36,24 @@ import json
 import re
 import threading
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 FORMAT = "rentlake-legal/1"
 CITIES = ("PARIS", "LILLE")
 PERIODS = ("Avant 1946", "1946-1970", "1971-1990", "Apres 1990")
 MAX_ROOMS = 4
-# Fields that, given together, add a ``legal`` block to an estimate (city, furnished, year default).
-LEGAL_FIELDS = ("quartier", "rooms", "built")
 NOTICE = (
     "Information read from the official reference rents table (encadrement des loyers), not legal "
     "advice. Amounts exclude charges; the bounds hold for leases signed or renewed in the table's "
     "year, and a rent above the maximum may be lawful with a justified 'complément de loyer'."
+)
+# The hints an answer carries instead of ``legal`` when there is no table to read.
+NO_TABLE = "no legal reference table is loaded with this model: the legal reference rent is unavailable"
+TABLE_FAILED = (
+    "the legal reference table could not be loaded with this model: the legal reference rent is "
+    "unavailable for now (the market estimate is not affected)"
 )
 
 _PERIOD_INDEX = {"avant1946": 0, "19461970": 1, "19711990": 2, "apres1990": 3}
@@ -226,10 +230,6 @@ class LegalTable:
         c = self.cities.get(city)
         return sorted(c.years) if c else []
 
-    def latest_year(self, city: str) -> int | None:
-        ys = self.years(city)
-        return ys[-1] if ys else None
-
 
 def key_of(zone: str, rooms: int, period: str, furnished: bool) -> str:
     """The artifact's key string of one cell: ``"<zone>|<rooms>|<period index>|<0/1>"``."""
@@ -237,7 +237,7 @@ def key_of(zone: str, rooms: int, period: str, furnished: bool) -> str:
 
 
 def load_table(data: bytes, *, sha256: str | None = None) -> LegalTable:
-    """Parse and index an artifact compiled by :func:`rentlake.reference.compile_lookup`.
+    """Parse and index an artifact compiled by :func:`rentlake.legal.compile.compile_lookup`.
 
     Parameters
     ----------
@@ -468,23 +468,101 @@ def lookup(
     return out
 
 
-def missing_fields(request: Mapping[str, Any]) -> list[str]:
-    """The legal fields (:data:`LEGAL_FIELDS`) a request lacks (None or empty counts as absent)."""
-    return [f for f in LEGAL_FIELDS if request.get(f) in (None, "")]
+# ------------------------------------------------------------------------------------------ requests
+@dataclass(frozen=True)
+class LegalRequest:
+    """The legal fields of one dwelling, as the API body and ``rentlake estimate`` give them (unchecked).
+
+    ``quartier``, ``rooms`` and ``built`` together (:attr:`REQUIRED`) add a ``legal`` block to an
+    estimate; ``city``, ``furnished`` and ``year`` have defaults (see the module docstring).
+    """
+
+    city: Any = None
+    quartier: Any = None
+    rooms: Any = None
+    built: Any = None
+    furnished: Any = None
+    year: Any = None
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("quartier", "rooms", "built")
+
+    @classmethod
+    def of(cls, source: Any) -> LegalRequest:
+        """The legal fields of a mapping (a JSON body) or of an object with attributes (a listing)."""
+        if isinstance(source, Mapping):
+            return cls(**{f: source.get(f) for f in REQUEST_FIELDS})
+        return cls(**{f: getattr(source, f, None) for f in REQUEST_FIELDS})
+
+    def missing(self) -> list[str]:
+        """The :attr:`REQUIRED` fields not given (None or empty counts as absent)."""
+        return [f for f in self.REQUIRED if getattr(self, f) in (None, "")]
+
+    def check_given(self) -> None:
+        """Refuse a given field with a wrong value even when the set is incomplete ("rooms": 0 is wrong
+        whether or not the quartier is given); :class:`LegalLookupError` names it."""
+        if self.city not in (None, ""):
+            normalise_city(self.city)
+        if self.rooms not in (None, ""):
+            normalise_rooms(self.rooms)
+        if self.built not in (None, ""):
+            normalise_built(self.built)
+        normalise_furnished(self.furnished)
+
+    def answer(
+        self,
+        table: LegalTable | None,
+        *,
+        surface_m2: float | None = None,
+        current_rent_eur: float | None = None,
+        no_table: str = NO_TABLE,
+    ) -> dict[str, Any]:
+        """What an estimate answer gains: ``{"legal": {...}}`` or ``{"legal_hint": "..."}``.
+
+        Parameters
+        ----------
+        table
+            The champion's table (None when it has none).
+        surface_m2, current_rent_eur
+            The listing's surface and rent (see :func:`lookup`).
+        no_table
+            The hint when ``table`` is None (:data:`NO_TABLE`, or :data:`TABLE_FAILED`).
+
+        Raises
+        ------
+        LegalLookupError
+            When the legal fields are all given but one is wrong (the API answers 4xx naming the field).
+        """
+        missing = self.missing()
+        if missing:
+            return {"legal_hint": hint(missing)}
+        if table is None:
+            return {"legal_hint": no_table}
+        return {
+            "legal": lookup(
+                table,
+                quartier=self.quartier,
+                rooms=self.rooms,
+                built=self.built,
+                city=self.city,
+                furnished=self.furnished,
+                year=self.year,
+                surface_m2=surface_m2,
+                current_rent_eur=current_rent_eur,
+            )
+        }
 
 
-def hint(missing: list[str] | tuple[str, ...] = LEGAL_FIELDS, *, available: bool = True) -> str:
+REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LegalRequest))
+
+
+def hint(missing: Sequence[str] = LegalRequest.REQUIRED) -> str:
     """The sentence an answer without ``legal`` carries, naming the fields that would add it.
 
     Parameters
     ----------
     missing
-        The fields the request lacks (see :func:`missing_fields`).
-    available
-        False when the serving model carries no reference table at all.
+        The fields the request lacks (see :meth:`LegalRequest.missing`).
     """
-    if not available:
-        return "no legal reference table is loaded with this model: the legal reference rent is unavailable"
     return (
         f"add {', '.join(missing)} (and optionally city, furnished, year) to get the legal reference "
         "rent (encadrement des loyers) of Paris or Lille beside the estimate"
@@ -492,36 +570,8 @@ def hint(missing: list[str] | tuple[str, ...] = LEGAL_FIELDS, *, available: bool
 
 
 def attach(table: LegalTable | None, request: Mapping[str, Any]) -> dict[str, Any]:
-    """What an estimate answer gains: ``{"legal": {...}}`` or ``{"legal_hint": "..."}``.
-
-    Parameters
-    ----------
-    table
-        The champion's table (None when it has none).
-    request
-        The request fields: ``quartier``, ``rooms``, ``built``, optional ``city``, ``furnished``,
-        ``year``, and the estimate's ``surface_m2`` and ``current_rent_eur``.
-
-    Raises
-    ------
-    LegalLookupError
-        When the legal fields are all given but one is wrong (the API answers 4xx naming the field).
-    """
-    missing = missing_fields(request)
-    if missing:
-        return {"legal_hint": hint(missing)}
-    if table is None:
-        return {"legal_hint": hint(available=False)}
-    return {
-        "legal": lookup(
-            table,
-            quartier=request.get("quartier"),
-            rooms=request.get("rooms"),
-            built=request.get("built"),
-            city=request.get("city"),
-            furnished=request.get("furnished"),
-            year=request.get("year"),
-            surface_m2=request.get("surface_m2"),
-            current_rent_eur=request.get("current_rent_eur"),
-        )
-    }
+    """:meth:`LegalRequest.answer` for a request given as a mapping (legal fields, ``surface_m2`` and
+    ``current_rent_eur``)."""
+    return LegalRequest.of(request).answer(
+        table, surface_m2=request.get("surface_m2"), current_rent_eur=request.get("current_rent_eur")
+    )

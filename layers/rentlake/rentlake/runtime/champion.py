@@ -4,6 +4,8 @@ A container fetches the model once, checks its sha256 against the champion point
 ``onnxruntime.InferenceSession``. The pointer is re-read at most every ``refresh_seconds``; when it names
 another model, the new one is loaded and swapped in as one immutable :class:`LoadedModel` (a request that
 already holds the old one finishes with it). A refresh that fails keeps the old model and logs why.
+
+The champion's legal reference table (:mod:`rentlake.legal.lookup`) is loaded and swapped with it.
 """
 
 from __future__ import annotations
@@ -23,15 +25,14 @@ import numpy as np
 import onnxruntime as ort
 
 from rentlake.lake import Lake, LakeError, ObjectNotFound, keys
-from rentlake.runtime import legal as legal_mod
+from rentlake.legal.lookup import NO_TABLE, TABLE_FAILED, LegalTable, LegalTableError, load_for_champion
 from rentlake.runtime.errors import ModelUnavailable
-from rentlake.runtime.legal import LegalTable, LegalTableError
+from rentlake.runtime.interval import z_for_level
 
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("rent_eur", "low", "high")
 NO_CHAMPION = "no model has been promoted yet; run the training pipeline"
-Z_90 = 1.6448536269514722  # Φ⁻¹(0.95): half-width of a central 90 % interval in standard deviations
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class LoadedModel:
     def version(self) -> str:
         return str(self.pointer.get("version") or self.card.version)
 
+    @property
+    def no_table_hint(self) -> str:
+        """Why this champion answers without its legal table: it names none, or it failed to load."""
+        return TABLE_FAILED if self.legal_problem is not None else NO_TABLE
+
     def predict(
         self, surface_m2: np.ndarray, district: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,21 +153,6 @@ class LoadedModel:
             )
         rent, low, high = self.session.run(OUTPUTS, feeds)
         return rent.reshape(-1), low.reshape(-1), high.reshape(-1)
-
-
-def z_for_level(level: float) -> float:
-    """Half-width, in standard deviations, of a central normal interval of probability ``level``.
-
-    Bisection on ``math.erf`` (no scipy on the light path); exact for 0.9 within 1e-9.
-    """
-    lo, hi = 0.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        if math.erf(mid / math.sqrt(2)) < level:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def build_model(pointer: Mapping[str, Any], model_bytes: bytes, card: Mapping[str, Any]) -> LoadedModel:
@@ -242,7 +233,7 @@ def load_champion(lake: Lake) -> LoadedModel:
         When no champion has been promoted or it cannot be loaded.
     """
     pointer = read_pointer(lake)
-    return _fetch(lake, pointer)
+    return fetch_champion(lake, pointer)
 
 
 def read_pointer(lake: Lake) -> dict[str, Any]:
@@ -280,7 +271,7 @@ def load_legal(
     """
     source: Mapping[str, Any] = pointer if pointer.get("legal_key") else card
     try:
-        return legal_mod.load_for_champion(lake, source), None
+        return load_for_champion(lake, source), None
     except (LegalTableError, LakeError) as exc:
         version = pointer.get("version", "?")
         logger.error("champion %s: legal reference table unavailable: %s", version, exc)
@@ -291,7 +282,14 @@ class _ReadFailed(ModelUnavailable):
     """The champion's files could not be read (throttling, network): worth retrying, unlike a bad file."""
 
 
-def _fetch(lake: Lake, pointer: Mapping[str, Any]) -> LoadedModel:
+def fetch_champion(lake: Lake, pointer: Mapping[str, Any]) -> LoadedModel:
+    """Download and build the champion a pointer names, with its legal table.
+
+    Raises
+    ------
+    ModelUnavailable
+        When its files are missing, unreadable (a retryable read failure) or invalid.
+    """
     version = str(pointer.get("version", "?"))
     try:
         model_bytes = lake.get_bytes(str(pointer["model_key"]))
@@ -320,6 +318,13 @@ def _identity(pointer: Mapping[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
+Loader = Callable[[Lake, Mapping[str, Any]], LoadedModel]
+
+
+def _no_lake() -> Lake:
+    raise LakeError("the champion cache was given no lake")
+
+
 class ChampionCache:
     """The champion of one container, loaded once and refreshed at most every ``refresh_seconds``.
 
@@ -327,23 +332,28 @@ class ChampionCache:
     ----------
     lake
         The lake, or a function returning it (called on first use, so a missing bucket becomes a 503
-        rather than a failed cold start).
+        rather than a failed cold start). Default: none yet (every request is a 503 until
+        :meth:`use_lake`).
     refresh_seconds
         Minimum delay between two reads of the champion pointer once a model is loaded.
     clock
         Monotonic clock in seconds (injectable for tests).
+    loader
+        How the model a pointer names is built (default :func:`fetch_champion`: ONNX, card, legal table).
     """
 
     def __init__(
         self,
-        lake: Lake | Callable[[], Lake],
+        lake: Lake | Callable[[], Lake] = _no_lake,
         refresh_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        loader: Loader = fetch_champion,
     ) -> None:
         self._lake_source = lake
         self._lake: Lake | None = lake if isinstance(lake, Lake) else None
         self.refresh_seconds = float(refresh_seconds)
         self._clock = clock
+        self._loader = loader
         self._current: LoadedModel | None = None
         self._checked_at = -math.inf
         self._lock = threading.Lock()
@@ -363,14 +373,33 @@ class ChampionCache:
                 ) from exc
         return self._lake
 
-    def use_lake(self, lake: Lake) -> None:
-        """Serve from another lake (the CLI's); drops the loaded model."""
+    def use_lake(
+        self,
+        lake: Lake | Callable[[], Lake],
+        *,
+        refresh_seconds: float | None = None,
+        loader: Loader | None = None,
+    ) -> None:
+        """Serve from another lake, as a fresh container would: the loaded model is dropped.
+
+        Parameters
+        ----------
+        lake
+            The lake, or a function returning it on first use.
+        refresh_seconds, loader
+            New values for these settings (unchanged when None).
+        """
         with self._lock:
             self._lake_source = lake
-            self._lake = lake
+            self._lake = lake if isinstance(lake, Lake) else None
+            if refresh_seconds is not None:
+                self.refresh_seconds = float(refresh_seconds)
+            if loader is not None:
+                self._loader = loader
             self._current = None
             self._checked_at = -math.inf
             self._bad.clear()
+            self._last_error = ModelUnavailable(NO_CHAMPION)
 
     def bind(self, lake: Lake) -> None:
         """Serve from ``lake`` unless already bound to that very object (keeps a loaded model then)."""
@@ -432,7 +461,7 @@ class ChampionCache:
             self._fail(self._bad[ident], log=False)
             return
         try:
-            model = _fetch(self.lake, pointer)
+            model = self._loader(self.lake, pointer)
         except ModelUnavailable as exc:
             if not isinstance(exc, _ReadFailed):
                 self._bad[ident] = exc

@@ -36,8 +36,8 @@ def _rent30(model: object) -> float:
 
 def test_no_champion_is_model_unavailable_with_clear_message(lake: object) -> None:
     # GIVEN an empty registry
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.errors import ModelUnavailable
-    from rentlake.runtime.model import ChampionCache
 
     cache = ChampionCache(lake)  # type: ignore[arg-type]
     # WHEN a request needs the model THEN it is told to run the training pipeline
@@ -47,7 +47,7 @@ def test_no_champion_is_model_unavailable_with_clear_message(lake: object) -> No
 
 def test_model_is_loaded_once_and_predicts_the_power_law(lake: object) -> None:
     # GIVEN a champion rent = 118 * s^0.68
-    from rentlake.runtime.model import ChampionCache
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.testing import expected_rent
 
     _publish(lake, "v1")
@@ -66,8 +66,8 @@ def test_model_is_loaded_once_and_predicts_the_power_law(lake: object) -> None:
 
 def test_sha256_mismatch_at_first_load_is_unavailable_and_not_retried(lake: object) -> None:
     # GIVEN a pointer whose sha256 does not match the model file
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.errors import ModelUnavailable
-    from rentlake.runtime.model import ChampionCache
 
     _publish(lake, "v1", sha256="0" * 64)
     clock = Clock()
@@ -89,8 +89,8 @@ def test_sha256_mismatch_at_first_load_is_unavailable_and_not_retried(lake: obje
 
 def test_corrupted_model_file_is_unavailable(lake: object) -> None:
     # GIVEN a champion whose file is not ONNX (checksum honestly computed on the garbage)
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.errors import ModelUnavailable
-    from rentlake.runtime.model import ChampionCache
     from rentlake.runtime.testing import make_card, publish_champion
 
     publish_champion(lake, "v1", b"not an onnx model", make_card("v1"))  # type: ignore[arg-type]
@@ -104,7 +104,7 @@ def test_corrupted_model_file_is_unavailable(lake: object) -> None:
 
 def test_pointer_is_rechecked_only_after_refresh_seconds_and_model_switches(lake: object) -> None:
     # GIVEN v1 served, then v2 promoted (a = 2x)
-    from rentlake.runtime.model import ChampionCache
+    from rentlake.runtime.champion import ChampionCache
 
     _publish(lake, "v1", a=100.0)
     clock = Clock()
@@ -128,7 +128,7 @@ def test_failed_refresh_keeps_serving_the_old_model(
     # The library's records may be bound to a function's JSON handler; let caplog's root handler see them.
     monkeypatch.setattr(logging.getLogger("rentlake"), "propagate", True)
     # GIVEN v1 served, then a corrupted v2 promoted
-    from rentlake.runtime.model import ChampionCache
+    from rentlake.runtime.champion import ChampionCache
 
     _publish(lake, "v1")
     clock = Clock()
@@ -149,7 +149,7 @@ def test_failed_refresh_keeps_serving_the_old_model(
 
 def test_no_request_fails_while_the_champion_switches(lake: object) -> None:
     # GIVEN 4 threads asking for the model while the champion switches every check
-    from rentlake.runtime.model import ChampionCache
+    from rentlake.runtime.champion import ChampionCache
 
     _publish(lake, "v1")
     cache = ChampionCache(lake, refresh_seconds=0.0)  # type: ignore[arg-type]  # re-check every request
@@ -189,8 +189,8 @@ def test_no_request_fails_while_the_champion_switches(lake: object) -> None:
 def test_missing_bucket_configuration_is_unavailable_not_a_crash() -> None:
     # GIVEN a cache whose lake cannot be built (RENTLAKE_BUCKET unset)
     from rentlake.lake import Lake
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.errors import ModelUnavailable
-    from rentlake.runtime.model import ChampionCache
 
     cache = ChampionCache(lambda: Lake(""))
     # WHEN asked THEN a 503-type error, not an exception at import
@@ -200,7 +200,7 @@ def test_missing_bucket_configuration_is_unavailable_not_a_crash() -> None:
 
 def test_percentile_level_matches_card_level() -> None:
     # GIVEN the level of the contract
-    from rentlake.runtime.model import Z_90, z_for_level
+    from rentlake.runtime.interval import Z_90, z_for_level
 
     # THEN the z of a 90 % interval is 1.6449
     assert z_for_level(0.9) == pytest.approx(Z_90, abs=1e-9)
@@ -210,8 +210,8 @@ def test_percentile_level_matches_card_level() -> None:
 def test_a_read_failure_at_first_load_is_retried_not_remembered_as_a_broken_model(lake: object) -> None:
     # GIVEN a good champion whose model file cannot be read once (a throttled GET)
     from rentlake.lake import LakeError
+    from rentlake.runtime.champion import ChampionCache
     from rentlake.runtime.errors import ModelUnavailable
-    from rentlake.runtime.model import ChampionCache
 
     _publish(lake, "v1")
     real_get_bytes = lake.get_bytes  # type: ignore[attr-defined]

@@ -1,0 +1,168 @@
+"""Listings in, estimates out: one vectorised inference, then warnings, verdicts and rounding.
+
+Money is rounded to the whole euro everywhere (an estimate to the cent would claim a precision the
+model does not have); percentiles to 0.1. The legal reference rent (:mod:`rentlake.legal.lookup`) is
+read from the table, to the cent, as published.
+
+Each estimate carries either ``legal`` (the listing gave ``quartier``, ``rooms`` and ``built`` and the
+champion has a reference table) or ``legal_hint`` (a sentence naming the missing fields, or saying the
+table is unavailable); the market ``verdict`` is answered beside it in both cases. In a batch, a listing
+that gives no legal field carries neither: the batch says the hint once (:func:`batch_hint`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from rentlake.legal.lookup import REQUEST_FIELDS, LegalLookupError, LegalRequest, hint
+from rentlake.runtime.champion import LoadedModel
+from rentlake.runtime.errors import ApiError, FieldProblem, field_names
+from rentlake.runtime.interval import percentile_of, verdict_of
+
+
+class ListingLike(Protocol):
+    """What :func:`estimates_for` reads from a listing (the API's pydantic model fits)."""
+
+    surface_m2: float
+    district: str | None
+    current_rent_eur: float | None
+    # The legal fields (rentlake.legal.lookup.REQUEST_FIELDS) are read with getattr: they are optional.
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def listing_warnings(model: LoadedModel, surface: float, district: str | None) -> list[str]:
+    """Warnings about one listing: extrapolated surface, unseen, missing or unused district."""
+    card = model.card
+    out: list[str] = []
+    lo, hi = card.surface_min, card.surface_max
+    if (lo is not None and surface < lo) or (hi is not None and surface > hi):
+        out.append(
+            f"surface_m2 {_fmt(surface)} is outside the range the model was trained on "
+            f"({_fmt(lo if lo is not None else -math.inf)}–{_fmt(hi if hi is not None else math.inf)} m²); "
+            "the estimate is an extrapolation"
+        )
+    if model.uses_district:
+        if district is None:
+            out.append("no district given: the estimate is for a typical district")
+        elif card.districts and district not in card.districts:
+            out.append(f"district {district!r} was not seen in training: the estimate ignores it")
+    elif district is not None:
+        out.append(f"district is not used by model {model.version}: ignored")
+    return out
+
+
+def legal_part(model: LoadedModel, item: ListingLike) -> dict[str, Any] | None:
+    """``{"legal": {...}}`` or ``{"legal_hint": "..."}`` for one listing; None when it gives no legal field.
+
+    Raises
+    ------
+    rentlake.legal.lookup.LegalLookupError
+        A legal field given with a value the table cannot answer for (``field`` names it).
+    """
+    if all(getattr(item, f, None) is None for f in REQUEST_FIELDS):
+        return None  # the common case, kept at ~1 µs: batches of 1 000 pay it per listing
+    request = LegalRequest.of(item)
+    if request.missing():
+        request.check_given()  # "rooms": 0 is wrong whether or not the quartier is given
+    return request.answer(
+        model.legal,
+        surface_m2=item.surface_m2,
+        current_rent_eur=item.current_rent_eur,
+        no_table=model.no_table_hint,
+    )
+
+
+def batch_hint(answers: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``{"legal_hint": ...}`` for a batch answer when some listing gave no legal field, else ``{}``."""
+    if any("legal" not in a and "legal_hint" not in a for a in answers):
+        return {"legal_hint": hint()}
+    return {}
+
+
+def _estimate(model: LoadedModel, item: ListingLike, rent: float, low: float, high: float) -> dict[str, Any]:
+    """One listing's estimate from the model's outputs (without its legal part)."""
+    answer: dict[str, Any] = {
+        "rent_eur": round(rent),
+        "interval": {"low": round(low), "high": round(high), "level": model.card.interval_level},
+        "model_version": model.version,
+        "warnings": listing_warnings(model, float(item.surface_m2), item.district),
+    }
+    current = item.current_rent_eur
+    if current is not None:
+        answer["verdict"] = verdict_of(current, low, high)
+        pct = percentile_of(current, low, high, model.z, model.card.interval_scale)
+        answer["percentile"] = None if pct is None else round(pct, 1)
+    return answer
+
+
+def estimates_for(
+    model: LoadedModel, listings: Sequence[ListingLike], *, batch: bool = True
+) -> list[dict[str, Any]]:
+    """The estimates of a batch of listings, with one onnxruntime call.
+
+    Parameters
+    ----------
+    model
+        The champion to use.
+    listings
+        Validated listings (surface within the contract's range and finite, rent >= 0 when given).
+    batch
+        Whether the request was a batch: refusals then name ``listings[i].field``, else ``field``; and a
+        listing without any legal field carries no hint (the batch answer carries it once).
+
+    Returns
+    -------
+    list of dict
+        One estimate per listing, in order: ``rent_eur``, ``interval`` (``low``, ``high``, ``level``),
+        ``model_version``, ``warnings``, when ``current_rent_eur`` was given ``verdict`` and
+        ``percentile``, and ``legal`` or ``legal_hint`` (see :func:`legal_part`).
+
+    Raises
+    ------
+    ApiError
+        422 when the model returns a non-finite estimate for a listing, or when a legal field has a value
+        the reference table cannot answer for (each such field named, with what it accepts).
+    """
+    surface = np.fromiter((x.surface_m2 for x in listings), dtype=np.float32, count=len(listings))
+    district = None
+    if model.uses_district:
+        district = np.array([x.district or "" for x in listings], dtype=object)
+    rent, low, high = model.predict(surface, district)
+    # One conversion to Python floats per array: cheaper than n numpy scalar accesses.
+    outputs = zip(rent.tolist(), low.tolist(), high.tolist(), strict=True)
+    answers: list[dict[str, Any]] = []
+    bad: list[FieldProblem] = []
+    refused: list[FieldProblem] = []
+    for i, (item, (r, lo, hi)) in enumerate(zip(listings, outputs, strict=True)):
+        prefix = f"listings[{i}]." if batch else ""
+        if not (math.isfinite(r) and math.isfinite(lo) and math.isfinite(hi)):
+            bad.append(FieldProblem(f"listings[{i}].surface_m2", "the model returned no finite estimate"))
+            continue
+        try:
+            legal = legal_part(model, item)
+        except LegalLookupError as exc:
+            refused.append(FieldProblem(prefix + exc.field, exc.message))
+            continue
+        answer = _estimate(model, item, r, lo, hi)
+        answer.update(legal if legal is not None else ({} if batch else {"legal_hint": hint()}))
+        answers.append(answer)
+    _raise_refusals(refused, bad)
+    return answers
+
+
+def _raise_refusals(refused: list[FieldProblem], bad: list[FieldProblem]) -> None:
+    """The 422 of a request with a legal field the table refuses, or a listing the model cannot answer."""
+    if refused:
+        message = f"invalid request: {field_names(refused)}"
+        if len(refused) == 1:
+            message = f"invalid request: {refused[0].field}: {refused[0].problem}"
+        raise ApiError(422, "invalid_request", message, refused + bad)
+    if bad:
+        raise ApiError(422, "cannot_estimate", "the model cannot estimate some listings", bad)
