@@ -146,6 +146,40 @@ def test_refusal_is_shown_next_to_the_field(browser: Any, server: str) -> None:
     assert browser.execute_script("return document.getElementById('quartier').classList.contains('invalid')")
 
 
+def csp_reports(browser: Any) -> list[str]:
+    """The console lines in which Chromium reports something a Content-Security-Policy blocked."""
+    return [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+def test_page_and_docs_work_under_their_content_security_policy(browser: Any, server: str) -> None:
+    # GIVEN the page served with its policy: its one script allowed by hash, nothing inline otherwise
+    with urllib.request.urlopen(server + "/?lang=en", timeout=10) as resp:
+        policy = dict(p.strip().split(" ", 1) for p in resp.headers["Content-Security-Policy"].split(";"))
+    assert policy["script-src"].startswith("'sha256-") and "unsafe" not in policy["script-src"]
+    assert policy["frame-ancestors"] == "'none'"
+    csp_reports(browser)  # earlier tests' lines
+    # WHEN it is used: an estimate, the plot, the quartiers list
+    open_page(browser, server)
+    fill(browser, {"surface": "30"})
+    submit(browser)
+    assert int(value(browser, "rent")) == 1192
+    # THEN the browser blocked nothing, and the markup's inline styles apply (the legend's swatches)
+    assert csp_reports(browser) == []
+    swatch = "getComputedStyle(document.querySelector('.legend i')).backgroundColor"
+    assert browser.execute_script(f"return {swatch}") not in ("", "rgba(0, 0, 0, 0)")
+    # AND a script injected into the page does not run: the policy is enforced, not only sent
+    browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        "document.body.appendChild(s);"
+    )
+    assert browser.execute_script("return window.injected === undefined")
+    assert any("script-src" in line for line in csp_reports(browser))
+    # AND the API documentation (Swagger UI, inlined) renders under its own policy
+    browser.get(server + "/docs")
+    wait_for(browser, "document.querySelector('.swagger-ui .info .title') !== null")
+    assert csp_reports(browser) == []
+
+
 def save_screenshots(browser: Any, folder: Path) -> None:
     """A phone-sized (390×844) and a desktop (1280×900) full-page screenshot of the current page."""
     import base64
