@@ -138,6 +138,7 @@ def bucket(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     )
     monkeypatch.setenv("RENTLAKE_BUCKET", BUCKET)
     monkeypatch.setenv("RENTLAKE_GLUE_DATABASE", "rentlake")
+    monkeypatch.delenv("RENTLAKE_LAKE", raising=False)  # it would win over the bucket (a local lake)
     return BUCKET
 
 
