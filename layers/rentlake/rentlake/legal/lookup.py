@@ -450,21 +450,33 @@ def lookup(
         "furnished": furn,
     }
     if surface_m2 is not None:
-        s = float(surface_m2)
-        if not s > 0:
-            raise LegalLookupError("surface_m2", f"expected a positive surface, got {surface_m2!r}")
-        out.update(ref_rent_eur=_money(ref * s), min_rent_eur=_money(lo * s), max_rent_eur=_money(hi * s))
-        if current_rent_eur is not None:
-            rent = float(current_rent_eur)
-            out["current_rent_eur"] = rent
-            out["verdict"] = (
-                "above_max"
-                if rent > out["max_rent_eur"]
-                else "below_min"
-                if rent < out["min_rent_eur"]
-                else "within"
-            )
+        out.update(_rents(cell, surface_m2, current_rent_eur))
     out["notice"] = NOTICE
+    return out
+
+
+def _rents(cell: list[float], surface_m2: float, current_rent_eur: float | None) -> dict[str, Any]:
+    """The reference, minimum and maximum rents of a surface (to the cent), and the legal verdict of a
+    current rent against them (bounds included in "within")."""
+    ref, lo, hi = cell
+    s = float(surface_m2)
+    if not s > 0:
+        raise LegalLookupError("surface_m2", f"expected a positive surface, got {surface_m2!r}")
+    out: dict[str, Any] = {
+        "ref_rent_eur": _money(ref * s),
+        "min_rent_eur": _money(lo * s),
+        "max_rent_eur": _money(hi * s),
+    }
+    if current_rent_eur is not None:
+        rent = float(current_rent_eur)
+        out["current_rent_eur"] = rent
+        out["verdict"] = (
+            "above_max"
+            if rent > out["max_rent_eur"]
+            else "below_min"
+            if rent < out["min_rent_eur"]
+            else "within"
+        )
     return out
 
 

@@ -55,18 +55,7 @@ def http_api_event(
         The event.
     """
     hdrs = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-    ctype = hdrs.get("content-type", "")
-    is_b64 = False
-    text: str | None = None
-    if body is not None and len(body) > 0:
-        raw = body.encode("utf-8") if isinstance(body, str) else body
-        if ctype.startswith(_TEXT_TYPES):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text, is_b64 = base64.b64encode(raw).decode("ascii"), True
-        else:
-            text, is_b64 = base64.b64encode(raw).decode("ascii"), True
+    text, is_b64 = _encode_body(body, hdrs.get("content-type", ""))
     params: dict[str, str] = {}
     for k, v in parse_qsl(query, keep_blank_values=True):
         params[k] = f"{params[k]},{v}" if k in params else v
@@ -102,6 +91,21 @@ def http_api_event(
     if text is not None:
         event["body"] = text
     return event
+
+
+def _encode_body(body: bytes | str | None, ctype: str) -> tuple[str | None, bool]:
+    """The event's ``body`` and ``isBase64Encoded``: text types as text when they are UTF-8, anything
+    else base64-encoded, as API Gateway does."""
+    if body is None or len(body) == 0:
+        return None, False
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    encoded = base64.b64encode(raw).decode("ascii"), True
+    if not ctype.startswith(_TEXT_TYPES):
+        return encoded
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:  # a text type that is not UTF-8: passed on base64-encoded
+        return encoded
 
 
 def response_body(response: Mapping[str, Any]) -> bytes:

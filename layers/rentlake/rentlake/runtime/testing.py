@@ -57,23 +57,7 @@ def make_onnx_model(
     ]
     opsets = [helper.make_opsetid("", 17)]
     if district_factors:
-        names = sorted(district_factors)
-        inputs.append(helper.make_tensor_value_info("district", TensorProto.STRING, [None, 1]))
-        offsets = [0.0] + [math.log(district_factors[d]) for d in names]
-        inits.append(helper.make_tensor("offsets", f32, [len(offsets)], offsets))
-        nodes += [
-            helper.make_node(
-                "CategoryMapper",
-                ["district"],
-                ["district_idx"],
-                domain="ai.onnx.ml",
-                cats_strings=names,
-                cats_int64s=list(range(1, len(names) + 1)),
-                default_int64=0,
-            ),
-            helper.make_node("Gather", ["offsets", "district_idx"], ["offset"]),
-            helper.make_node("Add", ["log_rent0", "offset"], ["log_rent"]),
-        ]
+        _add_district(district_factors, inputs, inits, nodes)
         opsets.append(helper.make_opsetid("ai.onnx.ml", 3))
     else:
         nodes.append(helper.make_node("Identity", ["log_rent0"], ["log_rent"]))
@@ -88,6 +72,29 @@ def make_onnx_model(
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def _add_district(
+    factors: Mapping[str, float], inputs: list[Any], inits: list[Any], nodes: list[Any]
+) -> None:
+    """The district input of :func:`make_onnx_model`: ``log_rent = log_rent0 + log(factor)`` (0 unknown)."""
+    names = sorted(factors)
+    inputs.append(helper.make_tensor_value_info("district", TensorProto.STRING, [None, 1]))
+    offsets = [0.0] + [math.log(factors[d]) for d in names]
+    inits.append(helper.make_tensor("offsets", TensorProto.FLOAT, [len(offsets)], offsets))
+    nodes += [
+        helper.make_node(
+            "CategoryMapper",
+            ["district"],
+            ["district_idx"],
+            domain="ai.onnx.ml",
+            cats_strings=names,
+            cats_int64s=list(range(1, len(names) + 1)),
+            default_int64=0,
+        ),
+        helper.make_node("Gather", ["offsets", "district_idx"], ["offset"]),
+        helper.make_node("Add", ["log_rent0", "offset"], ["log_rent"]),
+    ]
 
 
 def expected_rent(surface: float, a: float = 118.0, b: float = 0.68, factor: float = 1.0) -> float:
