@@ -378,7 +378,7 @@ class ChampionCache:
         lake: Lake | Callable[[], Lake],
         *,
         refresh_seconds: float | None = None,
-        loader: Loader | None = None,
+        loader: Loader = fetch_champion,
     ) -> None:
         """Serve from another lake, as a fresh container would: the loaded model is dropped.
 
@@ -386,16 +386,17 @@ class ChampionCache:
         ----------
         lake
             The lake, or a function returning it on first use.
-        refresh_seconds, loader
-            New values for these settings (unchanged when None).
+        refresh_seconds
+            A new refresh period (unchanged when None).
+        loader
+            How the champion is built (default :func:`fetch_champion`, whatever was used before).
         """
         with self._lock:
             self._lake_source = lake
             self._lake = lake if isinstance(lake, Lake) else None
             if refresh_seconds is not None:
                 self.refresh_seconds = float(refresh_seconds)
-            if loader is not None:
-                self._loader = loader
+            self._loader = loader
             self._current = None
             self._checked_at = -math.inf
             self._bad.clear()
