@@ -231,3 +231,23 @@ def test_a_read_failure_at_first_load_is_retried_not_remembered_as_a_broken_mode
     # AND the next request loads the model (the pointer was not marked broken)
     assert cache.get().version == "v1"
     assert cache.loads == 1
+
+
+def test_use_lake_starts_afresh_with_the_default_loader(lake: object) -> None:
+    # GIVEN a cache serving through another loader (the benchmark's sklearn baseline does this)
+    import dataclasses
+
+    from rentlake.runtime.champion import ChampionCache, fetch_champion
+
+    _publish(lake, "v1")
+
+    def relabelled(lk: object, pointer: dict) -> object:
+        return dataclasses.replace(fetch_champion(lk, pointer), pointer={**pointer, "version": "other"})  # type: ignore[arg-type]
+
+    cache = ChampionCache(lake, loader=relabelled)  # type: ignore[arg-type]
+    assert cache.get().version == "other"
+    # WHEN it is pointed at a lake again, as a predict module does at import
+    cache.use_lake(lake, refresh_seconds=5)  # type: ignore[arg-type]
+    # THEN the model is reloaded with the default loader and the new refresh period
+    assert cache.peek() is None
+    assert cache.get().version == "v1" and cache.refresh_seconds == 5 and cache.loads == 2
