@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -50,17 +49,6 @@ def bind_library_logs(log: Logger) -> None:
     library.handlers = list(log.handlers)
     library.setLevel(log.log_level)
     library.propagate = False  # as Powertools does for the loggers it configures: no double lines
-
-
-def request_log_keys(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """The ids a request's log lines carry: API Gateway's request id as the correlation id, and the
-    Lambda request id (None when a handler is called without a context, as in unit tests: Powertools
-    leaves None keys out, so a previous request's ids never stick)."""
-    request_context = (event.get("requestContext") or {}) if isinstance(event, Mapping) else {}
-    return {
-        "correlation_id": request_context.get("requestId"),
-        "function_request_id": getattr(context, "aws_request_id", None),
-    }
 
 
 def metrics(service: str) -> Metrics:
