@@ -287,3 +287,332 @@ class CleanCommit:
             quarantine_files=_files(doc, "quarantine_files", what),
             seq=_field(doc, "seq", int, what, optional=True),
         )
+
+
+# ---------------------------------------------------------------------------- the model registry
+# The champion pointer, its history and the model card. The prediction side reads the pointer and the
+# card; the registry (rentlake.registry) writes them. The JSON layout is the one the registry has always
+# written, so readers that still take the raw JSON keep working.
+
+_HEX = frozenset("0123456789abcdef")
+SWITCH_ACTIONS = ("promote", "rollback")
+INTERVAL_SCALES = ("log", "linear")
+
+
+def _digest(doc: Mapping[str, Any], name: str, what: str, *, optional: bool = False) -> str | None:
+    """A sha256 hex digest (64 hex digits, either case)."""
+    value = _field(doc, name, str, what, optional=optional)
+    if value is not None and (len(value) != 64 or not set(value.lower()) <= _HEX):
+        raise RecordError(f"{what}: field {name!r} should be a sha256 digest (64 hex digits), not {value!r}")
+    return value
+
+
+def _timestamp(doc: Mapping[str, Any], name: str, what: str, *, optional: bool = False) -> str | None:
+    """An ISO 8601 time with its time zone (as the registry writes them)."""
+    from datetime import datetime
+
+    value = _field(doc, name, str, what, optional=optional)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RecordError(f"{what}: field {name!r} should be an ISO 8601 time, not {value!r}") from None
+    if parsed.tzinfo is None:
+        raise RecordError(f"{what}: field {name!r} has no time zone ({value!r})")
+    return value
+
+
+def _number(doc: Mapping[str, Any], name: str, what: str) -> float:
+    value = doc.get(name)
+    if value is None:
+        raise RecordError(f"{what}: field {name!r} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(f"{what}: field {name!r} should be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def _strings(doc: Mapping[str, Any], name: str, what: str, *, optional: bool = False) -> tuple[str, ...]:
+    listed = _field(doc, name, list, what, optional=optional)
+    if listed is None:
+        return ()
+    if not all(isinstance(v, str) for v in listed):
+        raise RecordError(f"{what}: field {name!r} should be a list of strings")
+    return tuple(listed)
+
+
+@dataclass(frozen=True)
+class ChampionPointer:
+    """The serving pointer ``models/champion.json``: the version that serves and the files it names.
+
+    Only the registry writes it, by compare-and-swap, after every file it names exists. ``legal_key`` and
+    ``legal_sha256`` (the compiled reference-rent lookup) come together or not at all;
+    ``legal_refreshed_at`` says when a newer reference table replaced the lookup of the same model.
+    Fields other than these are not kept.
+    """
+
+    version: str
+    model_key: str
+    sha256: str
+    card_key: str
+    promoted_at: str
+    legal_key: str | None = None
+    legal_sha256: str | None = None
+    legal_refreshed_at: str | None = None
+
+    def same_switch(self, other: ChampionPointer | None) -> bool:
+        """Whether ``other`` comes from the same switch (same version, same ``promoted_at``).
+
+        A legal refresh rewrites the pointer of the same switch; a promotion or rollback makes a new one.
+        """
+        return other is not None and (self.version, self.promoted_at) == (other.version, other.promoted_at)
+
+    def with_legal(self, key: str, sha256: str, refreshed_at: str) -> ChampionPointer:
+        """The same switch serving another reference-rent lookup."""
+        import dataclasses
+
+        return dataclasses.replace(self, legal_key=key, legal_sha256=sha256, legal_refreshed_at=refreshed_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """The pointer as stored (legal fields only when set)."""
+        doc: dict[str, Any] = {
+            "version": self.version,
+            "model_key": self.model_key,
+            "sha256": self.sha256,
+            "card_key": self.card_key,
+            "promoted_at": self.promoted_at,
+        }
+        for name in ("legal_key", "legal_sha256", "legal_refreshed_at"):
+            if getattr(self, name) is not None:
+                doc[name] = getattr(self, name)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ChampionPointer:
+        """Read and check a stored pointer (:class:`RecordError` names the wrong field)."""
+        what = "champion pointer"
+        doc = _as_mapping(doc, what)
+        legal_key = _field(doc, "legal_key", str, what, optional=True)
+        legal_sha256 = _digest(doc, "legal_sha256", what, optional=True)
+        if (legal_key is None) != (legal_sha256 is None):
+            missing = "legal_sha256" if legal_sha256 is None else "legal_key"
+            raise RecordError(f"{what}: field {missing!r} is missing (the legal fields go in pairs)")
+        return cls(
+            version=_field(doc, "version", str, what),
+            model_key=_field(doc, "model_key", str, what),
+            sha256=str(_digest(doc, "sha256", what)),
+            card_key=_field(doc, "card_key", str, what),
+            promoted_at=str(_timestamp(doc, "promoted_at", what)),
+            legal_key=legal_key,
+            legal_sha256=legal_sha256,
+            legal_refreshed_at=_timestamp(doc, "legal_refreshed_at", what, optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class ChampionSwitch:
+    """One entry of ``models/champion_history.json``: a promotion or a rollback, with the pointer it set.
+
+    The history is the registry's log of switches, oldest first: replayed as a stack (a promotion pushes
+    its pointer, a rollback pops) its top is the champion.
+    """
+
+    action: str
+    version: str
+    at: str
+    reason: str
+    previous: str | None
+    pointer: ChampionPointer
+    gate: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as stored (a promotion records its gate decision, possibly null)."""
+        doc: dict[str, Any] = {"action": self.action, "version": self.version, "at": self.at}
+        doc["reason"] = self.reason
+        if self.action == "promote":
+            doc["gate"] = self.gate
+        return doc | {"previous": self.previous, "pointer": self.pointer.to_json()}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ChampionSwitch:
+        """Read and check a stored entry (:class:`RecordError` names the wrong field)."""
+        what = "champion history entry"
+        doc = _as_mapping(doc, what)
+        action = _field(doc, "action", str, what)
+        if action not in SWITCH_ACTIONS:
+            raise RecordError(f"{what}: field 'action' should be one of {SWITCH_ACTIONS}, not {action!r}")
+        pointer = ChampionPointer.from_json(_field(doc, "pointer", dict, what))
+        version = _field(doc, "version", str, what)
+        if version != pointer.version:
+            raise RecordError(f"{what}: field 'version' ({version}) is not the pointer's ({pointer.version})")
+        return cls(
+            action=action,
+            version=version,
+            at=str(_timestamp(doc, "at", what)),
+            reason=_field(doc, "reason", str, what),
+            previous=_field(doc, "previous", str, what, optional=True),
+            pointer=pointer,
+            gate=_field(doc, "gate", dict, what, optional=True),
+        )
+
+
+#: The card's fields that ModelCard types; the others are kept as written, in ``documentation``.
+_CARD_FIELDS = frozenset(
+    {
+        "version",
+        "trained_at",
+        "model_name",
+        "features",
+        "feature_ranges",
+        "interval",
+        "metrics",
+        "sha256",
+        "lineage",
+        "artifacts",
+        "legal",
+        "plot_sample",
+        "data",
+        "diagnostics",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The machine model card ``models/<version>/card.json``: what a version is and how it serves.
+
+    The typed fields are those code reads (the prediction side: version, features and their ranges, the
+    interval; the pipeline: metrics, lineage, data sizes, diagnostics, legal lookup). Every other field
+    (``model``, ``intended_use``, ``selection``, ``ols_reference``, ``at_30m2``, ``params``, ``limits``...)
+    is documentation for people and is kept as written in ``documentation``.
+    """
+
+    version: str
+    trained_at: str
+    model_name: str
+    features: tuple[str, ...]
+    feature_ranges: dict[str, Any]
+    interval: dict[str, Any]
+    metrics: dict[str, Any]
+    sha256: str | None = None
+    lineage: dict[str, Any] | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    legal: dict[str, Any] | None = None
+    plot_sample: tuple[tuple[float, float], ...] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    documentation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def surface_range(self) -> tuple[float, float]:
+        """Smallest and largest training surface (m²)."""
+        surface = self.feature_ranges["surface_m2"]
+        return float(surface["min"]), float(surface["max"])
+
+    @property
+    def districts(self) -> tuple[str, ...]:
+        """The districts seen in training (empty when the model ignores the district)."""
+        return tuple(self.feature_ranges.get("district") or ())
+
+    @property
+    def level(self) -> float:
+        """Nominal level of the served interval (0.9)."""
+        return float(self.interval["level"])
+
+    @property
+    def batch_ids(self) -> list[str]:
+        """Sorted ingestion ids of the clean batches the version was trained on (its data's identity)."""
+        return sorted(str(b["ingestion_id"]) for b in (self.lineage or {}).get("batches") or [])
+
+    def with_legal(self, legal: dict[str, Any] | None) -> ModelCard:
+        """The same card with another reference-rent lookup."""
+        import dataclasses
+
+        return dataclasses.replace(self, legal=legal)
+
+    def to_json(self) -> dict[str, Any]:
+        """The card as stored (``plot_sample`` only when set)."""
+        doc = dict(self.documentation)
+        doc.update(
+            {
+                "data": self.data,
+                "features": list(self.features),
+                "feature_ranges": self.feature_ranges,
+                "interval": self.interval,
+                "metrics": self.metrics,
+                "diagnostics": self.diagnostics,
+                "version": self.version,
+                "trained_at": self.trained_at,
+                "model_name": self.model_name,
+                "sha256": self.sha256,
+                "lineage": self.lineage,
+                "artifacts": self.artifacts,
+                "legal": self.legal,
+            }
+        )
+        if self.plot_sample is not None:
+            doc["plot_sample"] = [list(p) for p in self.plot_sample]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ModelCard:
+        """Read and check a stored card (:class:`RecordError` names the wrong field)."""
+        what = "model card"
+        doc = _as_mapping(doc, what)
+        features = _strings(doc, "features", what)
+        if not features:
+            raise RecordError(f"{what}: field 'features' is empty")
+        artifacts = _field(doc, "artifacts", dict, what, optional=True) or {}
+        if not all(isinstance(v, str) for v in artifacts.values()):
+            raise RecordError(f"{what}: field 'artifacts' should map file names to keys (strings)")
+        return cls(
+            version=_field(doc, "version", str, what),
+            trained_at=str(_timestamp(doc, "trained_at", what)),
+            model_name=_field(doc, "model_name", str, what),
+            features=features,
+            feature_ranges=_card_ranges(doc, what),
+            interval=_card_interval(doc, what),
+            metrics=_field(doc, "metrics", dict, what),
+            sha256=_digest(doc, "sha256", what, optional=True),
+            lineage=_field(doc, "lineage", dict, what, optional=True),
+            artifacts=dict(artifacts),
+            legal=_field(doc, "legal", dict, what, optional=True),
+            plot_sample=_card_points(doc, what),
+            data=_field(doc, "data", dict, what, optional=True) or {},
+            diagnostics=_field(doc, "diagnostics", dict, what, optional=True) or {},
+            documentation={k: v for k, v in doc.items() if k not in _CARD_FIELDS},
+        )
+
+
+def _card_ranges(doc: Mapping[str, Any], what: str) -> dict[str, Any]:
+    ranges = _field(doc, "feature_ranges", dict, what)
+    surface = _field(ranges, "surface_m2", dict, f"{what}: feature_ranges")
+    low = _number(surface, "min", f"{what}: feature_ranges.surface_m2")
+    high = _number(surface, "max", f"{what}: feature_ranges.surface_m2")
+    if low > high:
+        raise RecordError(f"{what}: field 'feature_ranges.surface_m2' has min {low:g} above max {high:g}")
+    _strings(ranges, "district", f"{what}: feature_ranges", optional=True)
+    return dict(ranges)
+
+
+def _card_interval(doc: Mapping[str, Any], what: str) -> dict[str, Any]:
+    interval = _field(doc, "interval", dict, what)
+    level = _number(interval, "level", f"{what}: interval")
+    if not 0.0 < level < 1.0:
+        raise RecordError(f"{what}: field 'interval.level' should be in (0, 1), not {level:g}")
+    scale = interval.get("scale", "log")
+    if scale not in INTERVAL_SCALES:
+        raise RecordError(f"{what}: field 'interval.scale' should be one of {INTERVAL_SCALES}, not {scale!r}")
+    return dict(interval)
+
+
+def _card_points(doc: Mapping[str, Any], what: str) -> tuple[tuple[float, float], ...] | None:
+    points = _field(doc, "plot_sample", list, what, optional=True)
+    if points is None:
+        return None
+    out = []
+    for p in points:
+        if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)):
+            raise RecordError(f"{what}: field 'plot_sample' should list [surface, rent] pairs, not {p!r}")
+        out.append((float(p[0]), float(p[1])))
+    return tuple(out)
