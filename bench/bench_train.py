@@ -4,11 +4,11 @@ The N rows are written as one committed batch of the clean zone of an in-process
 plus the commit marker, as the clean stage leaves them). Then, in one fresh process:
 
 * ``read``: ``Lake.read_clean`` of the N rows, timed alone;
-* ``train stage``: :func:`rentlake.modeling_jobs.train`, what the train function runs: read the clean
+* ``train stage``: :func:`rentlake.stages.train.run`, what the train function runs: read the clean
   zone, fit the candidates (cross-validation on the capped subsample), select, export to ONNX, score the
   held-out rows, diagnostics, plots, card, and write the registry version (held-out rows as Parquet);
 * ``export``: the ONNX export of the chosen model inside that run (``FittedCandidate.to_onnx`` timed);
-* ``evaluate stage``: :func:`rentlake.modeling_jobs.evaluate`: read the version back, score it and a
+* ``evaluate stage``: :func:`rentlake.stages.evaluate.judge`: read the version back, score it and a
   champion (trained beforehand on other data) on the same held-out rows, gate, ``evaluation.json``,
   pointer switch.
 
@@ -75,9 +75,12 @@ def run(rows: int) -> dict[str, float | str | int]:
         os.environ.pop(var, None)
     import boto3
     from moto import mock_aws
-    from rentlake import modeling_jobs, registry
+    from rentlake import registry
+    from rentlake.events import TrainRequest
     from rentlake.lake import Lake, keys
     from rentlake.model.train import FittedCandidate, train
+    from rentlake.stages import evaluate as evaluate_stage
+    from rentlake.stages import train as train_stage
 
     exports: list[float] = []
     real_to_onnx = FittedCandidate.to_onnx
@@ -104,10 +107,10 @@ def run(rows: int) -> dict[str, float | str | int]:
         n_read = len(lake.read_clean("listings"))
         t_read = time.perf_counter() - t
         t = time.perf_counter()
-        trained = modeling_jobs.train(lake, now=lambda: T0 + timedelta(hours=1))
+        trained = train_stage.run(lake, TrainRequest(), now=lambda: T0 + timedelta(hours=1))
         t_train = time.perf_counter() - t
         t = time.perf_counter()
-        evaluated = modeling_jobs.evaluate(lake, trained["version"])
+        evaluated = evaluate_stage.judge(lake, trained["version"])
         t_eval = time.perf_counter() - t
         onnx_bytes = lake.head(keys.model_file(trained["version"], "model.onnx"))["size"]
     return {
@@ -142,7 +145,8 @@ def write_clean_batch(lake: Lake, df: pd.DataFrame, part_rows: int = 250_000) ->
         lake.put_bytes(f"{prefix}part-{part:05d}.parquet", buf.getvalue())
     lake.put_json(keys.clean_batch_record("listings", iid), {
         "dataset": "listings", "ingestion_id": iid, "ingest_date": day, "cleaned_at": T0.isoformat(),
-        "source_key": "landing/bench.csv", "source_sha256": "0" * 64, "rows": {"clean": len(df)},
+        "source_key": "landing/bench.csv", "source_sha256": "0" * 64,
+        "rows": {"in": len(df), "clean": len(df), "quarantined": 0},
     })
 
 

@@ -13,30 +13,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from rentlake import modeling_jobs
-from rentlake.config import load, open_lake
 from rentlake.events import parse_train
+from rentlake.handlers import BatchFunction
 from rentlake.model import InsufficientDataError
-from rentlake.observability import logger, metrics
+from rentlake.stages import train
 
-SETTINGS = load()
-log = logger("train")
-metric = metrics("train")
+FUNCTION = BatchFunction("train")
 
 
-@metric.log_metrics
-@log.inject_lambda_context
+@FUNCTION.handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Train on the clean zone unless it has not changed; returns the version and its held-out metrics."""
-    # A malformed event raises BadEvent: the invocation fails with a message naming the problem.
     request = parse_train(event)
-    lake = open_lake(SETTINGS)
     try:
-        result = modeling_jobs.train(lake, dataset=request.dataset, seed=request.seed, force=request.force)
+        result = train.run(FUNCTION.lake(), request)
     except InsufficientDataError as exc:
-        log.warning("cannot train: %s", exc)
+        FUNCTION.log.warning("cannot train: %s", exc)
         return {"trained": False, "skipped": False, "reason": str(exc)}
-    metric.add_metric(name="ModelsTrained", unit="Count", value=int(result["trained"]))
+    FUNCTION.count("ModelsTrained", int(result["trained"]))
     if result["trained"]:
-        metric.add_metric(name="HeldoutMAE", unit="None", value=float(result["metrics"]["mae"]))
+        FUNCTION.count("HeldoutMAE", float(result["metrics"]["mae"]), unit="None")
     return result

@@ -27,7 +27,7 @@ def rentlake(lake_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def models_files(lake_dir: Path) -> dict[str, bytes]:
-    root = lake_dir / "s3" / "rentlake-local" / "models"
+    root = lake_dir / "models"  # the local lake keeps each key as a file under its folder
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
@@ -45,7 +45,7 @@ def test_pipeline_json_shows_rows_model_and_report_then_a_rerun_changes_nothing(
     assert model["gate"]["decision"] == "promote" and model["gate"]["reasons"]
     assert set(model["metrics"]) >= {"mae", "rmse", "r2", "mape", "coverage", "mean_width"}
     assert Path(model["card"]).is_file()
-    pointer = json.loads((lake_dir / "s3" / "rentlake-local" / "models" / "champion.json").read_text())
+    pointer = json.loads((lake_dir / "models" / "champion.json").read_text())
     assert pointer["version"] == model["version"]
     before = models_files(lake_dir)
 
@@ -92,7 +92,7 @@ def test_too_little_data_is_refused_with_its_reason_and_no_traceback(tmp_path: P
     out = json.loads(res.stdout)
     assert out["rows"]["clean"] == 5
     assert out["model"]["trained"] is False and out["model"]["champion"] is None
-    assert not (lake_dir / "s3" / "rentlake-local" / "models").exists()
+    assert not (lake_dir / "models").exists()
     # AND `rentlake train` says the same
     train = rentlake(lake_dir, "train")
     assert train.returncode == 2 and "rentlake: cannot train: only 5 usable rows" in train.stderr

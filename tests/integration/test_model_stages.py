@@ -93,9 +93,9 @@ def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion:
     assert card["interval"]["method"]
     assert card["metrics"]["mae"] == pytest.approx(trained["metrics"]["mae"])
     batch = lake.committed_batches("listings")[0]
-    ingestion = lake.get_json(f"raw/_ingestions/{batch['ingestion_id']}.json")
+    ingestion = lake.get_json(f"raw/_ingestions/{batch.ingestion_id}.json")
     [lineage_batch] = card["lineage"]["batches"]
-    assert lineage_batch["ingestion_id"] == batch["ingestion_id"]
+    assert lineage_batch["ingestion_id"] == batch.ingestion_id
     assert lineage_batch["source_key"] == "landing/house_intact.csv"
     assert lineage_batch["source_sha256"] == ingestion["source_sha256"]
     sample_sha = hashlib.sha256((SAMPLES / "house_intact.csv").read_bytes()).hexdigest()
@@ -127,7 +127,7 @@ def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion:
 
 
 def test_the_predict_side_loads_the_promoted_champion(champion: dict[str, Any], course_lake: Any) -> None:
-    from rentlake.runtime.model import load_champion
+    from rentlake.runtime.champion import load_champion
 
     # WHEN the runtime reads the pointer and the files it names
     model = load_champion(course_lake)
@@ -208,12 +208,14 @@ def test_worse_challenger_is_refused_and_the_champion_stays(champion: dict[str, 
 
 def test_corrupted_model_file_is_never_promoted(champion: dict[str, Any], function: Any, course_lake: Any,
                                                 lambda_context: Any) -> None:
-    from rentlake import modeling_jobs, registry
+    from rentlake import registry
+    from rentlake.events import TrainRequest
+    from rentlake.stages import train as train_stage
 
     lake = course_lake
     pointer_before = lake.get_bytes("models/champion.json")
     # GIVEN a second version whose model.onnx was replaced after training
-    trained = modeling_jobs.train(lake, force=True, now=lambda: datetime(2031, 1, 1, tzinfo=UTC))
+    trained = train_stage.run(lake, TrainRequest(force=True), now=lambda: datetime(2031, 1, 1, tzinfo=UTC))
     v2 = trained["version"]
     lake.put_bytes(f"models/{v2}/model.onnx", b"not the trained graph")
     # WHEN it is evaluated THEN the digest check refuses it by name and the champion is unchanged
@@ -339,11 +341,12 @@ def test_all_nan_surface_column_is_refused(function: Any, put_landing: Any, lake
 
 
 def test_exploration_report_describes_the_listings_not_their_lineage(course_lake: Any) -> None:
-    from rentlake import modeling_jobs
+    from rentlake.events import ExploreRequest
     from rentlake.lake import keys
+    from rentlake.stages import explore
 
     # WHEN the clean course data (one batch) is explored
-    run = modeling_jobs.explore(course_lake)["run_id"]
+    run = explore.run(course_lake, ExploreRequest())["run_id"]
     summary = course_lake.get_json(keys.report_file(run, "summary.json"))
     # THEN the columns, missing values and constant columns are the listings' own, not the lineage's
     assert summary["columns"] == ["rent_eur", "surface_m2", "district", "listed_at"]

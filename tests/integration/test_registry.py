@@ -55,7 +55,7 @@ def test_only_complete_versions_are_listed(lake: Any) -> None:
     assert row["version"] == v1 and row["champion"] is False and row["gate"] is None
     assert set(row["metrics"]) == set(registry.HEADLINE)
     card = registry.read_card(lake, v1)
-    assert card["version"] == v1 and card["feature_ranges"]["district"] == []
+    assert card.version == v1 and card.feature_ranges["district"] == [] and card.districts == ()
 
 
 def test_promotion_writes_the_history_then_the_whole_pointer_last(lake: Any, monkeypatch: pytest.MonkeyPatch
@@ -64,25 +64,32 @@ def test_promotion_writes_the_history_then_the_whole_pointer_last(lake: Any, mon
 
     v1 = new_version(lake, 1)
     puts: list[str] = []
-    real_put = lake.put_bytes
+    real_put, real_replace = lake.put_bytes, lake.replace_json
 
     def recording(key: str, data: bytes, **kw: Any) -> str:
         puts.append(key)
         return real_put(key, data, **kw)
 
+    def recording_swap(key: str, obj: Any, *, etag: str | None) -> str:
+        puts.append(f"{key} (compare-and-swap)")
+        return real_replace(key, obj, etag=etag)
+
     monkeypatch.setattr(lake, "put_bytes", recording)
+    monkeypatch.setattr(lake, "replace_json", recording_swap)
     # WHEN the version is promoted
     pointer = registry.promote(lake, v1, reason="test", now=clock(0))
-    # THEN the pointer is written once, last, right after the history entry
-    assert puts[-2:] == ["models/champion_history.json", "models/champion.json"]
-    assert puts.count("models/champion.json") == 1
+    # THEN the pointer is written once, last, right after the history entry, both by compare-and-swap
+    assert puts[-2:] == ["models/champion_history.json (compare-and-swap)",
+                         "models/champion.json (compare-and-swap)"]
+    assert puts.count("models/champion.json (compare-and-swap)") == 1
+    assert "models/champion.json" not in puts
     digest = hashlib.sha256(lake.get_bytes(f"models/{v1}/model.onnx")).hexdigest()
-    assert lake.get_json("models/champion.json") == pointer == {
+    assert lake.get_json("models/champion.json") == pointer.to_json() == {
         "version": v1, "model_key": f"models/{v1}/model.onnx", "sha256": digest,
         "card_key": f"models/{v1}/card.json", "promoted_at": (T0 + timedelta(hours=1)).isoformat(),
     }
     [entry] = registry.read_history(lake)
-    assert entry["action"] == "promote" and entry["reason"] == "test" and entry["pointer"] == pointer
+    assert entry.action == "promote" and entry.reason == "test" and entry.pointer == pointer
 
 
 def test_rollback_undoes_the_last_promotion_then_refuses(lake: Any, two_versions: tuple[str, str]) -> None:
@@ -94,16 +101,16 @@ def test_rollback_undoes_the_last_promotion_then_refuses(lake: Any, two_versions
     # WHEN rolled back
     pointer = registry.rollback(lake, now=clock(2))
     # THEN v1 serves again (new promoted_at), and the history records the three switches
-    assert pointer["version"] == v1 and lake.get_json("models/champion.json") == pointer
-    assert pointer["promoted_at"] == clock(2)().isoformat()
+    assert pointer.version == v1 and lake.get_json("models/champion.json") == pointer.to_json()
+    assert pointer.promoted_at == clock(2)().isoformat()
     history = registry.read_history(lake)
-    assert [(h["action"], h["version"], h["previous"]) for h in history] == [
+    assert [(h.action, h.version, h.previous) for h in history] == [
         ("promote", v1, None), ("promote", v2, v1), ("rollback", v1, v2)]
     assert [r["version"] for r in registry.describe(lake) if r["champion"]] == [v1]
     # AND a second rollback has nowhere to go: clear refusal, pointer unchanged
     with pytest.raises(registry.RegistryError, match="first champion: there is no previous one"):
         registry.rollback(lake)
-    assert lake.get_json("models/champion.json") == pointer
+    assert lake.get_json("models/champion.json") == pointer.to_json()
 
 
 def test_rollback_without_a_champion_is_refused(lake: Any) -> None:
@@ -166,11 +173,12 @@ def test_legal_lookup_follows_promotion_and_rollback(lake: Any, two_versions: tu
     v1, v2 = two_versions
     p1 = registry.promote(lake, v1, reason="first")
     p2 = registry.promote(lake, v2, reason="second")
-    assert p2["legal_key"] == f"models/{v2}/legal.json"
-    assert registry.read_card(lake, v2)["legal"]["years"] == [2017]
+    assert p2.legal_key == f"models/{v2}/legal.json"
+    assert registry.read_card(lake, v2).legal["years"] == [2017]
     # WHEN rolled back THEN the pointer names v1's own lookup again
     back = registry.rollback(lake)
-    assert (back["legal_key"], back["legal_sha256"]) == (p1["legal_key"], p1["legal_sha256"])
+    assert (back.legal_key, back.legal_sha256) == (p1.legal_key, p1.legal_sha256)
+    assert back.legal_key == f"models/{v1}/legal.json"
 
 
 def test_reference_module_absent_is_skipped_but_other_import_errors_propagate(
@@ -185,3 +193,188 @@ def test_reference_module_absent_is_skipped_but_other_import_errors_propagate(
     monkeypatch.setattr(registry, "REFERENCE_MODULE", "rentlake_missing_package.reference")
     with pytest.raises(ModuleNotFoundError, match="rentlake_missing_package"):
         registry.attach_legal(lake, v1)
+
+
+# --------------------------------------------------------------------------- concurrent switches (CAS)
+class SwitchRace:
+    """Two writers, each on its own lake client (two Lambda invocations), promoting at the same time.
+
+    The barrier holds each writer's first history commit until both have read and decided on the same
+    state, so the race the registry must survive happens on every run, not by luck. moto checks an
+    ``If-Match`` and writes in two steps that threads can interleave, where S3 does both atomically: the
+    lock makes each conditional write atomic, as on S3, and nothing more (reads and decisions still
+    interleave freely).
+    """
+
+    def __init__(self, bucket: str) -> None:
+        import threading
+
+        self.barrier = threading.Barrier(2, timeout=60)
+        self.atomic = threading.Lock()
+        self.bucket = bucket
+
+    def lake(self) -> Any:
+        import threading
+
+        from rentlake.lake import Lake
+
+        lake = Lake(self.bucket, "rentlake")
+        lake.s3  # noqa: B018 - create the client here, not concurrently in the threads
+        real_replace = lake.replace_json
+        waited = threading.Event()
+
+        def replace_json(key: str, obj: Any, *, etag: str | None) -> str:
+            if key == "models/champion_history.json" and not waited.is_set():
+                waited.set()
+                self.barrier.wait()
+            with self.atomic:
+                return real_replace(key, obj, etag=etag)
+
+        lake.replace_json = replace_json
+        return lake
+
+    def run(self, *calls: Any) -> list[Any]:
+        """Run each ``call(lake)`` in its own thread; returns each result or the exception it raised."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        lakes = [self.lake() for _ in calls]
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            futures = [pool.submit(call, lk) for call, lk in zip(calls, lakes, strict=True)]
+            return [f.exception() or f.result() for f in futures]
+
+
+def test_two_promotions_at_once_are_both_recorded_in_order(lake: Any, bucket: str,
+                                                           two_versions: tuple[str, str]) -> None:
+    from rentlake import registry
+
+    v1, v2 = two_versions
+    race = SwitchRace(bucket)
+    # GIVEN no champion WHEN two writers promote v1 and v2 at the same time (both decided on "no champion")
+    p1, p2 = race.run(lambda lk: registry.promote(lk, v1, reason="one", now=clock(1)),
+                      lambda lk: registry.promote(lk, v2, reason="two", now=clock(2)))
+    # THEN neither failed: the writer whose history swap lost decided again on the new champion
+    assert (p1.version, p2.version) == (v1, v2)
+    history = registry.read_history(lake)
+    first, second = (h.version for h in history)
+    assert {first, second} == {v1, v2}
+    # AND the history has both switches, in order: the second replaced the first
+    assert [(h.action, h.version, h.previous) for h in history] == [
+        ("promote", first, None), ("promote", second, first)]
+    # AND the pointer names the later switch, whose files exist and match its digest
+    pointer = registry.read_pointer(lake)
+    assert pointer == history[-1].pointer and pointer.version == second
+    model = lake.get_bytes(pointer.model_key)
+    assert hashlib.sha256(model).hexdigest() == pointer.sha256
+    assert registry.read_card(lake, second).sha256 == pointer.sha256
+    # AND a rollback undoes the later one
+    assert registry.rollback(lake, now=clock(3)).version == first
+
+
+def test_two_gate_promotions_against_the_same_champion_one_wins_the_other_reports_it(
+        lake: Any, bucket: str, two_versions: tuple[str, str]) -> None:
+    from rentlake import registry
+
+    v1, v2 = two_versions
+    race = SwitchRace(bucket)
+    # GIVEN no champion WHEN both challengers, each judged against "no champion", are promoted at once
+    out = race.run(lambda lk: registry.promote(lk, v1, reason="gate", expected=None, now=clock(1)),
+                   lambda lk: registry.promote(lk, v2, reason="gate", expected=None, now=clock(2)))
+    # THEN exactly one is promoted and the other says which champion won instead of switching
+    [winner] = [r for r in out if not isinstance(r, Exception)]
+    [lost] = [r for r in out if isinstance(r, Exception)]
+    assert isinstance(lost, registry.ChampionMoved)
+    assert (lost.expected, lost.actual) == (None, winner.version)
+    assert "another promotion won" in str(lost)
+    # AND the history holds the one switch and the pointer names it
+    [entry] = registry.read_history(lake)
+    assert (entry.action, entry.version, entry.previous) == ("promote", winner.version, None)
+    assert registry.read_pointer(lake) == winner == entry.pointer
+
+
+def test_a_switch_that_keeps_losing_gives_up_and_changes_nothing(
+        lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rentlake import registry
+    from rentlake.lake import PreconditionFailed
+
+    v1, v2 = two_versions
+    registry.promote(lake, v1, reason="first", now=clock(0))
+    before = (lake.get_bytes("models/champion.json"), lake.get_bytes("models/champion_history.json"))
+    attempts: list[str] = []
+
+    def always_lost(key: str, obj: Any, *, etag: str | None) -> str:
+        attempts.append(key)
+        raise PreconditionFailed(f"{key} was written by another writer")
+
+    monkeypatch.setattr(lake, "replace_json", always_lost)
+    # WHEN every history swap loses THEN the promotion gives up after the bounded attempts, by name
+    with pytest.raises(registry.ChampionContended, match="changed 5 times"):
+        registry.promote(lake, v2, reason="second", now=clock(1))
+    assert attempts == ["models/champion_history.json"] * registry.MAX_ATTEMPTS
+    # AND nothing was written
+    assert (lake.get_bytes("models/champion.json"), lake.get_bytes("models/champion_history.json")) == before
+
+
+def test_a_pointer_left_behind_by_a_dead_writer_is_published_by_the_next_switch(
+        lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rentlake import registry
+
+    v1, v2 = two_versions
+    registry.promote(lake, v1, reason="first", now=clock(0))
+    real_replace = lake.replace_json
+
+    def dies_before_publishing(key: str, obj: Any, *, etag: str | None) -> str:
+        if key == "models/champion.json":
+            raise RuntimeError("killed")
+        return real_replace(key, obj, etag=etag)
+
+    # GIVEN a promotion of v2 whose writer died after recording it, before publishing the pointer
+    monkeypatch.setattr(lake, "replace_json", dies_before_publishing)
+    with pytest.raises(RuntimeError, match="killed"):
+        registry.promote(lake, v2, reason="second", now=clock(1))
+    monkeypatch.setattr(lake, "replace_json", real_replace)
+    assert registry.read_pointer(lake).version == v1
+    assert [h.version for h in registry.read_history(lake)] == [v1, v2]
+    # WHEN the champion is asked for, and published THEN the history's champion, v2, is published
+    assert registry.champion(lake).version == v2
+    assert registry.publish(lake).version == v2
+    assert registry.read_pointer(lake) == registry.read_history(lake)[-1].pointer
+    # AND a rollback then undoes v2's promotion
+    assert registry.rollback(lake, now=clock(2)).version == v1
+
+
+def test_a_legal_refresh_that_loses_to_a_promotion_decides_again_on_the_new_champion(
+        lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rentlake import registry
+
+    v1, v2 = two_versions
+    table = b'{"years": [2019]}'
+    fake = types.SimpleNamespace(
+        build_artifact=lambda lk: ({"years": [2019]}, table),
+        refreshed_artifact_name=lambda sha: f"legal-{sha[:12]}.json",
+        legal_summary=lambda doc, key, data: {"legal_key": key, "legal_years": {"PARIS": doc["years"]}},
+    )
+    monkeypatch.setitem(sys.modules, "rentlake.legal.compile", fake)
+    registry.promote(lake, v1, reason="first", now=clock(0))
+    real_replace = lake.replace_json
+    swaps: list[str] = []
+
+    def promotion_lands_first(key: str, obj: Any, *, etag: str | None) -> str:
+        if key == "models/champion.json" and not swaps:
+            swaps.append(obj["version"])
+            # GIVEN a promotion of v2 that lands between the refresh's read and its swap
+            registry.promote(lake, v2, reason="second", now=clock(1))
+        return real_replace(key, obj, etag=etag)
+
+    monkeypatch.setattr(lake, "replace_json", promotion_lands_first)
+    # WHEN the legal lookup is refreshed
+    refreshed = registry.refresh_legal(lake, now=clock(2))
+    # THEN its first swap (for v1) lost, and it refreshed the new champion v2 instead
+    sha = hashlib.sha256(table).hexdigest()
+    assert swaps == [v1]
+    assert refreshed == {"legal_key": f"models/{v2}/legal-{sha[:12]}.json", "legal_years": {"PARIS": [2019]}}
+    pointer = registry.read_pointer(lake)
+    assert (pointer.version, pointer.legal_sha256, pointer.legal_key) == (v2, sha, refreshed["legal_key"])
+    assert pointer.legal_refreshed_at == clock(2)().isoformat()
+    assert lake.get_bytes(pointer.legal_key) == table
+    # AND the promotion's history is intact
+    assert [h.version for h in registry.read_history(lake)] == [v1, v2]

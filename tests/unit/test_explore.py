@@ -1,25 +1,40 @@
-"""Exploration report (GIVEN / WHEN / THEN)."""
+"""Exploration rules and the report's files (GIVEN / WHEN / THEN)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
-from rentlake.explore import Report, build_report
+from rentlake.explore import analyse
 from rentlake.model import InsufficientDataError
+from rentlake.reporting import exploration_files
 
-SAMPLE = Path("/work/shared/data/house_intact.csv")
+from tests.conftest import SAMPLES
+
+SAMPLE = SAMPLES / "house_intact.csv"
+
+
+@dataclass
+class Report:
+    """What the explore stage stores: the exploration's summary and hypotheses, and the drawn files."""
+
+    summary: dict
+    hypotheses: list
+    files: dict
+
+
+def build_report(df: pd.DataFrame, run_id: str) -> Report:
+    exploration = analyse(df, run_id=run_id)
+    return Report(exploration.summary, exploration.hypotheses, exploration_files(exploration))
 
 
 @pytest.fixture(scope="module")
 def sample_report() -> Report:
-    if not SAMPLE.exists():
-        pytest.skip("sample data not available")
     raw = pd.read_csv(SAMPLE)
     raw = raw[raw["loyer"] < 10_000].rename(columns={"loyer": "rent_eur", "surface": "surface_m2"})
     return build_report(raw, run_id="run-1")
@@ -110,4 +125,20 @@ def test_districts_give_a_table_a_figure_and_a_hypothesis() -> None:
 )
 def test_bad_input(frame: pd.DataFrame, message: str) -> None:
     with pytest.raises(InsufficientDataError, match=message):
-        build_report(frame, run_id="bad")
+        analyse(frame, run_id="bad")
+
+
+def test_reference_rents_without_paris_say_so_and_draw_nothing() -> None:
+    # GIVEN listings and a reference table with Lille rows only
+    rng = np.random.default_rng(1)
+    s = rng.uniform(15, 120, 50)
+    listings = pd.DataFrame({"rent_eur": 30 * s * np.exp(rng.normal(0, 0.1, 50)), "surface_m2": s})
+    lille = pd.DataFrame({"city": ["LILLE"], "quartier_code": ["5935001"], "furnished": [False],
+                          "year": [2017], "ref_eur_m2": [12.5], "max_eur_m2": [15.0]})
+    # WHEN explored with it
+    exploration = analyse(listings, run_id="lille", reference=lille)
+    files = exploration_files(exploration)
+    # THEN the summary says there is no Paris table, no (empty) figure is drawn, and the page says why
+    assert exploration.summary["reference_rents"] == {"paris": None}
+    assert "reference_rents_by_arrondissement.png" not in files
+    assert "No Paris reference rents in the clean zone." in files["report.html"].decode()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,14 +13,14 @@ from rentlake.model.evaluate import metrics, score_onnx
 from rentlake.model.intervals import conformal_quantile, fit_ols, ols_intervals
 from rentlake.model.train import CANDIDATES, TrainResult, train
 
-SAMPLE = Path("/work/shared/data/house_intact.csv")
+from tests.conftest import SAMPLES
+
+SAMPLE = SAMPLES / "house_intact.csv"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def load_sample() -> pd.DataFrame:
     """house_intact.csv as the clean step delivers it: no duplicates, no rent ≥ 10 000."""
-    if not SAMPLE.exists():
-        pytest.skip(f"sample data {SAMPLE} not available")
     raw = pd.read_csv(SAMPLE).drop_duplicates()
     raw = raw[raw["loyer"] < 10_000]
     return raw.rename(columns={"loyer": "rent_eur", "surface": "surface_m2"}).reset_index(drop=True)
@@ -66,10 +65,19 @@ def test_ols_intervals_equal_statsmodels() -> None:
         np.testing.assert_allclose(ours[k], ref[k].to_numpy(), rtol=1e-6)
 
 
+def test_normal_quantile_is_the_half_width_of_a_central_interval() -> None:
+    from rentlake.model.intervals import normal_quantile
+
+    # GIVEN the served level WHEN its normal half-width is asked THEN it is Φ⁻¹(0.95), as the card records
+    assert normal_quantile(0.9) == pytest.approx(1.6448536269514722, rel=1e-12)
+    assert normal_quantile(0.5) == pytest.approx(0.6744897501960817, rel=1e-12)
+    # AND a level outside (0, 1) is refused by name
+    with pytest.raises(ValueError, match="level must be in"):
+        normal_quantile(1.0)
+
+
 def test_ols_reference_reproduces_the_course_numbers() -> None:
     # GIVEN the sample data with rent < 10 000 (n = 536, duplicates kept, as in the course)
-    if not SAMPLE.exists():
-        pytest.skip("sample data not available")
     raw = pd.read_csv(SAMPLE)
     raw = raw[raw["loyer"] < 10_000]
     # WHEN the course line is fitted

@@ -9,6 +9,7 @@ from rentlake import registry
 from rentlake.cli.context import Context
 from rentlake.cli.errors import CliError
 from rentlake.lake import keys
+from rentlake.records import ChampionPointer
 
 
 def register(sub: Any) -> None:
@@ -17,8 +18,9 @@ def register(sub: Any) -> None:
         "models",
         help="list model versions, promote one by hand, or roll back to the previous champion",
         description="The model registry (models/<version>/) and the serving pointer models/champion.json. "
-        "Every switch of the pointer is one write of the whole pointer, made after every file it names "
-        "exists, and is recorded in models/champion_history.json.",
+        "Every switch is recorded in models/champion_history.json, then published as one write of the "
+        "whole pointer, made after every file it names exists; both writes are compare-and-swap, so two "
+        "switches at the same time are recorded one after the other, never lost.",
     )
     p.set_defaults(run=lambda args, ctx: _help(p), needs_lake=False)
     msub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
@@ -75,12 +77,11 @@ def _num(value: Any, fmt: str) -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "-"
 
 
-def _switched(ctx: Context, args: argparse.Namespace, pointer: dict[str, Any], what: str) -> int:
+def _switched(ctx: Context, args: argparse.Namespace, pointer: ChampionPointer, what: str) -> int:
     if args.json:
-        ctx.emit_json(pointer)
+        ctx.emit_json(pointer.to_json())
     else:
-        print(f"{what}: champion is now {pointer['version']} (sha256 {pointer['sha256'][:12]}…)",
-              file=ctx.out)
+        print(f"{what}: champion is now {pointer.version} (sha256 {pointer.sha256[:12]}…)", file=ctx.out)
         print(f"  pointer: {ctx.where(keys.champion())}", file=ctx.out)
     return 0
 

@@ -80,8 +80,8 @@ def model_member(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
     version = trained.get("version")
     metrics = trained.get("metrics") or evaluated.get("metrics")
     if version and not metrics:
-        card = ctx.lake.get_json_or_none(keys.model_file(version, registry.CARD)) or {}
-        metrics = {k: v for k, v in (card.get("metrics") or {}).items() if k in registry.HEADLINE}
+        card = registry.read_card(ctx.lake, version)
+        metrics = {k: v for k, v in card.metrics.items() if k in registry.HEADLINE}
     pointer = registry.read_pointer(ctx.lake)
     return {
         "version": version,
@@ -91,7 +91,7 @@ def model_member(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
         "promoted": bool(evaluated.get("promoted")),
         "metrics": metrics,
         "gate": evaluated.get("gate"),
-        "champion": pointer.get("version") if pointer else None,
+        "champion": pointer.version if pointer else None,
         "card": ctx.where(keys.model_file(version, registry.CARD_HTML)) if version else None,
     }
 

@@ -1,8 +1,9 @@
 """Pure modelling library for rentlake: train, intervals, ONNX export, evaluation, diagnostics, gate.
 
-Nothing here touches S3 or AWS: callers pass pandas DataFrames and persist what is returned.
-Heavy optional dependencies (matplotlib, statsmodels, skl2onnx) are imported inside the functions
-that need them so that importing the package has no side effects.
+Nothing here touches S3 or AWS: callers pass pandas DataFrames and persist what is returned (the
+train and evaluate stages, :mod:`rentlake.stages`). Figures and the card's page are drawn by
+:mod:`rentlake.reporting`. Heavy dependencies (scikit-learn, skl2onnx, scipy) are imported inside the
+functions that need them so that importing the package has no side effects.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from rentlake.model import InsufficientDataError
-from rentlake.model._render import jsonable, png
+from rentlake.reporting import jsonable
 
-__all__ = ["Diagnosis", "diagnose", "residual_plots", "FLAGS", "DEFAULT_ALPHA"]
+__all__ = ["Diagnosis", "diagnose", "FLAGS", "DEFAULT_ALPHA"]
 
 FLAGS = ("nonlinearity", "outlier", "influential_point", "heteroscedasticity")
 #: Family-wise false-alarm rate over the three p-value tests (RESET, outlier, Breusch–Pagan).
@@ -293,54 +293,3 @@ def diagnose(x: ArrayLike, y: ArrayLike, *, alpha: float = DEFAULT_ALPHA) -> Dia
         fitted=X @ beta,
         residuals=e,
     )
-
-
-def residual_plots(
-    fitted: ArrayLike, residuals: ArrayLike, *, title: str = "", max_points: int = 20_000, seed: int = 0
-) -> dict[str, bytes]:
-    """Residuals-vs-fitted and normal QQ plots as PNG bytes.
-
-    Parameters
-    ----------
-    fitted, residuals : array-like of float
-        Fitted values and residuals of the same model.
-    title : str
-        Prefix for the plot titles (e.g. the scale: "log rent").
-    max_points : int
-        Large inputs are subsampled (seeded) so that plotting stays fast.
-    seed : int
-        Seed of the subsample.
-
-    Returns
-    -------
-    dict
-        ``{"residuals_vs_fitted.png": bytes, "qq.png": bytes}``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import stats
-
-    f = np.asarray(fitted, dtype=float).ravel()
-    r = np.asarray(residuals, dtype=float).ravel()
-    if f.size > max_points:
-        idx = np.random.default_rng(seed).choice(f.size, max_points, replace=False)
-        f, r = f[idx], r[idx]
-    out: dict[str, bytes] = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(f, r, s=8, alpha=0.5)
-    ax.axhline(0.0, color="k", lw=1)
-    ax.set_xlabel("fitted")
-    ax.set_ylabel("residual")
-    ax.set_title(f"{title} residuals vs fitted".strip())
-    out["residuals_vs_fitted.png"] = png(fig)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    (osm, osr), (slope, intercept, _) = stats.probplot(r, dist="norm")
-    ax.scatter(osm, osr, s=8, alpha=0.5)
-    ax.plot(osm, intercept + slope * osm, color="r", lw=1)
-    ax.set_xlabel("normal quantiles")
-    ax.set_ylabel("ordered residuals")
-    ax.set_title(f"{title} normal QQ plot".strip())
-    out["qq.png"] = png(fig)
-    return out

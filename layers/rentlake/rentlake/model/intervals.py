@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from rentlake.model import InsufficientDataError
 
-__all__ = ["OLSFit", "fit_ols", "ols_intervals", "conformal_quantile"]
+__all__ = ["OLSFit", "fit_ols", "ols_intervals", "conformal_quantile", "normal_quantile"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,21 @@ def conformal_quantile(abs_scores: ArrayLike, level: float = 0.9) -> float:
         raise InsufficientDataError("no residuals to calibrate the interval")
     k = math.ceil((m + 1) * level)
     return float(s[min(k, m) - 1])
+
+
+def normal_quantile(level: float) -> float:
+    """Half-width of a central ``level`` interval of the standard normal, in standard deviations.
+
+    ``normal_quantile(0.9)`` is Φ⁻¹(0.95) ≈ 1.645: the card records it with ``sigma_log = q / z``, the
+    log-scale spread a normal error would need to give the served half-width ``q``.
+
+    Raises
+    ------
+    ValueError
+        When ``level`` is not in (0, 1).
+    """
+    from scipy import stats
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"an interval level must be in (0, 1), got {level}")
+    return float(stats.norm.ppf(0.5 + level / 2.0))

@@ -18,7 +18,6 @@ then the simplest candidate within one standard error of it.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -29,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from rentlake.model import LEVEL, MIN_ROWS, InsufficientDataError
-from rentlake.model._render import html_page, jsonable, png
-from rentlake.model.diagnostics import diagnose, residual_plots
+from rentlake.model.diagnostics import diagnose
 from rentlake.model.evaluate import metrics, score_onnx
 from rentlake.model.export import SURFACE_FEATURE, onnx_signature, to_onnx
-from rentlake.model.intervals import conformal_quantile, fit_ols, ols_intervals
+from rentlake.model.intervals import OLSFit, conformal_quantile, fit_ols, normal_quantile, ols_intervals
+from rentlake.reporting import jsonable
 
 __all__ = ["train", "prepare", "TrainResult", "FittedCandidate", "CANDIDATES", "REFERENCE_SURFACE"]
 
@@ -434,7 +433,7 @@ def train(
     diagnostics_max_rows : int
         Regression diagnostics run on a seeded subsample of at most this many training rows.
     make_files : bool
-        Render the PNG plots and ``card.html``.
+        Render the PNG plots and ``card.html`` (:func:`rentlake.reporting.model_files`).
 
     Returns
     -------
@@ -446,8 +445,15 @@ def train(
         The data cannot support a model (see :func:`prepare`).
     """
     trained_at = trained_at or datetime.now(UTC)
+    params = {
+        "seed": seed,
+        "test_size": test_size,
+        "level": level,
+        "cv_folds": cv_folds,
+        "max_rows_heavy": max_rows_heavy,
+        "gbr_estimators": gbr_estimators,
+    }
     data, info = prepare(df)
-    use_district = len(info["districts"]) >= 2
     train_df, test_df, split = _split(data, test_size, seed)
     if train_df["surface_m2"].nunique() < 2:
         raise InsufficientDataError(
@@ -455,35 +461,126 @@ def train(
         )
     folds = min(cv_folds, len(train_df))
     cv_df = _subsample(train_df, max_rows_heavy, seed)
+    choice = _choose(_specs(len(info["districts"]) >= 2), train_df, cv_df, seed, folds, gbr_estimators, level)
+    model = choice.fitted[choice.chosen]
+    method = (
+        "cross-conformal: constant half-width on the log scale = conformal quantile of the out-of-fold "
+        f"absolute log residuals ({folds}-fold); interval = [exp(f - q), exp(f + q)], estimate = exp(f)"
+    )
+    onnx_bytes = model.to_onnx(doc=f"rentlake {choice.chosen}; {method}")
+    held = _heldout(onnx_bytes, choice.fitted, train_df, test_df, level)
+    ols_all = fit_ols(data["surface_m2"], data["rent_eur"])
+    ols_reference = _course_reference(ols_all, level, held.ols_linear_metrics)
+    diag_df = _subsample(train_df, diagnostics_max_rows, seed)
+    result = TrainResult(
+        version=f"{trained_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{_data_hash(data, params)[:12]}",
+        trained_at=trained_at,
+        model_name=choice.chosen,
+        onnx=onnx_bytes,
+        sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        features=["surface_m2"] + (["district"] if model.uses_district else []),
+        feature_ranges=_feature_ranges(train_df, info["districts"]),
+        interval=_interval(model, level, method, held.served_metrics["coverage"]),
+        metrics={
+            **held.served_metrics,
+            "candidates": held.candidate_metrics,
+            "ols_linear": held.ols_linear_metrics,
+        },
+        ols_reference=ols_reference,
+        at_30m2=_at_reference_surface(onnx_bytes, model, train_df, ols_reference),
+        selection=choice.selection(),
+        diagnostics=_diagnostics(diag_df, test_df, held),
+        test_set=test_df.copy(),
+        sizes=_sizes(info, data, train_df, test_df, cv_df, diag_df),
+        card={},
+        candidates=choice.fitted,
+    )
+    result.card = _card(result, split, params, lineage)
+    if make_files:
+        from rentlake.reporting import model_files
 
-    specs = _specs(use_district)
+        result.files = model_files(result, train_df, ols_all)
+    return result
+
+
+@dataclass
+class _Choice:
+    """The candidates' cross-validation, the one chosen and every candidate fitted."""
+
+    specs: list[_Spec]
+    cv: dict[str, dict[str, float]]
+    chosen: str
+    reason: str
+    fitted: dict[str, FittedCandidate]
+
+    def selection(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "reason": self.reason,
+            "cv": self.cv,
+            "criterion": "cross-validated MAE (€), one-SE rule",
+            "order": [s.name for s in self.specs],
+        }
+
+
+def _choose(
+    specs: list[_Spec],
+    train_df: pd.DataFrame,
+    cv_df: pd.DataFrame,
+    seed: int,
+    folds: int,
+    gbr_estimators: int,
+    level: float,
+) -> _Choice:
+    """Cross-validate every candidate, select one, fit all of them with their conformal half-widths."""
     cv = {s.name: _cross_validate(s, cv_df, seed, folds, gbr_estimators, level) for s in specs}
     chosen, reason = _select(cv)
     fitted = {
         s.name: _fit(s, cv_df if s.heavy else train_df, seed, gbr_estimators, cv[s.name]["log_halfwidth"])
         for s in specs
     }
-    model = fitted[chosen]
-    method = (
-        "cross-conformal: constant half-width on the log scale = conformal quantile of the out-of-fold "
-        f"absolute log residuals ({folds}-fold); interval = [exp(f - q), exp(f + q)], estimate = exp(f)"
-    )
-    onnx_bytes = model.to_onnx(doc=f"rentlake {chosen}; {method}")
+    return _Choice(specs, cv, chosen, reason, fitted)
+
+
+@dataclass
+class _Heldout:
+    """Scores on the held-out rows: the served graph, every candidate and the course's linear OLS."""
+
+    served: dict[str, np.ndarray]
+    served_metrics: dict[str, Any]
+    candidate_metrics: dict[str, Any]
+    ols_test: dict[str, np.ndarray]
+    ols_linear_metrics: dict[str, Any]
+
+
+def _heldout(
+    onnx_bytes: bytes,
+    fitted: dict[str, FittedCandidate],
+    train_df: pd.DataFrame,
+    test_df: pd.DataFrame,
+    level: float,
+) -> _Heldout:
     y_test = test_df["rent_eur"].to_numpy(dtype=float)
-
-    # Held-out metrics: the served graph itself, every candidate, and the course's linear OLS.
+    # The served graph itself is scored (not its scikit-learn source): the metrics are the API's.
     served = score_onnx(onnx_bytes, test_df)
-    served_metrics = metrics(y_test, served["rent_eur"], served["low"], served["high"])
-    cand_metrics = {k: _metrics_of(y_test, c.predict(test_df)) for k, c in fitted.items()}
-    ols_train = fit_ols(train_df["surface_m2"], train_df["rent_eur"])
-    ols_test = ols_intervals(ols_train, test_df["surface_m2"], level)
-    ols_linear_metrics = metrics(y_test, ols_test["mean"], ols_test["obs_ci_lower"], ols_test["obs_ci_upper"])
-    ols_linear_metrics["negative_low_share"] = float(np.mean(ols_test["obs_ci_lower"] < 0))
+    ols_test = ols_intervals(
+        fit_ols(train_df["surface_m2"], train_df["rent_eur"]), test_df["surface_m2"], level
+    )
+    ols_linear = metrics(y_test, ols_test["mean"], ols_test["obs_ci_lower"], ols_test["obs_ci_upper"])
+    ols_linear["negative_low_share"] = float(np.mean(ols_test["obs_ci_lower"] < 0))
+    return _Heldout(
+        served=served,
+        served_metrics=metrics(y_test, served["rent_eur"], served["low"], served["high"]),
+        candidate_metrics={k: _metrics_of(y_test, c.predict(test_df)) for k, c in fitted.items()},
+        ols_test=ols_test,
+        ols_linear_metrics=ols_linear,
+    )
 
-    # The course line on all rows, and the 30 m² comparison.
-    ols_all = fit_ols(data["surface_m2"], data["rent_eur"])
+
+def _course_reference(ols_all: OLSFit, level: float, heldout: dict[str, Any]) -> dict[str, Any]:
+    """The course line ``rent ~ surface`` on all rows and its 30 m² estimate with both intervals."""
     at = ols_intervals(ols_all, [REFERENCE_SURFACE], level)
-    ols_reference = {
+    return {
         "formula": "rent_eur ~ surface_m2",
         "fitted_on": "all rows",
         "n": ols_all.n,
@@ -497,19 +594,26 @@ def train(
             "mean_ci": [float(at["mean_ci_lower"][0]), float(at["mean_ci_upper"][0])],
             "obs_ci": [float(at["obs_ci_lower"][0]), float(at["obs_ci_upper"][0])],
         },
-        "heldout": ols_linear_metrics,
+        "heldout": heldout,
     }
+
+
+def _at_reference_surface(
+    onnx_bytes: bytes, model: FittedCandidate, train_df: pd.DataFrame, ols_reference: dict[str, Any]
+) -> dict[str, Any]:
+    """The served 30 m² estimate and interval (most frequent district) beside the course OLS one."""
     ref_district = None
     if model.uses_district:
         ref_district = str(pd.Series(_district(train_df)).mode().iloc[0])
-    ref_row = pd.DataFrame({"surface_m2": [REFERENCE_SURFACE], "district": [ref_district]})
-    s30 = score_onnx(onnx_bytes, ref_row)
+    s30 = score_onnx(
+        onnx_bytes, pd.DataFrame({"surface_m2": [REFERENCE_SURFACE], "district": [ref_district]})
+    )
     obs = ols_reference["at_30m2"]["obs_ci"]
-    at_30m2 = {
+    return {
         "surface_m2": REFERENCE_SURFACE,
         "district": ref_district,
         "served": {
-            "model": chosen,
+            "model": model.name,
             "estimate": float(s30["rent_eur"][0]),
             "interval": [float(s30["low"][0]), float(s30["high"][0])],
             "width": float(s30["high"][0] - s30["low"][0]),
@@ -517,43 +621,51 @@ def train(
         "ols": {"estimate": ols_reference["at_30m2"]["estimate"], "interval": obs, "width": obs[1] - obs[0]},
     }
 
-    diag_df = _subsample(train_df, diagnostics_max_rows, seed)
+
+def _diagnostics(diag_df: pd.DataFrame, test_df: pd.DataFrame, held: _Heldout) -> dict[str, Any]:
+    """The course line's and the served scale's diagnoses, and the held-out coverage by surface tercile."""
     d_ref = diagnose(diag_df["surface_m2"], diag_df["rent_eur"])
     d_log = diagnose(np.log(diag_df["surface_m2"]), np.log(diag_df["rent_eur"]))
-    diagnostics = {
+    return {
         "rows": len(diag_df),
         "reference": d_ref.to_dict(),
         "served_scale": d_log.to_dict(),
-        "coverage_by_surface_tercile": _coverage_by_tercile(test_df, served, ols_test),
+        "coverage_by_surface_tercile": _coverage_by_tercile(test_df, held.served, held.ols_test),
     }
 
-    features = ["surface_m2"] + (["district"] if model.uses_district else [])
-    feature_ranges: dict[str, Any] = {
+
+def _feature_ranges(train_df: pd.DataFrame, districts: list[str]) -> dict[str, Any]:
+    return {
         "surface_m2": {
             "min": float(train_df["surface_m2"].min()),
             "max": float(train_df["surface_m2"].max()),
         },
-        "districts": info["districts"] if use_district else [],
+        "districts": districts if len(districts) >= 2 else [],
     }
-    interval = {
+
+
+def _interval(model: FittedCandidate, level: float, method: str, coverage: float) -> dict[str, Any]:
+    z = normal_quantile(level)
+    return {
         "level": level,
         "method": method,
         "scale": "log",
         "log_halfwidth": model.log_halfwidth,
-        "z": _z(level),
-        "sigma_log": model.log_halfwidth / _z(level),
-        "heldout_coverage": served_metrics["coverage"],
+        "z": z,
+        "sigma_log": model.log_halfwidth / z,
+        "heldout_coverage": coverage,
     }
-    params = {
-        "seed": seed,
-        "test_size": test_size,
-        "level": level,
-        "cv_folds": cv_folds,
-        "max_rows_heavy": max_rows_heavy,
-        "gbr_estimators": gbr_estimators,
-    }
-    version = f"{trained_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{_data_hash(data, params)[:12]}"
-    sizes = {
+
+
+def _sizes(
+    info: dict[str, Any],
+    data: pd.DataFrame,
+    train_df: pd.DataFrame,
+    test_df: pd.DataFrame,
+    cv_df: pd.DataFrame,
+    diag_df: pd.DataFrame,
+) -> dict[str, int]:
+    return {
         "rows_in": info["rows_in"],
         "rows_dropped_invalid": info["rows_dropped_invalid"],
         "rows": len(data),
@@ -563,44 +675,6 @@ def train(
         "heavy_fit_subsample": len(cv_df),
         "diagnostics_subsample": len(diag_df),
     }
-    selection = {
-        "chosen": chosen,
-        "reason": reason,
-        "cv": cv,
-        "criterion": "cross-validated MAE (€), one-SE rule",
-        "order": [s.name for s in specs],
-    }
-    all_metrics = {**served_metrics, "candidates": cand_metrics, "ols_linear": ols_linear_metrics}
-
-    result = TrainResult(
-        version=version,
-        trained_at=trained_at,
-        model_name=chosen,
-        onnx=onnx_bytes,
-        sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        features=features,
-        feature_ranges=feature_ranges,
-        interval=interval,
-        metrics=all_metrics,
-        ols_reference=ols_reference,
-        at_30m2=at_30m2,
-        selection=selection,
-        diagnostics=diagnostics,
-        test_set=test_df.copy(),
-        sizes=sizes,
-        card={},
-        candidates=fitted,
-    )
-    result.card = _card(result, split, params, lineage)
-    if make_files:
-        result.files = _files(result, train_df, ols_all, level)
-    return result
-
-
-def _z(level: float) -> float:
-    from scipy import stats
-
-    return float(stats.norm.ppf(0.5 + level / 2.0))
 
 
 def _coverage_by_tercile(
@@ -663,94 +737,6 @@ def _card(
             "limits": limits,
         }
     )
-
-
-def _files(r: TrainResult, train_df: pd.DataFrame, ols_all: Any, level: float) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    model = r.candidates[r.model_name]
-    plot_df = _subsample(train_df, 5_000, 0)
-    fitted_log = model.predict_log(plot_df)
-    files = {
-        f"served_{k}": v
-        for k, v in residual_plots(
-            fitted_log,
-            np.log(plot_df["rent_eur"].to_numpy(dtype=float)) - fitted_log,
-            title=f"{r.model_name} (log rent)",
-        ).items()
-    }
-    grid = np.linspace(r.feature_ranges["surface_m2"]["min"], r.feature_ranges["surface_m2"]["max"], 200)
-    grid_df = pd.DataFrame({"surface_m2": grid, "district": r.at_30m2["district"]})
-    band = model.predict(grid_df)
-    ols = ols_intervals(ols_all, grid, level)
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter(
-        plot_df["surface_m2"], plot_df["rent_eur"], s=6, alpha=0.35, color="grey", label="listings (train)"
-    )
-    ax.plot(grid, ols["mean"], color="C0", label="course OLS line")
-    ax.fill_between(
-        grid,
-        ols["obs_ci_lower"],
-        ols["obs_ci_upper"],
-        color="C0",
-        alpha=0.15,
-        label=f"OLS {int(level * 100)} % prediction band (constant width)",
-    )
-    ax.plot(grid, band["rent_eur"], color="C3", label=f"served model ({r.model_name})")
-    ax.fill_between(
-        grid, band["low"], band["high"], color="C3", alpha=0.2, label=f"served {int(level * 100)} % interval"
-    )
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("surface (m²)")
-    ax.set_ylabel("monthly rent (€)")
-    ax.legend(fontsize=8)
-    ax.set_title("Served interval vs the course OLS band")
-    files["fit_bands.png"] = png(fig)
-
-    a = r.at_30m2
-    sections = [
-        (
-            "Model",
-            f"<p><b>{html.escape(r.model_name)}</b> — version {html.escape(r.version)} — sha256 "
-            f"<code>{r.sha256[:16]}…</code></p><p>{html.escape(r.selection['reason'])}</p>",
-        ),
-        (
-            "Held-out performance",
-            _table({k: r.metrics[k] for k in ("n", "mae", "rmse", "r2", "mape", "coverage", "mean_width")}),
-        ),
-        (
-            "30 m² example",
-            f"<p>Served: {a['served']['estimate']:.0f} € in [{a['served']['interval'][0]:.0f}, "
-            f"{a['served']['interval'][1]:.0f}] (width {a['served']['width']:.0f} €). Course OLS: "
-            f"{a['ols']['estimate']:.0f} € in [{a['ols']['interval'][0]:.0f}, {a['ols']['interval'][1]:.0f}] "
-            f"(width {a['ols']['width']:.0f} €).</p>",
-        ),
-        (
-            "Diagnostics of the course line",
-            "<ul>"
-            + "".join(
-                f"<li><b>{html.escape(f)}</b>: {html.escape(str(d.get('reason', '')))}</li>"
-                for f, d in r.diagnostics["reference"]["details"].items()
-            )
-            + "</ul>",
-        ),
-        ("Limits", "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.card["limits"]) + "</ul>"),
-    ]
-    files["card.html"] = html_page(f"rentlake model card — {r.version}", sections, dict(files), r.card)
-    return files
-
-
-def _table(d: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{v:.4g}</td></tr>"
-        if isinstance(v, float)
-        else f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in d.items()
-    )
-    return f"<table>{rows}</table>"
 
 
 def _metrics_of(y: np.ndarray, pred: dict[str, np.ndarray]) -> dict[str, float]:

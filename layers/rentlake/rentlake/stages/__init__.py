@@ -2,9 +2,10 @@
 
 * :mod:`~rentlake.stages.ingest` — landed objects → raw zone (``ingest.run``);
 * :mod:`~rentlake.stages.clean` — ingested batches → clean zone + quarantine (``clean.run``);
-* ``explore`` — clean zone → exploration report;
-* ``train`` — clean zone → a registry version;
-* ``evaluate`` — a version against the champion → promotion when the gate passes;
+* :mod:`~rentlake.stages.explore` — clean zone → exploration report (``explore.run``);
+* :mod:`~rentlake.stages.train` — clean zone → a registry version (``train.run``);
+* :mod:`~rentlake.stages.evaluate` — a version against the champion → promotion when the gate passes
+  (``evaluate.run``);
 * :mod:`~rentlake.stages.score` — a file of listings → the same rows with estimates (``score.run``).
 
 A stage reads and writes the lake through :class:`~rentlake.lake.Lake` and takes its decisions with the
