@@ -351,3 +351,37 @@ def test_exploration_report_describes_the_listings_not_their_lineage(course_lake
     # THEN the columns, missing values and constant columns are the listings' own, not the lineage's
     assert summary["columns"] == ["rent_eur", "surface_m2", "district", "listed_at"]
     assert not {"source_key", "source_etag", "source_sha256"} & set(summary["constant_columns"])
+
+
+def test_a_challenger_whose_champion_changed_while_it_was_judged_is_not_promoted(
+        course_lake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rentlake import registry
+    from rentlake.events import TrainRequest
+    from rentlake.stages import evaluate
+    from rentlake.stages import train as train_stage
+
+    lake = course_lake
+    # GIVEN two versions of the course data (two seeds) and no champion yet
+    first = train_stage.run(lake, TrainRequest(), now=lambda: datetime(2031, 1, 1, tzinfo=UTC))["version"]
+    second = train_stage.run(lake, TrainRequest(force=True, seed=7),
+                             now=lambda: datetime(2031, 1, 2, tzinfo=UTC))["version"]
+    real_replace = lake.replace_json
+    others: list[str] = []
+
+    def another_promotion_lands_first(key: str, obj: Any, *, etag: str | None) -> str:
+        if key == "models/champion_history.json" and not others:
+            others.append(first)
+            registry.promote(lake, first, reason="manual")  # another writer, between decision and switch
+        return real_replace(key, obj, etag=etag)
+
+    monkeypatch.setattr(lake, "replace_json", another_promotion_lands_first)
+    # WHEN the second is judged (against no champion) and passes the gate
+    out = evaluate.judge(lake, second)
+    # THEN it is not promoted: the answer names the champion that won instead, and nothing else switched
+    assert out["gate"]["passed"] is True and out["champion"] is None
+    assert out["promoted"] is False and out["lost_to"] == first and "another promotion won" in out["reason"]
+    assert registry.read_pointer(lake).version == first
+    assert [(h.action, h.version) for h in registry.read_history(lake)] == [("promote", first)]
+    # AND its evaluation record says the promotion was lost
+    evaluation = lake.get_json(f"models/{second}/evaluation.json")
+    assert evaluation["will_promote"] is False and "changed from none to" in evaluation["promotion_lost"]
