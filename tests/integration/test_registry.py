@@ -3,9 +3,11 @@ manual promotion, rollback, digest checks and the legal-lookup hook."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import types
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -197,29 +199,26 @@ def test_reference_module_absent_is_skipped_but_other_import_errors_propagate(
 
 # --------------------------------------------------------------------------- concurrent switches (CAS)
 class SwitchRace:
-    """Two writers, each on its own lake client (two Lambda invocations), promoting at the same time.
+    """Two writers, each with its own lake client (two Lambda invocations), switching at the same time.
 
     The barrier holds each writer's first history commit until both have read and decided on the same
-    state, so the race the registry must survive happens on every run, not by luck. moto checks an
-    ``If-Match`` and writes in two steps that threads can interleave, where S3 does both atomically: the
-    lock makes each conditional write atomic, as on S3, and nothing more (reads and decisions still
-    interleave freely).
+    state, so the race the registry must survive happens on every run, not by luck. On moto, an
+    ``If-Match`` is checked and written in two steps that threads can interleave, where S3 does both
+    atomically: ``atomic`` makes each conditional write atomic, as on S3, and nothing more (reads and
+    decisions still interleave freely). The local folder's own lock does that for itself.
     """
 
-    def __init__(self, bucket: str) -> None:
+    def __init__(self, make_lake: Callable[[], Any], *, atomic: bool) -> None:
         import threading
 
         self.barrier = threading.Barrier(2, timeout=60)
-        self.atomic = threading.Lock()
-        self.bucket = bucket
+        self.atomic = threading.Lock() if atomic else contextlib.nullcontext()
+        self.make_lake = make_lake
 
     def lake(self) -> Any:
         import threading
 
-        from rentlake.lake import Lake
-
-        lake = Lake(self.bucket, "rentlake")
-        lake.s3  # noqa: B018 - create the client here, not concurrently in the threads
+        lake = self.make_lake()
         real_replace = lake.replace_json
         waited = threading.Event()
 
@@ -243,15 +242,36 @@ class SwitchRace:
             return [f.exception() or f.result() for f in futures]
 
 
-def test_two_promotions_at_once_are_both_recorded_in_order(lake: Any, bucket: str,
-                                                           two_versions: tuple[str, str]) -> None:
+@pytest.fixture(params=["s3", "folder"])
+def race(request: pytest.FixtureRequest, bucket: str, tmp_path: Any) -> tuple[Any, SwitchRace, Any]:
+    """One lake on moto S3 or in a local folder, two trained versions, and a race of two clients on it."""
+    from rentlake.lake import Lake, open_lake
+
+    if request.param == "s3":
+
+        def make_lake() -> Any:
+            lake = Lake(bucket, "rentlake")
+            lake.s3  # noqa: B018 - create the client here, not concurrently in the threads
+            return lake
+
+        switch_race = SwitchRace(make_lake, atomic=True)
+    else:
+
+        def make_lake() -> Any:
+            return open_lake(tmp_path / "lake")
+
+        switch_race = SwitchRace(make_lake, atomic=False)
+    lake = make_lake()
+    return lake, switch_race, (new_version(lake, 1), new_version(lake, 2, minutes=5))
+
+
+def test_two_promotions_at_once_are_both_recorded_in_order(race: Any) -> None:
     from rentlake import registry
 
-    v1, v2 = two_versions
-    race = SwitchRace(bucket)
+    lake, switch_race, (v1, v2) = race
     # GIVEN no champion WHEN two writers promote v1 and v2 at the same time (both decided on "no champion")
-    p1, p2 = race.run(lambda lk: registry.promote(lk, v1, reason="one", now=clock(1)),
-                      lambda lk: registry.promote(lk, v2, reason="two", now=clock(2)))
+    p1, p2 = switch_race.run(lambda lk: registry.promote(lk, v1, reason="one", now=clock(1)),
+                             lambda lk: registry.promote(lk, v2, reason="two", now=clock(2)))
     # THEN neither failed: the writer whose history swap lost decided again on the new champion
     assert (p1.version, p2.version) == (v1, v2)
     history = registry.read_history(lake)
@@ -270,15 +290,13 @@ def test_two_promotions_at_once_are_both_recorded_in_order(lake: Any, bucket: st
     assert registry.rollback(lake, now=clock(3)).version == first
 
 
-def test_two_gate_promotions_against_the_same_champion_one_wins_the_other_reports_it(
-        lake: Any, bucket: str, two_versions: tuple[str, str]) -> None:
+def test_two_gate_promotions_against_the_same_champion_one_wins_the_other_reports_it(race: Any) -> None:
     from rentlake import registry
 
-    v1, v2 = two_versions
-    race = SwitchRace(bucket)
+    lake, switch_race, (v1, v2) = race
     # GIVEN no champion WHEN both challengers, each judged against "no champion", are promoted at once
-    out = race.run(lambda lk: registry.promote(lk, v1, reason="gate", expected=None, now=clock(1)),
-                   lambda lk: registry.promote(lk, v2, reason="gate", expected=None, now=clock(2)))
+    out = switch_race.run(lambda lk: registry.promote(lk, v1, reason="gate", expected=None, now=clock(1)),
+                          lambda lk: registry.promote(lk, v2, reason="gate", expected=None, now=clock(2)))
     # THEN exactly one is promoted and the other says which champion won instead of switching
     [winner] = [r for r in out if not isinstance(r, Exception)]
     [lost] = [r for r in out if isinstance(r, Exception)]
