@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from rentlake import __version__
 from rentlake.cli.context import Context, find_functions_dir
 from rentlake.cli.errors import CliError
 from rentlake.lake import LakeError
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--functions-dir", default=None, help="folder of the Lambda functions (default: found from here)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--version", action="version", version=f"rentlake {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _command_modules():
         importlib.import_module(f"rentlake.cli.{name}").register(sub)
