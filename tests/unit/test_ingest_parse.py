@@ -193,15 +193,36 @@ def test_json_lines_with_nested_values_and_keys_missing_in_some_records() -> Non
     assert json.loads(df["extra"].iloc[1]) == {"tags": None}
 
 
-@pytest.mark.parametrize(
-    "data",
-    [b'[{"loyer": 1200, "surface": 30}]', b'[\n  {"loyer": 1200, "surface": 30}\n]\n', b"not json\n"],
-)
+@pytest.mark.parametrize("data", [b"not json\n", b'{\n  "loyer": 1200,\n  "surface": 30\n}\n'])
 def test_json_that_is_not_json_lines_is_rejected_saying_what_to_write(data: bytes) -> None:
+    # GIVEN text that is not JSON, and one pretty-printed object (a document, not records)
+    # WHEN parsed THEN it is rejected saying which shapes are read
     with pytest.raises(Rejected) as info:
         rows(data, "listings.json")
     assert info.value.code == "not_json_lines"
-    assert "one JSON object per line" in info.value.message
+    assert "one JSON object per line" in info.value.message and "JSON array" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'[{"loyer": 1200, "surface": 30}, {"loyer": 900, "surface": 20, "note": "calme"}, 7]',
+        b'\xef\xbb\xbf[\n  {"loyer": 1200, "surface": 30},\n'
+        b'  {"loyer": 900, "surface": 20, "note": "calme"},\n  7\n]\n',
+    ],
+)
+def test_a_json_array_of_records_is_read_element_by_element(data: bytes) -> None:
+    # GIVEN a JSON array of records (an export's usual shape), minified or pretty-printed, with one element
+    # that is no record
+    # WHEN parsed
+    parsed = parse_object(data, "export.json")
+    df = pd.concat(list(parsed.chunks), ignore_index=True)
+    # THEN every element is a row numbered by its position, the stray one kept with its problem
+    assert parsed.format == "json" and parsed.dataset == "listings"
+    assert df["rent_eur"].tolist()[:2] == ["1200", "900"]
+    assert df["source_row"].tolist() == [1, 2, 3]
+    assert json.loads(df["extra"].iloc[1]) == {"note": "calme"}
+    assert df["raw_problem"].iloc[2] == "malformed_row (element 3: not a JSON object)"
 
 
 def test_parquet_with_a_corrupt_page_is_rejected_not_crashed() -> None:

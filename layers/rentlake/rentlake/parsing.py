@@ -1,36 +1,56 @@
-"""Parsing of landed objects into raw rows: the ingest stage's rules (bytes in, frames and a report out;
-no I/O).
+"""Parsing of objects into tables: the rules every file that enters goes through (no I/O).
 
-Accepted: CSV (comma, semicolon, tab or pipe; decimal comma; UTF-8, Latin-1 or a mix of both),
-JSON Lines and Parquet. The header is mapped onto a dataset contract; every value is kept as the string
-received (typing is the cleaning stage's job), so the raw zone holds the data as it came.
+Ingest (:mod:`rentlake.stages.ingest`) and score (:mod:`rentlake.stages.score`) read a file the same way:
+:func:`open_source` recognises its format, encoding and separator, maps its header onto a dataset
+contract (aliases, unit factors, and the caller's own ``column_map``), and yields it in chunks of bounded
+size, each row with ``source_row``, the position a person finds it at in the file. :func:`parse_object`
+turns those chunks into raw rows for the raw zone.
 
-An object is either rejected whole (:class:`Rejected`, with a reason code and a message a person can act
-on) or turned into raw rows. Rows the parser cannot split (a line with too many fields, a JSON line that
-is not an object) are kept as raw rows with ``raw_problem`` set, so cleaning quarantines them with a
-reason instead of losing them. The stage that drives this over the lake is :mod:`rentlake.stages.ingest`.
+Accepted: CSV (comma, semicolon, tab or pipe; quoted values, newlines inside them included; decimal
+comma; UTF-8, Latin-1 or a mix of both, line by line), JSON Lines, a JSON array of records, and Parquet.
+Every value is kept as the string received (typing is the cleaning stage's job).
+
+``source_row`` is the line a row starts on, counted from the line after the header for CSV (blank lines
+and quoted newlines count, so the row on line 12 of a file with a one-line header is 11), the line for
+JSON Lines, the element's position for a JSON array, and the row's position for Parquet.
+
+An object is either rejected whole (:class:`Rejected`: a stable reason code and a message a person can act
+on) or read to its end. A record the parser cannot split (a CSV line with too many fields, a JSON line that
+is not an object) is kept as a row with ``raw_problem`` set, so cleaning quarantines it with a reason.
+Memory stays bounded by the chunk size, never by the object: the bytes are read once, and no decoded copy
+of the whole text is made.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
-import io
 import json
-from collections.abc import Iterator
+import re
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rentlake import contracts
+from rentlake import contracts, textscan
 from rentlake.contracts import HeaderMapping
 
 DELIMITERS = (",", ";", "\t", "|")
 # Lineage columns every raw (and clean) row carries back to its source object.
 LINEAGE = ["source_key", "source_etag", "source_sha256", "source_row"]
 MAX_FIELD_CHARS = 10_000
+# More distinct columns (or JSON keys) than this is not a table of listings: refused before reading on.
+MAX_COLUMNS = 1_000
+# A header line is names; under 128 KiB no name can reach the csv module's field limit either.
+MAX_HEADER_BYTES = 128 * 1024 - 1
+# One JSON array element held while it is parsed.
+MAX_JSON_ELEMENT_CHARS = 64 << 20
+# Cells of a JSON chunk held at once (rows × distinct keys): wide records come in shorter chunks.
+_JSON_CHUNK_CELLS = 4_000_000
 # pyarrow's own default: larger blocks cost memory (16 MB blocks: +110 MB RSS per million rows)
 _BLOCK = 1 << 20
 # Magic numbers of formats people drop by mistake.
@@ -40,6 +60,8 @@ _BINARY_MAGIC = {
     b"\x1f\x8b": "a gzip archive (decompress it first)",
     b"%PDF": "a PDF document",
     b"\xd0\xcf\x11\xe0": "an old Excel/Office document (export it as CSV)",
+    b"\xff\xfe": "UTF-16 text (save it as UTF-8)",
+    b"\xfe\xff": "UTF-16 text (save it as UTF-8)",
 }
 
 
@@ -52,18 +74,83 @@ class Rejected(ValueError):
         self.message = message
 
 
-@dataclass
-class Parsed:
-    """An object turned into raw rows."""
+@dataclass(frozen=True)
+class Wanted:
+    """What a reader of a file asks of it.
 
-    dataset: str
-    mapping: HeaderMapping
+    Parameters
+    ----------
+    dataset
+        Force this dataset contract instead of recognising it from the header.
+    column_map
+        Source column → contract field (a column or one of its aliases) for headers no alias knows.
+    required
+        Columns that must be in the header; None: the contract's required columns. Score asks for none
+        (a file without a surface gets a reason on every row, not a refusal).
+    """
+
+    dataset: str | None = None
+    column_map: Mapping[str, str] | None = None
+    required: tuple[str, ...] | None = None
+
+
+@dataclass
+class SourceChunk:
+    """Rows of a source in file order: the table (columns as the header names them), each row's
+    ``source_row``, and the records in the same stretch of the file the parser could not split."""
+
+    table: Any  # pyarrow.Table
+    rows: np.ndarray
+    malformed: list[tuple[int, str]] = field(default_factory=list)  # (source_row, problem and text)
+
+
+@dataclass
+class Source:
+    """An object opened as a table. ``mapping`` and ``details`` are final once ``chunks`` is exhausted
+    (JSON records may bring new keys as they come)."""
+
     format: str
-    chunks: Iterator[pd.DataFrame]
+    header: list[str]
+    mapping: HeaderMapping
+    chunks: Iterator[SourceChunk]
     details: dict[str, Any] = field(default_factory=dict)
     # Whether numbers are written with a decimal comma ("1 200,50"): decided here, from the file, and
     # recorded with the ingestion for the cleaning stage, which types the values.
     decimal_comma: bool = False
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the header maps onto."""
+        return self.mapping.dataset
+
+
+@dataclass
+class Parsed:
+    """An object turned into raw rows (canonical columns as strings, ``extra``, ``source_row``,
+    ``raw_problem``), chunk by chunk."""
+
+    source: Source
+    chunks: Iterator[pd.DataFrame]
+
+    @property
+    def dataset(self) -> str:
+        return self.source.dataset
+
+    @property
+    def mapping(self) -> HeaderMapping:
+        return self.source.mapping
+
+    @property
+    def format(self) -> str:
+        return self.source.format
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.source.details
+
+    @property
+    def decimal_comma(self) -> bool:
+        return self.source.decimal_comma
 
 
 def ingestion_id_of(data: bytes) -> tuple[str, str]:
@@ -80,89 +167,164 @@ def raw_dtype(contract: contracts.Contract) -> dict[str, str]:
     return dtype
 
 
-def _decode(data: bytes) -> tuple[str, str]:
-    """Decode text that may be UTF-8, Latin-1 (Windows-1252) or a mix of both, line by line; returns the
-    text and the encoding found (``utf-8``, ``latin-1`` or ``mixed utf-8/latin-1``)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    lines = data.split(b"\n")
-    out: list[str] = []
-    n_utf8 = 0  # lines that are non-ASCII UTF-8: with some Latin-1 lines, the file mixes both
-    for line in lines:
-        try:
-            out.append(line.decode("utf-8"))
-            if any(b > 127 for b in line):
-                n_utf8 += 1
-        except UnicodeDecodeError:
-            out.append(line.decode("cp1252", errors="replace"))
-    return "\n".join(out), ("mixed utf-8/latin-1" if n_utf8 else "latin-1")
+# ------------------------------------------------------------------------------------ entry points
+def open_source(
+    data: bytes,
+    name: str,
+    wanted: Wanted | None = None,
+    *,
+    chunk_rows: int = 250_000,
+    max_bytes: int = 512 << 20,
+) -> Source:
+    """Open an object as a table: format, encoding, separator and header mapping decided, rows lazily.
+
+    Parameters
+    ----------
+    data
+        The object's content.
+    name
+        Its key or file name (the extension guides the format; the content decides in the end).
+    wanted
+        The dataset, column map and required columns the reader asks for.
+    chunk_rows
+        Rows per chunk at most (memory stays bounded by this, not by the object size).
+    max_bytes
+        Objects larger than this are rejected whole.
+
+    Returns
+    -------
+    Source
+        The format, header, mapping and a lazy iterator of :class:`SourceChunk`.
+
+    Raises
+    ------
+    Rejected
+        When the object as a whole cannot be read (empty, binary, unknown header, too many columns...);
+        also raised while iterating, for a fault found further in (a corrupt Parquet page, a JSON value
+        nested too deep).
+    """
+    wanted = wanted or Wanted()
+    if len(data) > max_bytes:
+        raise Rejected("too_large", f"{name} is {len(data)} bytes; the limit is {max_bytes}")
+    start = textscan.bom_length(data)
+    if not data[start:].strip():
+        raise Rejected("empty_object", f"{name} is empty")
+    lower = name.lower()
+    if data.startswith(b"PAR1") or lower.endswith((".parquet", ".pq")):
+        return _open_parquet(data, name, wanted, chunk_rows)
+    _check_binary(data, name)
+    first = data[start : start + 4096].lstrip()[:1]
+    if first == b"[":
+        return _open_json(data, name, wanted, chunk_rows, start, array=True)
+    if lower.endswith((".jsonl", ".ndjson", ".json")) or first == b"{":
+        return _open_json(data, name, wanted, chunk_rows, start, array=False)
+    return _open_csv(data, name, wanted, chunk_rows, start)
+
+
+def parse_object(
+    data: bytes,
+    name: str,
+    *,
+    dataset: str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    chunk_rows: int = 250_000,
+    max_bytes: int = 512 << 20,
+) -> Parsed:
+    """Turn an object's bytes into raw rows (what the ingest stage writes to the raw zone).
+
+    Parameters
+    ----------
+    data
+        The object's content.
+    name
+        Its key or file name.
+    dataset
+        Force a dataset contract instead of recognising it from the header.
+    column_map
+        Source column → contract field, for headers no alias knows (``{"superficie": "surface_m2"}``).
+    chunk_rows
+        Rows per yielded chunk at most.
+    max_bytes
+        Objects larger than this are rejected whole.
+
+    Returns
+    -------
+    Parsed
+        The dataset, header mapping, format details and a lazy iterator of raw chunks; rows the parser
+        could not split come in chunks of their own.
+
+    Raises
+    ------
+    Rejected
+        When the object as a whole cannot be ingested (see :func:`open_source`).
+    """
+    source = open_source(data, name, Wanted(dataset, column_map), chunk_rows=chunk_rows, max_bytes=max_bytes)
+    return Parsed(source, _raw_chunks(source, chunk_rows))
+
+
+def _raw_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    malformed: list[tuple[int, str]] = []
+    for chunk in source.chunks:
+        if chunk.table.num_rows:
+            yield raw_frame(chunk, source)
+        malformed += chunk.malformed
+        if len(malformed) >= chunk_rows:
+            yield malformed_frame(malformed, source.mapping)
+            malformed = []
+    if malformed:
+        yield malformed_frame(malformed, source.mapping)
 
 
 def _check_binary(data: bytes, name: str) -> None:
     for magic, what in _BINARY_MAGIC.items():
         if data.startswith(magic):
-            raise Rejected("binary_content", f"{name} is {what}, not CSV, JSON Lines or Parquet")
-    head = data[: 1 << 16]
-    if b"\x00" in head:
+            raise Rejected("binary_content", f"{name} is {what}, not CSV, JSON or Parquet")
+    if b"\x00" in data[: 1 << 16]:
         raise Rejected("binary_content", f"{name} holds binary data (NUL bytes): not a text table")
 
 
-def _longest_line(data: bytes, window: int = 16 << 20) -> int:
-    """Length of the longest line, scanning in windows (bounded memory, numpy speed)."""
-    longest = 0
-    last_nl = -1
-    for start in range(0, len(data), window):
-        part = np.frombuffer(data, dtype=np.uint8, count=min(window, len(data) - start), offset=start)
-        nl = np.flatnonzero(part == 10) + start
-        if nl.size:
-            longest = max(longest, int(nl[0] - last_nl), int(np.diff(nl).max(initial=0)))
-            last_nl = int(nl[-1])
-    return max(longest, len(data) - last_nl)
+# ------------------------------------------------------------------------------------ header mapping
+def _acceptable(mapping: HeaderMapping | None, wanted: Wanted) -> bool:
+    if mapping is None or mapping.ambiguous:
+        return False
+    if wanted.required is None:
+        return mapping.ok
+    return all(c in mapping.factors for c in wanted.required)
 
 
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line
-    return ""
+def map_header(header: list[str], wanted: Wanted) -> HeaderMapping | None:
+    """The mapping of a header onto the wanted contract (or the one it matches best); None if none fits."""
+    if wanted.dataset is not None:
+        mapping = contracts.get(wanted.dataset).map_header(header, wanted.column_map)
+    else:
+        mapping = contracts.detect(header, wanted.column_map)
+    return mapping if _acceptable(mapping, wanted) else None
 
 
-def _split_header(line: str, delimiter: str, *, strip: bool = True) -> list[str]:
-    names = next(csv.reader([line], delimiter=delimiter))
-    return [h.strip() for h in names] if strip else names
+def _require_mapping(header: list[str], wanted: Wanted, name: str) -> HeaderMapping:
+    if len(header) > MAX_COLUMNS:
+        raise Rejected(
+            "too_many_columns", f"{name} has {len(header):,} columns; the limit is {MAX_COLUMNS:,}"
+        )
+    mapping = map_header(header, wanted)
+    if mapping is not None:
+        return mapping
+    _raise_ambiguous(header, wanted)
+    if wanted.required == () and wanted.dataset is not None:  # nothing required: map what is there
+        return contracts.get(wanted.dataset).map_header(header, wanted.column_map)
+    raise Rejected("unrecognised_header", _header_message(header[:12], wanted.dataset))
 
 
-def _choose_delimiter(line: str, dataset: str | None) -> tuple[str, list[str], HeaderMapping]:
-    best: tuple[str, list[str], HeaderMapping] | None = None
-    for delim in DELIMITERS:
-        header = _split_header(line, delim)
-        if dataset is not None:
-            mapping: HeaderMapping | None = contracts.get(dataset).map_header(header)
-            if mapping is not None and not mapping.ok:
-                mapping = None
-        else:
-            mapping = contracts.detect(header)
-        if mapping is not None and (best is None or len(mapping.columns) > len(best[2].columns)):
-            best = (delim, header, mapping)
-    if best is None:
-        for delim in DELIMITERS:
-            header = _split_header(line, delim)
-            for contract in [contracts.get(dataset)] if dataset else contracts.all_contracts():
-                mapping = contract.map_header(header)
-                if mapping.ambiguous and not mapping.missing_required:
-                    raise Rejected(
-                        "ambiguous_header",
-                        f"several columns of the header {header[:12]} mean "
-                        f"{', '.join(mapping.ambiguous)}: keep one of them",
-                    )
-        most = max(DELIMITERS, key=line.count)
-        found = _split_header(line, most)[:12]
-        raise Rejected("unrecognised_header", _header_message(found, dataset))
-    return best
+def _raise_ambiguous(header: list[str], wanted: Wanted) -> None:
+    cands = [contracts.get(wanted.dataset)] if wanted.dataset else contracts.all_contracts()
+    for contract in cands:
+        mapping = contract.map_header(header, wanted.column_map)
+        if mapping.ambiguous and not mapping.missing_required:
+            raise Rejected(
+                "ambiguous_header",
+                f"several columns of the header {header[:12]} mean {', '.join(mapping.ambiguous)}: "
+                "keep one of them",
+            )
 
 
 def _header_message(found: list[str], dataset: str | None) -> str:
@@ -177,273 +339,558 @@ def _header_message(found: list[str], dataset: str | None) -> str:
         for c in cands
     )
     shown = ", ".join(repr(h[:40]) for h in found)
-    return f"the header {shown} matches no dataset contract: {expected}"
+    return (
+        f"the header {shown} matches no dataset contract: {expected} "
+        "(or name your column with --map COLUMN=FIELD)"
+    )
 
 
-def _frame(df: pd.DataFrame, mapping: HeaderMapping, start_row: int) -> pd.DataFrame:
-    """Rename mapped columns, pack unknown ones into ``extra`` (JSON), flag over-long fields."""
-    contract = contracts.get(mapping.dataset)
+# ------------------------------------------------------------------------------------ raw frames
+def raw_frame(chunk: SourceChunk, source: Source) -> pd.DataFrame:
+    """Raw rows of a chunk: mapped columns renamed, unknown ones packed into ``extra`` (JSON), every value
+    as a string; a value over :data:`MAX_FIELD_CHARS` is cut and its row says so in ``raw_problem``."""
+    df = chunk.table.to_pandas(types_mapper=pd.ArrowDtype)
+    mapping = source.mapping
     out = pd.DataFrame(index=df.index)
     problems = pd.Series(pd.NA, index=df.index, dtype="string")
     for src, canon in mapping.columns.items():
-        col = df[src].astype("string")
-        lengths = col.str.len()
-        too_long = (lengths > MAX_FIELD_CHARS).fillna(False).to_numpy()
-        if too_long.any():
-            col = col.where(~too_long, col.str.slice(0, MAX_FIELD_CHARS))
-            problems = problems.where(~too_long, f"field_too_long ({canon})")
-        out[canon] = col
-    for col in contract.column_names:
+        if src in df.columns:
+            out[canon], problems = _cut(df[src].astype("string"), canon, problems, "field_too_long")
+    for col in contracts.get(mapping.dataset).column_names:
         if col not in out:
             out[col] = pd.Series(pd.NA, index=df.index, dtype="string")
-    if mapping.unknown:
-        extra = df[[c for c in mapping.unknown if c in df.columns]].astype("string")
-        records = extra.to_dict("records")
-        out["extra"] = pd.array(
-            [
-                json.dumps(
-                    # to_dict gives a missing value as None or NA, depending on the pandas version
-                    {k: (v[:MAX_FIELD_CHARS] if isinstance(v, str) else None) for k, v in r.items()},
-                    ensure_ascii=False,
-                )
-                for r in records
-            ],
-            dtype="string",
-        )
+    unknown = [c for c in mapping.unknown if c in df.columns]
+    if unknown:
+        extra = {}
+        for col in unknown:
+            extra[col], problems = _cut(df[col].astype("string"), col, problems, "extra_value_cut")
+        out["extra"] = _extra_json(pd.DataFrame(extra))
     else:
         out["extra"] = pd.Series(pd.NA, index=df.index, dtype="string")
-    out["source_row"] = np.arange(start_row, start_row + len(df), dtype="int64")
+    out["source_row"] = np.asarray(chunk.rows, dtype="int64")
     out["raw_problem"] = problems
     return out.reset_index(drop=True)
 
 
-def _malformed_frame(
-    rows: list[tuple[int, str]], mapping: HeaderMapping, *, header_lines: int
-) -> pd.DataFrame:
-    """Rows the parser could not split: ``rows`` holds (line number, text); the record number is the line
-    number less the header lines."""
+def _cut(col: pd.Series, label: str, problems: pd.Series, code: str) -> tuple[pd.Series, pd.Series]:
+    too_long = (col.str.len() > MAX_FIELD_CHARS).fillna(False).to_numpy()
+    if not too_long.any():
+        return col, problems
+    # A value cut in a contract column makes the row unusable (cleaning quarantines it); a value cut in
+    # a column no contract knows is only noted: the raw copy of the object keeps it whole.
+    note = problems.isna().to_numpy() | (code == "field_too_long")
+    problems = problems.where(~(too_long & note), f"{code} ({label})")
+    return col.where(~too_long, col.str.slice(0, MAX_FIELD_CHARS)), problems
+
+
+def _extra_json(extra: pd.DataFrame) -> pd.Series:
+    records = extra.to_dict("records")
+    return pd.Series(
+        [
+            # to_dict gives a missing value as None or NA, depending on the pandas version
+            json.dumps({k: (v if isinstance(v, str) else None) for k, v in r.items()}, ensure_ascii=False)
+            for r in records
+        ],
+        dtype="string",
+    )
+
+
+def malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pd.DataFrame:
+    """Raw rows for records the parser could not split: ``rows`` holds (source_row, problem, text)."""
     contract = contracts.get(mapping.dataset)
     n = len(rows)
     out = pd.DataFrame({c: pd.Series([pd.NA] * n, dtype="string") for c in contract.column_names})
-    out["extra"] = pd.array(
-        [json.dumps({"line": text[:MAX_FIELD_CHARS]}) for _, text in rows], dtype="string"
-    )
-    out["source_row"] = np.array([ln - header_lines for ln, _ in rows], dtype="int64")
-    out["raw_problem"] = pd.array([f"malformed_row (line {ln})" for ln, _ in rows], dtype="string")
+    texts = [text.split("\n", 1) for _, text in rows]
+    out["extra"] = pd.array([json.dumps({"line": t[-1][:MAX_FIELD_CHARS]}) for t in texts], dtype="string")
+    out["source_row"] = np.array([r for r, _ in rows], dtype="int64")
+    out["raw_problem"] = pd.array([t[0] for t in texts], dtype="string")
     return out
 
 
-def _parse_csv(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> Parsed:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+def malformed(position: int, text: str, why: str = "", *, where: str = "line") -> str:
+    """The problem and text of a record that could not be split, as :class:`SourceChunk` carries them."""
+    return f"malformed_row ({where} {position}{': ' + why if why else ''})\n{text[:MAX_FIELD_CHARS]}"
 
-    text, encoding = _decode(data)
-    line = _first_line(text)
-    if not line:
-        raise Rejected("empty_object", f"{name} holds no text")
-    delim, header, mapping = _choose_delimiter(line, dataset)
+
+# ------------------------------------------------------------------------------------ CSV
+def _header_line(data: bytes, start: int, name: str) -> str:
+    """The first non-blank line, decoded (a header is names: it must be short)."""
+    pos = start
+    while pos < len(data):
+        ends = [
+            i
+            for i in (
+                data.find(b"\n", pos, pos + MAX_HEADER_BYTES + 2),
+                data.find(b"\r", pos, pos + MAX_HEADER_BYTES + 2),
+            )
+            if i >= 0
+        ]
+        end = min(ends) if ends else min(len(data), pos + MAX_HEADER_BYTES + 1)
+        line = data[pos:end]
+        if line.strip():
+            if len(line) > MAX_HEADER_BYTES:
+                raise Rejected(
+                    "header_too_long",
+                    f"{name}'s first line is over {MAX_HEADER_BYTES + 1:,} bytes: not a header of column "
+                    "names (is the file one long line, or a binary file?)",
+                )
+            return textscan.decode_line(line)[0]
+        pos = end + 1
+    raise Rejected("empty_object", f"{name} holds no text")
+
+
+def _split_header(line: str, delimiter: str, *, strip: bool = True) -> list[str]:
+    try:
+        names = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error as exc:
+        raise Rejected("unreadable_header", f"the header cannot be split into names: {exc}") from exc
+    return [h.strip() for h in names] if strip else names
+
+
+def _choose_delimiter(line: str, wanted: Wanted, name: str) -> tuple[str, list[str], HeaderMapping]:
+    most = max(DELIMITERS, key=line.count)
+    if line.count(most) + 1 > MAX_COLUMNS:
+        raise Rejected(
+            "too_many_columns", f"{name}'s header has over {MAX_COLUMNS:,} columns ({most!r}-separated)"
+        )
+    best: tuple[str, list[str], HeaderMapping] | None = None
+    for delim in DELIMITERS:
+        header = _split_header(line, delim)
+        mapping = map_header(header, wanted)
+        if mapping is not None and (best is None or len(mapping.columns) > len(best[2].columns)):
+            best = (delim, header, mapping)
+    if best is not None and best[2].columns:
+        return best
+    header = _split_header(line, most)
+    return most, header, _require_mapping(header, wanted, name)
+
+
+def _open_csv(data: bytes, name: str, wanted: Wanted, chunk_rows: int, start: int) -> Source:
+    line = _header_line(data, start, name)
+    delim, header, mapping = _choose_delimiter(line, wanted, name)
     if len(set(header)) != len(header):
         raise Rejected("ambiguous_header", f"{name} repeats a column name in its header: {header[:12]}")
-    utf8 = text.encode("utf-8") if encoding != "utf-8" or data.startswith(b"\xef\xbb\xbf") else data
-    # pyarrow names the columns as written (" surface" keeps its space): the string types must be keyed on
-    # those names, or pyarrow infers a type and rewrites the values ("1.200" → 1.2, "007" → 7).
-    as_written = _split_header(line, delim, strip=False)
-    bad_rows: list[tuple[int, str]] = []
-
-    def on_invalid(row: Any) -> str:
-        bad_rows.append((int(row.number) if row.number is not None else -1, str(row.text)))
-        return "skip"
-
-    def reader(block: int) -> Any:
-        return pacsv.open_csv(
-            io.BytesIO(utf8),
-            read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in as_written},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-
-    # A block must hold the longest line; measure it rather than find out halfway through the stream.
-    block = max(_BLOCK, 2 * _longest_line(utf8) + 1)
-    try:
-        stream = reader(block)
-    except pa.ArrowInvalid as exc:
-        raise Rejected("unreadable", f"{name} cannot be read as CSV: {exc}") from exc
-
-    def numbered(df: pd.DataFrame, first: int) -> pd.DataFrame:
-        # Record numbers of well-formed rows skip the malformed records reported so far (the handler
-        # runs while a block is parsed, before its rows are yielded), so every record has one number.
-        out = _frame(df, mapping, first)
-        if bad_rows:
-            shifted = np.array(sorted(ln - 1 for ln, _ in bad_rows), dtype="int64")
-            shifted -= np.arange(len(shifted))
-            ordinals = out["source_row"].to_numpy()
-            out["source_row"] = ordinals + np.searchsorted(shifted, ordinals, side="right")
-        return out
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        row = 1
-        pending: list[pd.DataFrame] = []
-        size = 0
-        try:
-            for batch in stream:
-                df = batch.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
-                df.columns = header
-                pending.append(df)
-                size += len(df)
-                while size >= chunk_rows:
-                    whole = pd.concat(pending, ignore_index=True)
-                    yield numbered(whole.iloc[:chunk_rows], row)
-                    row += chunk_rows
-                    rest = whole.iloc[chunk_rows:]
-                    pending, size = ([rest], len(rest)) if len(rest) else ([], 0)
-        except pa.ArrowInvalid as exc:
-            raise Rejected("unreadable", f"{name} cannot be read as CSV: {exc}") from exc
-        if size:
-            yield numbered(pd.concat(pending, ignore_index=True), row)
-        if bad_rows:
-            yield _malformed_frame(bad_rows, mapping, header_lines=1)
-
-    return Parsed(
-        mapping.dataset,
-        mapping,
+    index = textscan.index_records(data, delim, start)
+    utf8 = textscan.is_utf8(data, start)
+    details: dict[str, Any] = {"encoding": "utf-8", "delimiter": delim, "header": header}
+    reader = _CsvReader(data, start, delim, _split_header(line, delim, strip=False), index, utf8, details)
+    return Source(
         "csv",
-        chunks(),
-        {"encoding": encoding, "delimiter": delim, "header": header},
+        header,
+        mapping,
+        reader.chunks(header, chunk_rows, name),
+        details,
         # A semicolon-separated file is how spreadsheets that write decimals with a comma export CSV.
         decimal_comma=delim == ";",
     )
 
 
-def _parse_jsonl(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> Parsed:
-    text, encoding = _decode(data)
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
-    bad: list[tuple[int, str]] = []
-    # Records end at "\n" only: str.splitlines would also cut a record at a U+2028 or a form feed inside
-    # a string value, turning one record into two malformed ones.
-    for ln, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            continue
+class _CsvReader:
+    """pyarrow's streaming CSV reader, with each row numbered by :class:`textscan.RecordIndex`."""
+
+    def __init__(
+        self,
+        data: bytes,
+        start: int,
+        delim: str,
+        as_written: list[str],
+        index: textscan.RecordIndex,
+        utf8: bool,
+        details: dict[str, Any],
+    ) -> None:
+        self.index = index
+        self.details = details
+        self.delim = delim
+        self.bad: list[tuple[int, str]] = []  # (record ordinal, text) as the parser reports them
+        self.cursor = 1  # ordinal of the last well-formed record numbered (the header is record 1)
+        self.seen = 1  # records accounted for: the header, the rows numbered, the malformed ones
+        self.stream: Any = None if utf8 else textscan.Utf8Stream(data, start)
+        self.input: Any = data
+        self.as_written = as_written
+
+    def _open(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        def on_invalid(row: Any) -> str:
+            self.bad.append((int(row.number), str(row.text)[: MAX_FIELD_CHARS + 1]))
+            return "skip"
+
+        # A block must hold the longest record (Latin-1 grows up to 3× as UTF-8).
+        grow = 3 if self.stream is not None else 1
+        block = max(_BLOCK, 2 * self.index.longest * grow + 1)
+        # pyarrow names the columns as written (" surface" keeps its space): the string types must be keyed
+        # on those names, or pyarrow infers a type and rewrites the values ("1.200" → 1.2, "007" → 7).
+        return pacsv.open_csv(
+            pa.BufferReader(self.input) if self.stream is None else self.stream,
+            read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delim, newlines_in_values=True, invalid_row_handler=on_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in self.as_written},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+    def chunks(self, header: list[str], chunk_rows: int, name: str) -> Iterator[SourceChunk]:
+        """Chunks of at most ``chunk_rows`` rows; the last one is held until the end, so that a quote left
+        open at the end of the file can be charged to its row."""
+        import pyarrow as pa
+
+        pending: list[Any] = []
+        size = 0
         try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            records.append(
-                {
-                    str(k): (
-                        None if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-                    )
-                    for k, v in obj.items()
-                }
+            for batch in self._open():
+                pending.append(batch.rename_columns(header))
+                size += batch.num_rows
+                while size > chunk_rows:
+                    table = pa.Table.from_batches(pending)
+                    yield self._chunk(table.slice(0, chunk_rows))
+                    rest = table.slice(chunk_rows)
+                    pending, size = rest.to_batches(), rest.num_rows
+        except pa.ArrowInvalid as exc:
+            raise Rejected("unreadable", f"{name} cannot be read as CSV: {exc}") from exc
+        if self.stream is not None:
+            self.details["encoding"] = self.stream.encoding
+        yield self._last_chunk(pa.Table.from_batches(pending, schema=_text_schema(header)), name)
+
+    def _number(self, n: int) -> np.ndarray:
+        """Ordinals of the next ``n`` well-formed records (the malformed ones reported are skipped)."""
+        bad = np.array(sorted(o for o, _ in self.bad if o > self.cursor), dtype=np.int64)
+        cand = np.arange(self.cursor + 1, self.cursor + 1 + n + bad.size, dtype=np.int64)
+        ordinals = cand[~np.isin(cand, bad)][:n]
+        if n:
+            self.cursor = int(ordinals[-1])
+        self.seen += n
+        return ordinals
+
+    def _rows(self, ordinals: np.ndarray) -> np.ndarray:
+        return self.index.line_of(ordinals) - self.index.header_end_line
+
+    def _malformed_upto(self, last: int | None) -> list[tuple[int, str]]:
+        """The malformed records reported up to ordinal ``last`` (all when None), numbered."""
+        take = [(o, t) for o, t in self.bad if last is None or o <= last]
+        self.bad = [(o, t) for o, t in self.bad if not (last is None or o <= last)]
+        self.seen += len(take)
+        lines = self.index.line_of(np.array([o for o, _ in take], dtype=np.int64)).tolist()
+        end = self.index.header_end_line
+        return [(ln - end, malformed(ln, t)) for ln, (_, t) in zip(lines, take, strict=True)]
+
+    def _chunk(self, table: Any) -> SourceChunk:
+        ordinals = self._number(table.num_rows)
+        return SourceChunk(table, self._rows(ordinals), self._malformed_upto(self.cursor))
+
+    def _last_chunk(self, table: Any, name: str) -> SourceChunk:
+        ordinals = self._number(table.num_rows)
+        unclosed: list[tuple[int, str]] = []
+        open_line = self.index.unterminated_quote_line
+        if open_line is not None and ordinals.size and ordinals[-1] == self.index.records:
+            # The last record swallowed the rest of the file into a quoted value: it is no row.
+            values = table.slice(table.num_rows - 1).to_pylist()[0].values()
+            line = int(self.index.line_of(ordinals[-1:])[0])
+            why = f"a quote opened on line {open_line} is never closed"
+            unclosed = [(line - self.index.header_end_line, malformed(line, self.delim.join(values), why))]
+            table, ordinals = table.slice(0, table.num_rows - 1), ordinals[:-1]
+        chunk = SourceChunk(table, self._rows(ordinals), self._malformed_upto(None) + unclosed)
+        if self.seen != self.index.records:
+            # The parser and the index disagree on where records are: the numbering cannot be trusted.
+            raise RuntimeError(
+                f"{name}: the CSV parser read {self.seen} records where the record index found "
+                f"{self.index.records}"
             )
-            lines.append(ln)
+        return chunk
+
+
+def _text_schema(header: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(h, pa.string()) for h in header])
+
+
+# ------------------------------------------------------------------------------------ JSON
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+JsonRecord = tuple[int, Any, str]  # (position, parsed value or None, text)
+
+
+def _deep(name: str, where: str) -> Rejected:
+    return Rejected(
+        "nesting_too_deep",
+        f"{name}: {where} nests JSON values deeper than this parser goes (about "
+        f"{sys.getrecursionlimit():,} levels): a listing is a flat record",
+    )
+
+
+def _json_lines(data: bytes, start: int, name: str, details: dict[str, Any]) -> Iterator[JsonRecord]:
+    """One record per line (``\\n`` only: a U+2028 or a form feed inside a string ends nothing), with its
+    line number; blank lines are skipped but counted."""
+    latin = utf8 = 0
+    pos, line, n = start, 0, len(data)
+    while pos < n:
+        end = data.find(b"\n", pos)
+        end = n if end < 0 else end
+        line += 1
+        raw, pos = data[pos:end], end + 1
+        if len(raw) > MAX_JSON_ELEMENT_CHARS:
+            yield line, None, f"(a line of {len(raw):,} bytes) " + raw[:MAX_FIELD_CHARS].decode("latin-1")
+            continue
+        if not raw.strip():
+            continue
+        text, how = textscan.decode_line(raw.removesuffix(b"\r"))
+        latin, utf8 = latin + (how == "latin-1"), utf8 + (how == "utf-8")
+        try:
+            yield line, json.loads(text), text
+        except ValueError:
+            yield line, None, text
+        except RecursionError:
+            raise _deep(name, f"line {line}") from None
+    details["encoding"] = textscan.encoding_name(latin, utf8)
+
+
+class _JsonArray:
+    """The elements of a JSON array, parsed one at a time from a sliding window of the text."""
+
+    def __init__(self, data: bytes, start: int, name: str, details: dict[str, Any]) -> None:
+        self.stream = textscan.Utf8Stream(data, start)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.json = json.JSONDecoder()
+        self.name = name
+        self.details = details
+        self.buf = ""
+        self.i = 0
+        self.eof = False
+
+    def _fill(self, want: int) -> None:
+        """Read until ``want`` characters lie ahead, or the end; drops what is behind."""
+        if self.i > 1 << 20:
+            self.buf, self.i = self.buf[self.i :], 0
+        while not self.eof and len(self.buf) - self.i < want:
+            part = self.stream.read(max(1 << 20, want))
+            self.eof = not part
+            self.buf += self.decoder.decode(part or b"", final=self.eof)
+
+    def _peek(self) -> str:
+        """The next character that is not white space ('' at the end)."""
+        while True:
+            self.i = _WHITESPACE.match(self.buf, self.i).end()  # type: ignore[union-attr]
+            if self.i < len(self.buf) or self.eof:
+                return self.buf[self.i : self.i + 1]
+            self._fill(1 << 16)
+
+    def _element(self, n: int) -> tuple[Any, str]:
+        want = 1 << 16
+        while True:
+            self._fill(want)
+            self._peek()
+            try:
+                value, end = self.json.raw_decode(self.buf, self.i)
+            except json.JSONDecodeError as exc:
+                if self.eof or len(self.buf) - self.i > MAX_JSON_ELEMENT_CHARS:
+                    msg = f"{self.name}: element {n} is not valid JSON: {exc.msg}"
+                    raise Rejected("invalid_json", msg) from None
+                want = 2 * (len(self.buf) - self.i) + (1 << 20)
+                continue
+            except RecursionError:
+                raise _deep(self.name, f"element {n}") from None
+            if end == len(self.buf) and not self.eof:  # a number may go on past the window
+                want = 2 * (len(self.buf) - self.i) + (1 << 20)
+                continue
+            text = "" if isinstance(value, dict) else self.buf[self.i : min(end, self.i + MAX_FIELD_CHARS)]
+            self.i = end
+            return value, text
+
+    def records(self) -> Iterator[JsonRecord]:
+        """(element number, value, text) for each element."""
+        self._fill(1 << 16)
+        self._peek()
+        self.i += 1  # the "[" open_source saw
+        n = 0
+        if self._peek() == "]":
+            self.i += 1
         else:
-            bad.append((ln, line))
-    if not records and not bad:
-        raise Rejected("empty_object", f"{name} holds no JSON lines")
-    if not records or text.lstrip().startswith("["):
-        # Nothing to take a header from, or a JSON document (an array) rather than one object per line.
+            while True:
+                n += 1
+                yield (n, *self._element(n))
+                sep = self._peek()
+                self.i += 1
+                if sep == "]":
+                    break
+                if sep != ",":
+                    found = repr(sep) if sep else "the end of the file"
+                    raise Rejected(
+                        "invalid_json", f"{self.name}: after element {n}, expected ',' or ']', found {found}"
+                    )
+        if self._peek():
+            raise Rejected("invalid_json", f"{self.name}: text after the end of the JSON array")
+        self.details["encoding"] = self.stream.encoding
+
+
+def _text(value: Any) -> str | None:
+    """A JSON value as the string the raw zone keeps (nested values as JSON)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+class _JsonGather:
+    """JSON records gathered into chunks, column by column (only the values present are held)."""
+
+    def __init__(self, records: Iterator[JsonRecord], name: str, chunk_rows: int, where: str) -> None:
+        self.records = records
+        self.name = name
+        self.chunk_rows = chunk_rows
+        self.where = where  # "line" or "element"
+        self.keys: dict[str, None] = {}  # every key seen, in order of appearance
+        self.objects = 0
+
+    def _limit(self) -> int:
+        return min(self.chunk_rows, max(1_000, _JSON_CHUNK_CELLS // max(1, len(self.keys))))
+
+    def _new_key(self, key: str) -> None:
+        self.keys[key] = None
+        if len(self.keys) > MAX_COLUMNS:
+            raise Rejected(
+                "too_many_columns",
+                f"{self.name}'s records have over {MAX_COLUMNS:,} distinct keys (the {MAX_COLUMNS + 1:,}th: "
+                f"{key[:40]!r}): not a table of listings",
+            )
+
+    def next_chunk(self) -> SourceChunk | None:
+        """The next chunk, None at the end."""
+        rows: list[int] = []
+        cols: dict[str, tuple[list[int], list[str | None]]] = {}
+        bad: list[tuple[int, str]] = []
+        for pos, value, text in self.records:
+            if isinstance(value, dict):
+                i = len(rows)
+                rows.append(pos)
+                for key, v in value.items():
+                    col = cols.get(key)
+                    if col is None:
+                        if key not in self.keys:
+                            self._new_key(key)
+                        col = cols[key] = ([], [])
+                    col[0].append(i)
+                    col[1].append(_text(v))
+            else:
+                why = "" if value is None else "not a JSON object"
+                bad.append((pos, malformed(pos, text, why, where=self.where)))
+            if len(rows) + len(bad) >= self._limit():
+                break
+        self.objects += len(rows)
+        if not rows and not bad:
+            return None
+        return SourceChunk(self._table(len(rows), cols), np.array(rows, dtype=np.int64), bad)
+
+    def _table(self, n: int, cols: dict[str, tuple[list[int], list[str | None]]]) -> Any:
+        import pyarrow as pa
+
+        arrays = {}
+        for key in self.keys:
+            if key in cols:
+                values = np.full(n, None, dtype=object)
+                values[cols[key][0]] = cols[key][1]
+                arrays[key] = pa.array(values, pa.string())
+        if not arrays:  # records without keys: rows with no columns
+            return pa.table({"": pa.nulls(n, pa.string())}).drop_columns([""])
+        return pa.table(arrays)
+
+
+def _open_json(data: bytes, name: str, wanted: Wanted, chunk_rows: int, start: int, *, array: bool) -> Source:
+    details: dict[str, Any] = {"encoding": "utf-8", "shape": "array" if array else "lines"}
+    records = (
+        _JsonArray(data, start, name, details).records() if array else _json_lines(data, start, name, details)
+    )
+    gather = _JsonGather(records, name, chunk_rows, "element" if array else "line")
+    first = gather.next_chunk()  # the header is the first chunk's keys (later keys join as they come)
+    if first is None:
+        raise Rejected("empty_object", f"{name} holds no JSON records")
+    if not gather.objects:
         raise Rejected(
             "not_json_lines",
-            f"{name} is not JSON Lines: write one JSON object per line "
-            '({"loyer": 1200, "surface": 30}), not a JSON array or a pretty-printed document',
+            f"{name} holds no JSON object: write one JSON object per line "
+            '({"loyer": 1200, "surface": 30}) or a JSON array of such objects, not a pretty-printed '
+            "document",
         )
-    header: list[str] = list(dict.fromkeys(k for r in records for k in r))
-    mapping = contracts.get(dataset).map_header(header) if dataset else contracts.detect(header)
-    if mapping is None or not mapping.ok:
-        raise Rejected("unrecognised_header", _header_message(header[:12], dataset))
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        for start in range(0, len(records), chunk_rows):
-            df = pd.DataFrame.from_records(records[start : start + chunk_rows], columns=header)
-            out = _frame(df.astype("string"), mapping, start + 1)
-            out["source_row"] = np.array(lines[start : start + chunk_rows], dtype="int64")  # line = record
-            yield out
-        if bad:
-            yield _malformed_frame(bad, mapping, header_lines=0)
-
-    return Parsed(mapping.dataset, mapping, "jsonl", chunks(), {"encoding": encoding, "header": header})
+    header = list(gather.keys)
+    details["header"] = header
+    mapping = _require_mapping(header, wanted, name)
+    source = Source("json" if array else "jsonl", header, mapping, iter(()), details)
+    fixed = Wanted(mapping.dataset, wanted.column_map, wanted.required)
+    source.chunks = _json_chunks(source, first, gather, fixed, name)
+    return source
 
 
-def _parse_parquet(data: bytes, name: str, dataset: str | None, chunk_rows: int) -> Parsed:
+def _json_chunks(
+    source: Source, first: SourceChunk, gather: _JsonGather, wanted: Wanted, name: str
+) -> Iterator[SourceChunk]:
+    chunk: SourceChunk | None = first
+    while chunk is not None:
+        if len(gather.keys) != len(source.header):  # new keys: map them too (two names of one column: no)
+            source.header = list(gather.keys)
+            source.details["header"] = source.header
+            source.mapping = _require_mapping(source.header, wanted, name)
+        yield chunk
+        chunk = gather.next_chunk()
+
+
+# ------------------------------------------------------------------------------------ Parquet
+def _open_parquet(data: bytes, name: str, wanted: Wanted, chunk_rows: int) -> Source:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(io.BytesIO(data))
+        pf = pq.ParquetFile(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as exc:
         raise Rejected("unreadable", f"{name} is not a readable Parquet file: {exc}") from exc
     header = list(pf.schema_arrow.names)
-    mapping = contracts.get(dataset).map_header(header) if dataset else contracts.detect(header)
-    if mapping is None or not mapping.ok:
-        raise Rejected("unrecognised_header", _header_message(header[:12], dataset))
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        row = 1
-        batches = pf.iter_batches(batch_size=chunk_rows)
-        while True:
-            try:  # a corrupt page shows only when its row group is read
-                batch = next(batches, None)
-            except (pa.ArrowException, OSError) as exc:
-                raise Rejected("unreadable", f"{name} is not a readable Parquet file: {exc}") from exc
-            if batch is None:
-                return
-            # Values as strings, like CSV: typing is the cleaning stage's job. Arrow types are kept until
-            # then, so an integer column with nulls stays "75011", not the float "75011.0".
-            df = batch.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
-            yield _frame(df, mapping, row)
-            row += len(df)
-
-    return Parsed(mapping.dataset, mapping, "parquet", chunks(), {"header": header})
+    if len(set(header)) != len(header):
+        raise Rejected("ambiguous_header", f"{name} repeats a column name: {header[:12]}")
+    mapping = _require_mapping(header, wanted, name)
+    return Source("parquet", header, mapping, _parquet_chunks(pf, name, chunk_rows), {"header": header})
 
 
-def parse_object(
-    data: bytes,
-    name: str,
-    *,
-    dataset: str | None = None,
-    chunk_rows: int = 250_000,
-    max_bytes: int = 512 << 20,
-) -> Parsed:
-    """Turn an object's bytes into raw rows.
+def _parquet_chunks(pf: Any, name: str, chunk_rows: int) -> Iterator[SourceChunk]:
+    import pyarrow as pa
 
-    Parameters
-    ----------
-    data
-        The object's content.
-    name
-        Its key or file name (the extension guides the format; the content decides in the end).
-    dataset
-        Force a dataset contract instead of recognising it from the header.
-    chunk_rows
-        Rows per yielded chunk (memory stays bounded by this, not by the object size).
-    max_bytes
-        Objects larger than this are rejected whole.
+    row = 1
+    batches = pf.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:  # a corrupt page shows only when its row group is read
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise Rejected("unreadable", f"{name} is not a readable Parquet file: {exc}") from exc
+        if batch is None:
+            return
+        table = _text_columns(pa.Table.from_batches([batch]), name)
+        yield SourceChunk(table, np.arange(row, row + table.num_rows, dtype=np.int64))
+        row += table.num_rows
 
-    Returns
-    -------
-    Parsed
-        The dataset, header mapping, format details and a lazy iterator of raw chunks.
 
-    Raises
-    ------
-    Rejected
-        When the object as a whole cannot be ingested (empty, binary, unknown header, ...).
-    """
-    if len(data) > max_bytes:
-        raise Rejected("too_large", f"{name} is {len(data)} bytes; the limit is {max_bytes}")
-    if not data.strip():
-        raise Rejected("empty_object", f"{name} is empty")
-    lower = name.lower()
-    if data.startswith(b"PAR1") or lower.endswith((".parquet", ".pq")):
-        return _parse_parquet(data, name, dataset, chunk_rows)
-    _check_binary(data, name)
-    if lower.endswith((".jsonl", ".ndjson", ".json")) or data.lstrip()[:1] == b"{":
-        return _parse_jsonl(data, name, dataset, chunk_rows)
-    return _parse_csv(data, name, dataset, chunk_rows)
+def _text_columns(table: Any, name: str) -> Any:
+    """Binary columns as UTF-8 text (other types are kept: values become strings in the raw frame)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, fld in enumerate(table.schema):
+        kind = fld.type.value_type if pa.types.is_dictionary(fld.type) else fld.type
+        if not (
+            pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+        ):
+            continue
+        column = table.column(i)
+        if pa.types.is_dictionary(fld.type):
+            column = pc.cast(column, kind)
+        try:
+            text = pc.cast(column, pa.large_string() if pa.types.is_large_binary(kind) else pa.string())
+        except pa.ArrowInvalid as exc:
+            raise Rejected(
+                "not_utf8",
+                f"column {fld.name!r} of {name} holds bytes that are not UTF-8 text: write it as a string "
+                "column",
+            ) from exc
+        table = table.set_column(i, fld.name, text)
+    return table

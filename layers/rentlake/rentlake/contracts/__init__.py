@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -159,18 +159,38 @@ class Contract:
                 return col
         raise KeyError(name)
 
-    def map_header(self, header: Sequence[str]) -> HeaderMapping:
-        """Map source header names to canonical columns by name or alias (ignoring case and accents)."""
+    def _lookup(self) -> dict[str, tuple[str, Alias]]:
+        """Normalised name → (canonical column, alias) for every name and alias of every column."""
         lookup: dict[str, tuple[str, Alias]] = {}
         for col in self.columns:
             for norm, alias in col.names().items():
                 lookup[norm] = (col.name, alias)
+        return lookup
+
+    def resolve(self, name: str) -> tuple[str, Alias] | None:
+        """The canonical column (and unit) a field name means: a column's name or one of its aliases."""
+        return self._lookup().get(normalise_name(name))
+
+    def map_header(self, header: Sequence[str], overrides: Mapping[str, str] | None = None) -> HeaderMapping:
+        """Map source header names to canonical columns by name or alias (ignoring case and accents).
+
+        Parameters
+        ----------
+        header
+            The names as the file writes them.
+        overrides
+            Source name → field (a column or an alias, whose unit factor applies), for names no alias
+            knows; fields of other contracts are ignored here.
+        """
+        lookup = self._lookup()
+        forced = {normalise_name(src): lookup.get(normalise_name(f)) for src, f in (overrides or {}).items()}
         columns: dict[str, str] = {}
         factors: dict[str, float] = {}
         unknown: list[str] = []
         ambiguous: list[str] = []
         for src in header:
-            hit = lookup.get(normalise_name(src))
+            norm = normalise_name(src)
+            hit = forced.get(norm) or lookup.get(norm)
             if hit is None:
                 unknown.append(str(src))
                 continue
@@ -216,17 +236,34 @@ def all_contracts() -> list[Contract]:
     return list(_REGISTRY.values())
 
 
-def detect(header: Sequence[str]) -> HeaderMapping | None:
+def detect(header: Sequence[str], overrides: Mapping[str, str] | None = None) -> HeaderMapping | None:
     """Recognise the dataset of a header: the contract whose required columns all map, preferring the one
-    that maps the most columns. None when no contract fits."""
+    that maps the most columns. None when no contract fits. ``overrides`` as in
+    :meth:`Contract.map_header`."""
     best: HeaderMapping | None = None
     for contract in all_contracts():
-        mapping = contract.map_header(header)
+        mapping = contract.map_header(header, overrides)
         if not mapping.ok:
             continue
         if best is None or len(mapping.columns) > len(best.columns):
             best = mapping
     return best
+
+
+def check_column_map(column_map: Mapping[str, str], dataset: str | None = None) -> None:
+    """Check a user's column map (source column → field): every field must be a column or an alias of the
+    dataset's contract (of some contract when no dataset is given).
+
+    Raises
+    ------
+    ValueError
+        Naming the fields no contract knows, and the fields there are.
+    """
+    cands = [get(dataset)] if dataset else all_contracts()
+    unknown = [f for f in column_map.values() if not any(c.resolve(f) for c in cands)]
+    if unknown:
+        known = ", ".join(sorted({n for c in cands for n in c.column_names}))
+        raise ValueError(f"no field named {', '.join(map(repr, unknown))} (fields: {known})")
 
 
 def _load_builtin() -> None:
