@@ -18,4 +18,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = ingest.run(FUNCTION.lake(), request, FUNCTION.settings)
     FUNCTION.count("RowsIngested", result.rows)
     FUNCTION.count("ObjectsRejected", result.rejected)
+    FUNCTION.count("IngestInternalErrors", result.internal_errors)
     return result.to_dict()

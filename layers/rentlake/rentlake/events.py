@@ -11,7 +11,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _checked_map(column_map: dict[str, str] | None, dataset: str | None) -> dict[str, str] | None:
+    """A column map whose fields a contract knows (ValueError naming the others)."""
+    if column_map:
+        from rentlake import contracts
+
+        contracts.check_column_map(column_map, dataset)
+    return column_map or None
+
+
 class IngestRequest(_Strict):
-    """Ingest these keys (direct invocation), optionally forcing the dataset contract."""
+    """Ingest these keys (direct invocation), optionally forcing the dataset contract, and naming the
+    contract field of columns no alias knows (``column_map``: ``{"superficie": "surface_m2"}``)."""
 
     keys: list[str] = Field(min_length=1, max_length=10_000)
     dataset: str | None = None
+    column_map: dict[str, str] | None = Field(default=None, max_length=1_000)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> IngestRequest:
+        self.column_map = _checked_map(self.column_map, self.dataset)
+        return self
 
 
 class CleanRequest(_Strict):
@@ -91,9 +107,15 @@ def parse_clean(event: Any) -> CleanRequest:
 
 
 class ScoreRequest(_Strict):
-    """Score these files (keys under ``score/``)."""
+    """Score these files (keys under ``score/``), with a ``column_map`` as for ingest."""
 
     keys: list[str] = Field(max_length=10_000)
+    column_map: dict[str, str] | None = Field(default=None, max_length=1_000)
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> ScoreRequest:
+        self.column_map = _checked_map(self.column_map, "listings")
+        return self
 
 
 def parse_score(event: Any) -> ScoreRequest:

@@ -9,6 +9,13 @@ What the ``ingest`` function runs (:func:`run`), one object at a time (:func:`in
 4. commit: create the ingestion record only if absent (or replace a rejection, compare-and-swap on its
    ETag). The record lists exactly the files written, and readers read nothing else.
 
+An object the parser refuses, or whose reading fails in any unexpected way, is rejected whole: copied to
+``quarantine/objects/`` with its ``.reason.json`` (reason ``internal_error`` and the exception for the
+unexpected, whose trace is logged), its raw files deleted, and the next object of the request is read.
+A lake failure (:class:`~rentlake.lake.LakeError`, after the client's retries) fails the invocation
+instead: nothing is committed, and Lambda's retry of the event is the remedy; a retry would only repeat
+an object's own failure, so those do not fail it (the ``IngestInternalErrors`` metric counts them).
+
 Of two writers of one content (an S3 event delivered twice, the same bytes uploaded under two names), one
 commits; the other deletes only the files it wrote itself and reports ``already committed by another
 writer``. A failure before the commit deletes this attempt's files; a crash leaves them unlisted, never
@@ -18,7 +25,7 @@ read, for the lake's sweep.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,6 +89,11 @@ class IngestResult:
         """Objects rejected whole."""
         return sum(o.status == "rejected" for o in self.outcomes)
 
+    @property
+    def internal_errors(self) -> int:
+        """Objects rejected because their reading failed unexpectedly (``internal_error``)."""
+        return sum(o.reason == "internal_error" for o in self.outcomes)
+
     def to_dict(self) -> dict[str, Any]:
         """The function's answer."""
         return {"rows": {"ingested": self.rows}, "outcomes": [o.to_dict() for o in self.outcomes]}
@@ -95,7 +107,7 @@ def run(lake: Lake, request: IngestRequest, settings: Settings) -> IngestResult:
     lake
         The lake.
     request
-        The keys to ingest, and optionally the dataset contract to force.
+        The keys to ingest, and optionally the dataset contract to force and a column map.
     settings
         The deployment's settings (rows per raw part, largest object).
 
@@ -111,6 +123,7 @@ def run(lake: Lake, request: IngestRequest, settings: Settings) -> IngestResult:
                 lake,
                 key,
                 dataset=request.dataset,
+                column_map=request.column_map,
                 chunk_rows=settings.chunk_rows,
                 max_bytes=settings.max_object_bytes,
             )
@@ -176,6 +189,7 @@ def ingest_object(
     key: str,
     *,
     dataset: str | None = None,
+    column_map: Mapping[str, str] | None = None,
     chunk_rows: int = 250_000,
     max_bytes: int = 512 << 20,
     progress: Progress = report_progress,
@@ -195,6 +209,8 @@ def ingest_object(
         The object's key.
     dataset
         Force a dataset contract instead of recognising the header.
+    column_map
+        Source column → contract field, for headers no alias knows.
     chunk_rows
         Rows per raw Parquet part (bounds memory).
     max_bytes
@@ -209,6 +225,11 @@ def ingest_object(
     IngestOutcome
         ``ingested`` (with the row count), ``duplicate`` (nothing added: ingested before, or by another
         writer at the same time) or ``rejected`` (reason code and a message saying what to do).
+
+    Raises
+    ------
+    LakeError
+        When the lake fails (nothing of this attempt is committed).
     """
     head = lake.head(key)
     if head is None:
@@ -223,10 +244,23 @@ def ingest_object(
         return _duplicate(key, seen.ingested, "same content as")
     stamp = now()
     try:
-        parsed = parse_object(data, _name(key), dataset=dataset, chunk_rows=chunk_rows, max_bytes=max_bytes)
+        parsed = parse_object(
+            data,
+            _name(key),
+            dataset=dataset,
+            column_map=column_map,
+            chunk_rows=chunk_rows,
+            max_bytes=max_bytes,
+        )
         record = _write_raw(lake, key, head, sha, ingestion_id, parsed, stamp, progress)
     except Rejected as exc:
         return _reject(lake, key, head, sha, ingestion_id, exc, stamp, seen)
+    except LakeError:
+        raise
+    except Exception as exc:  # a fault of this object's reading: it is rejected, the next one is read
+        log.exception("internal error while ingesting %s", key)
+        failure = Rejected("internal_error", f"{type(exc).__name__}: {exc}"[:2000])
+        return _reject(lake, key, head, sha, ingestion_id, failure, stamp, seen)
     return _commit_ingested(lake, record, seen, parsed)
 
 
@@ -363,7 +397,12 @@ def _reject(
         return _duplicate(key, entry.ingested, "already committed by another writer:")
     log.warning("rejected %s: %s", key, exc)
     return IngestOutcome(
-        key, "rejected", ingestion_id, reason=exc.code, message=exc.message, details={"kept_at": kept}
+        key,
+        "rejected",
+        ingestion_id,
+        reason=exc.code,
+        message=exc.message,
+        details={"kept_at": kept, "reason_at": reason_key},
     )
 
 
@@ -372,10 +411,10 @@ def _reject_large(lake: Lake, key: str, head: dict[str, Any], max_bytes: int) ->
     # it landed (copying it would double the cost; the reason file says where it is).
     ingestion_id = "etag-" + head["etag"][:20]
     msg = f"{key} is {head['size']} bytes; the limit of one object is {max_bytes}: split it"
-    lake.put_json(
-        keys.rejected_reason(ingestion_id, key), {"source_key": key, "reason": "too_large", "message": msg}
-    )
-    return IngestOutcome(key, "rejected", ingestion_id, reason="too_large", message=msg)
+    reason_key = keys.rejected_reason(ingestion_id, key)
+    lake.put_json(reason_key, {"source_key": key, "reason": "too_large", "message": msg})
+    details = {"kept_at": key, "reason_at": reason_key}
+    return IngestOutcome(key, "rejected", ingestion_id, reason="too_large", message=msg, details=details)
 
 
 def _name(key: str) -> str:
