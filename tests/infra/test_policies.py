@@ -37,7 +37,14 @@ ACCESS: dict[str, dict[str, list[str]]] = {
     },
     "clean": {
         "read": ["raw/_ingestions/", "raw/listings/", "clean/"],
-        "write": ["clean/listings/", "clean/_batches/", "quarantine/listings/", "reports/quality/"],
+        "write": [
+            "clean/listings/",
+            "clean/_batches/",
+            "clean/_index/",
+            "clean/_summaries/",
+            "quarantine/listings/",
+            "reports/quality/",
+        ],
     },
     "explore": {"read": ["clean/", "reports/"], "write": ["reports/run-1/"]},
     "train": {"read": ["clean/", "models/"], "write": ["models/v-1/"]},

@@ -145,7 +145,7 @@ def test_outliers_are_judged_against_the_clean_pool_and_the_batch() -> None:
 
     # GIVEN 100 clean values around 3.5 (one group), and a batch of three: typical, far, and a duplicate
     rng = np.random.default_rng(1)
-    history = History(
+    history = History.of_rows(
         row_hash=np.arange(100, dtype="int64"),
         robust_value=rng.normal(3.5, 0.1, 100),
         robust_group=np.zeros(100, dtype=np.int32),
@@ -173,7 +173,9 @@ def test_a_commit_that_lands_first_changes_the_decisions_as_in_sequence() -> Non
     batch = BatchChecks(invalid=np.zeros(3, dtype=bool), row_hash=np.array([1, 2, 3], dtype="int64"))
     alone = decide(batch, History(), CleanParams())
     # WHEN another batch holding rows 2 and 3 is committed first, and joins the history
-    later = History().extend(History(row_hash=np.array([2, 3], dtype="int64"), key_hash=np.zeros(2, "int64")))
+    later = History().extend(
+        History.of_rows(row_hash=np.array([2, 3], dtype="int64"), key_hash=np.zeros(2, "int64"))
+    )
     again = decide(batch, later, CleanParams())
     # THEN the decisions differ (2 and 3 are now duplicates), as if the batches had run one after the other
     assert alone.duplicate.tolist() == [False, False, False]

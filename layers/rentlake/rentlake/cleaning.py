@@ -2,9 +2,10 @@
 
 Row rules are vectorised and return ``(reason code, mask of rejected rows)`` pairs, so a row can carry
 several reasons. The batch-wide decisions (exact duplicates, conflicting keys, robust outliers) take a
-few arrays per row of the batch and of the clean rows already committed (:class:`BatchChecks`,
-:class:`History`) and return one mask each (:func:`decide`). The stage that drives these over a batch
-(:mod:`rentlake.stages.clean`) keeps the invariant rows in = rows clean + rows quarantined.
+few arrays per row of the batch (:class:`BatchChecks`) and what they need of the clean rows already
+committed (:class:`History`: the hashes the batch can match, and sketches of the checked value, see
+:mod:`rentlake.summaries`), and return one mask each (:func:`decide`). The stage that drives these over a
+batch (:mod:`rentlake.stages.clean`) keeps the invariant rows in = rows clean + rows quarantined.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from rentlake.contracts import Column, Contract
 from rentlake.parsing import LINEAGE, raw_dtype
+from rentlake.summaries import Sketch, merge_groups, sketch_bounds, sketch_groups
 
 _UNIT_TOKENS = re.compile(r"(?:€|eur(?:os?)?|m²|m2|/mois|/month|[\s\u00a0\u202f'’])", re.I)
 _THOUSANDS_COMMA = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+$")
@@ -42,6 +44,9 @@ class CleanParams:
         is not checked at all (too few rows for a robust statistic to mean anything).
     min_scale
         Floor of the scaled MAD.
+    duplicate_window_days
+        A row is a duplicate of a clean row with the same values seen at most this many days apart (seen:
+        the listing date when the row has one, else the ingestion day; see :mod:`rentlake.summaries`).
     """
 
     mad_k: float = 4.0
@@ -49,6 +54,7 @@ class CleanParams:
     # Floor of the scaled MAD (in the checked quantity's units, here log €/m²: 5 %), so a pool of
     # near-identical values does not turn every small difference into an outlier.
     min_scale: float = 0.05
+    duplicate_window_days: int = 180
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -383,7 +389,8 @@ class BatchChecks:
     """What the decisions need of a batch: a few bytes per row, never the rows themselves.
 
     ``robust_value`` and ``robust_group`` (int32 codes, see :func:`group_codes`) are None when the
-    contract has no robust check (or no group).
+    contract has no robust check (or no group). ``seen`` (day numbers) and ``dated`` (seen on the row's
+    own date) say when each row was seen (:func:`rentlake.summaries.seen_days`).
     """
 
     invalid: np.ndarray
@@ -391,6 +398,8 @@ class BatchChecks:
     key_hash: np.ndarray | None = None
     robust_value: np.ndarray | None = None
     robust_group: np.ndarray | None = None
+    seen: np.ndarray | None = None
+    dated: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -413,31 +422,69 @@ class BatchChecks:
             joined("key_hash"),
             joined("robust_value"),
             joined("robust_group"),
+            joined("seen"),
+            joined("dated"),
         )
+
+    def clean_rows(self, decisions: Decisions) -> np.ndarray:
+        """Mask of the rows that go to the clean zone under ``decisions``."""
+        return ~(self.invalid | decisions.duplicate | decisions.conflicting_key | decisions.outlier)
 
 
 @dataclass
 class History:
-    """The same arrays for the clean rows the batch is checked against (every commit before it)."""
+    """What the decisions know of the clean rows committed before the batch.
+
+    Not the rows: ``row_hash`` holds the hashes of the clean rows the batch's rows can be duplicates of
+    (seen within the window, or sharing a key), ``key_hash`` / ``key_row`` the key and row hash of each
+    clean row that shares a key with the batch, ``sketches`` the checked value of every clean row sketched
+    per group code (``"*"`` without groups), and ``rows`` how many clean rows there are.
+    """
 
     row_hash: np.ndarray = field(default_factory=_empty_int64)
     key_hash: np.ndarray = field(default_factory=_empty_int64)
-    robust_value: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="float64"))
-    robust_group: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    key_row: np.ndarray = field(default_factory=_empty_int64)
+    sketches: dict[Any, Sketch] = field(default_factory=dict)
+    rows: int = 0
 
     @property
     def n(self) -> int:
         """Clean rows in the history."""
-        return len(self.row_hash)
+        return self.rows
+
+    @classmethod
+    def of_rows(
+        cls,
+        row_hash: np.ndarray,
+        key_hash: np.ndarray | None = None,
+        robust_value: np.ndarray | None = None,
+        robust_group: np.ndarray | None = None,
+    ) -> History:
+        """The history of whole clean rows: every row can be matched, every value is sketched.
+
+        Parameters
+        ----------
+        row_hash
+            Row hash of each clean row.
+        key_hash
+            Key hash of each clean row (None: a dataset without a key).
+        robust_value, robust_group
+            The checked value and group code of each clean row (None: no robust check, or no group).
+        """
+        sketches = {} if robust_value is None else sketch_groups(robust_value, robust_group)
+        keys = _empty_int64() if key_hash is None else np.asarray(key_hash, dtype="int64")
+        rows = np.asarray(row_hash, dtype="int64")
+        return cls(rows, keys, rows if key_hash is not None else _empty_int64(), sketches, len(rows))
 
     def extend(self, other: History) -> History:
-        """This history followed by ``other`` (the rows of later commits)."""
+        """This history followed by ``other`` (what later commits add)."""
         return History(
-            *(np.concatenate([a, b]) for a, b in zip(self._arrays(), other._arrays(), strict=True))
+            np.concatenate([self.row_hash, other.row_hash]),
+            np.concatenate([self.key_hash, other.key_hash]),
+            np.concatenate([self.key_row, other.key_row]),
+            merge_groups(self.sketches, other.sketches),
+            self.rows + other.rows,
         )
-
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        return self.row_hash, self.key_hash, self.robust_value, self.robust_group
 
 
 def duplicates(row_hash: np.ndarray, valid: np.ndarray, history_rows: np.ndarray) -> np.ndarray:
@@ -486,15 +533,15 @@ def pooled_outliers(
 ) -> tuple[np.ndarray, dict[Any, dict[str, float]]]:
     """Robust outliers among the rows still standing (``keep``), against the pool of clean rows + them.
 
+    The pool's statistics come from sketches (the history's, merged with the kept rows'), within
+    :func:`rentlake.summaries.sketch_error` of :func:`robust_bounds` on the values themselves.
     Returns the mask and the bounds per group code (``"*"`` for the whole pool).
     """
     if batch.robust_value is None:
         return np.zeros(batch.n, dtype=bool), {}
-    pool_v = np.concatenate([history.robust_value, batch.robust_value[keep]])
-    pool_g = None
-    if batch.robust_group is not None:
-        pool_g = np.concatenate([history.robust_group, batch.robust_group[keep]])
-    bounds = robust_bounds(pool_v, pool_g, params)
+    grouped = batch.robust_group is not None
+    own = sketch_groups(batch.robust_value[keep], batch.robust_group[keep] if grouped else None)
+    bounds = sketch_bounds(merge_groups(history.sketches, own), params, grouped=grouped)
     return keep & robust_outliers(batch.robust_value, batch.robust_group, bounds), bounds
 
 
@@ -540,15 +587,15 @@ def decide(batch: BatchChecks, history: History, params: CleanParams) -> Decisio
     Returns
     -------
     Decisions
-        Exact duplicates (the first valid copy stays, in the batch or already clean), rows of a key seen
-        with different values, and robust outliers among the rows left.
+        Exact duplicates (the first valid copy stays, in the batch or among the clean rows the history
+        holds), rows of a key seen with different values, and robust outliers among the rows left.
     """
     valid = ~batch.invalid
     dup = duplicates(batch.row_hash, valid, history.row_hash)
     conflict = np.zeros(batch.n, dtype=bool)
     if batch.key_hash is not None:
         conflict = conflicting_keys(
-            batch.key_hash, batch.row_hash, valid & ~dup, history.key_hash, history.row_hash
+            batch.key_hash, batch.row_hash, valid & ~dup, history.key_hash, history.key_row
         )
     outlier, bounds = pooled_outliers(batch, valid & ~dup & ~conflict, history, params)
     return Decisions(dup, conflict, outlier, bounds)

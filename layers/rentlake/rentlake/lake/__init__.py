@@ -12,6 +12,8 @@ Zones are key prefixes::
     raw/<dataset>/ingest_date=D/ingestion_id=I/*.parquet    rows as received, header mapped, as strings
     clean/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  typed rows (Glue table ``clean_<dataset>``)
     clean/_batches/<dataset>/<n>.json                       clean commit n (its files) + quality summary
+    clean/_index/<dataset>/seen_month=M/<n>.parquet         hashes + day seen of commit n's clean rows
+    clean/_summaries/<dataset>/<n>.json                     per-group sketches of the clean rows up to n
     quarantine/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  rejected rows with ``reasons``
     quarantine/objects/ingestion_id=I/<name>                 objects rejected whole (+ ``.reason.json``)
     reports/quality/<dataset>/<I>.json   per-batch data-quality report
@@ -138,6 +140,22 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
     def clean_batch_records_prefix(dataset: str) -> str:
         """Prefix of a dataset's clean commit markers."""
         return f"clean/_batches/{dataset}/"
+
+    @staticmethod
+    def clean_index_prefix(dataset: str, month: str | None = None) -> str:
+        """Prefix of a dataset's seen index (of the rows seen in one month ``YYYY-MM``, when given)."""
+        base = f"clean/_index/{dataset}/"
+        return base if month is None else f"{base}seen_month={month}/"
+
+    @staticmethod
+    def clean_index_part(dataset: str, month: str, commit: str) -> str:
+        """The seen index of one clean commit's rows seen in one month (Parquet)."""
+        return f"{keys.clean_index_prefix(dataset, month)}{commit}.parquet"
+
+    @staticmethod
+    def clean_summary(dataset: str, commit: str) -> str:
+        """The summary of a dataset's clean rows up to and including one commit (JSON)."""
+        return f"clean/_summaries/{dataset}/{commit}.json"
 
     @staticmethod
     def rejected_object(ingestion_id: str, name: str) -> str:

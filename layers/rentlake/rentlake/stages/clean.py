@@ -2,19 +2,23 @@
 
 What the ``clean`` function runs (:func:`run`), batch by batch, oldest first (:func:`clean_batch`):
 
-1. read the dataset's commits, and of their clean rows the few arrays the decisions need (the history);
+1. read the dataset's commits;
 2. first pass over the batch's raw files (those its ingestion record lists): type and check every row,
-   keep its validity, hashes and robust statistic (:func:`rentlake.cleaning.check_chunk`);
-3. take the batch-wide decisions against the history (:func:`rentlake.cleaning.decide`);
-4. second pass: write every row to the clean zone or to quarantine with its reasons, under file names
+   keep its validity, hashes, day seen and robust statistic (:func:`rentlake.cleaning.check_chunk`);
+3. read what the batch needs of the clean rows (the history, :mod:`rentlake.stages.clean_history`):
+   the latest summary's sketches, and the parts of the seen index its rows can match in;
+4. take the batch-wide decisions against the history (:func:`rentlake.cleaning.decide`);
+5. second pass: write every row to the clean zone or to quarantine with its reasons, under file names
    unique to this attempt;
-5. commit: create commit number ``n + 1`` only if absent (``clean/_batches/<dataset>/<n+1>.json``).
+6. commit: create commit number ``n + 1`` only if absent (``clean/_batches/<dataset>/<n+1>.json``), then
+   write its index parts and summary.
 
 The numbered commits make concurrent cleaning of one dataset give the rows of some sequential order: a
 writer that loses slot ``n + 1`` reads the commit that took it. If it is the same batch, the writer
-deletes its own files and reports ``already committed by another writer``. Otherwise that commit's rows
-join the history, the decisions are taken again (and the files rewritten if they changed), and the writer
-tries slot ``n + 2``. Every commit was thus decided against all the commits numbered before it.
+deletes its own files and reports ``already committed by another writer``. Otherwise that commit's index
+parts and summary join the history, the decisions are taken again (and the files rewritten if they
+changed), and the writer tries slot ``n + 2``. Every commit was thus decided against all the commits
+numbered before it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -51,6 +56,8 @@ from rentlake.parsing import LINEAGE
 from rentlake.progress import report as report_progress
 from rentlake.records import CleanCommit, IngestedBatch, RecordError, ingestion_record_from_json
 from rentlake.stages import discard_uncommitted
+from rentlake.stages.clean_history import CleanHistory, group_labels
+from rentlake.summaries import seen_column, seen_days
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -220,10 +227,8 @@ def clean_batch(
     commits = lake.committed_batches(record.dataset)
     if any(c.ingestion_id == record.ingestion_id for c in commits):
         return None
-    history = History()
-    for commit in commits:
-        history = history.extend(cleaner.history_of(commit))
     batch = cleaner.scan()
+    history = cleaner.store.load(commits, batch)
     decisions = decide(batch, history, params)
     written = cleaner.write(decisions)
     seq = max((c.seq for c in commits if c.seq is not None), default=0) + 1
@@ -269,25 +274,10 @@ class _BatchCleaner:
             raw, self.contract, factors=self.record.unit_factors, decimal_comma=self.record.decimal_comma
         )
 
-    def history_of(self, commit: CleanCommit) -> History:
-        """The arrays of a commit's clean rows that the decisions compare the batch with."""
-        robust = self.contract.robust
-        columns = ["row_hash", *(["key_hash"] if self.contract.key else [])]
-        columns += self.contract.column_names if robust is not None else []
-        parts = [History()]
-        for frame in self.lake.iter_keys(self.lake.committed_files(commit, "clean"), columns):
-            part = History(row_hash=frame["row_hash"].to_numpy(dtype="int64"))
-            if self.contract.key:
-                part.key_hash = frame["key_hash"].to_numpy(dtype="int64")
-            if robust is not None:
-                part.robust_value = np.asarray(robust.value(frame), dtype="float64")
-                if robust.group is not None:
-                    part.robust_group = group_codes(robust.group(frame), self.group_names)
-            parts.append(part)
-        out = parts[0]
-        for part in parts[1:]:
-            out = out.extend(part)
-        return out
+    @cached_property
+    def store(self) -> CleanHistory:
+        """The dataset's seen index and summaries (what the batch is checked against)."""
+        return CleanHistory(self.lake, self.contract, self.params, self.group_names, self.progress)
 
     def scan(self) -> BatchChecks:
         """First pass: check every raw row; keep its validity, hashes and robust statistic."""
@@ -296,10 +286,13 @@ class _BatchCleaner:
         for raw in self.lake.iter_keys(self.lake.committed_files(self.record, "raw")):
             checked = self._check(raw)
             part = BatchChecks(any_reason(checked.n, checked.reasons), checked.row_hash, checked.key_hash)
+            dates = checked.typed[date] if (date := seen_column(self.contract)) else None
+            part.seen, part.dated = seen_days(dates, self.record.ingest_date, checked.n)
             if robust is not None:
                 part.robust_value = np.asarray(robust.value(checked.typed), dtype="float64")
                 if robust.group is not None:
-                    part.robust_group = group_codes(robust.group(checked.typed), self.group_names)
+                    labels = group_labels(self.contract, checked.typed)
+                    part.robust_group = group_codes(labels, self.group_names)
             parts.append(part)
             self.progress(f"{self.label}: checked {sum(p.n for p in parts):,} rows")
         return BatchChecks.concat(parts)
@@ -388,12 +381,13 @@ class _BatchCleaner:
                 discard_uncommitted(self.lake, written.files)
                 return None
             self.progress(f"{self.label}: commit {seq} went to batch {other.ingestion_id}; checking again")
-            history = history.extend(self.history_of(other))
+            history = self.store.catch_up(history, other, batch)
             again = decide(batch, history, self.params)
             if not again.same_rows(decisions):
                 discard_uncommitted(self.lake, written.files)
                 written = self.write(again)
             decisions, seq = again, seq + 1
+        self.store.record(commit, batch, decisions, history)
         self.lake.put_json(keys.quality_report(dataset, self.record.ingestion_id), commit.to_json())
         return commit
 
