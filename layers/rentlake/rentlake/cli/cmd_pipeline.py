@@ -10,6 +10,7 @@ from typing import Any
 
 from rentlake.cli import stages
 from rentlake.cli.cmd_explore import explore, print_explore
+from rentlake.cli.cmd_ingest import add_map_option
 from rentlake.cli.cmd_train import model_member, print_model, refusal, train_and_evaluate
 from rentlake.cli.context import Context, function_stdout
 
@@ -27,10 +28,12 @@ def register(sub: Any) -> None:
         "(where report.html is), 'model' ('version', 'trained', 'skipped', 'reason', 'promoted', "
         "'metrics', 'gate' with its 'decision' and 'reasons', 'champion', 'card') and 'lake'. Exit status "
         "2 when the clean data cannot support a model (the reason is printed); a challenger the gate keeps "
-        "out is a normal outcome (status 0).",
+        "out is a normal outcome (status 0). Exit status 1 when a FILE was rejected (the other stages still "
+        "run on what was ingested; the reason file is named).",
     )
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--dataset", help="force the dataset contract of every FILE")
+    add_map_option(p)
     p.add_argument("--force-train", action="store_true", help="train even if the clean data has not changed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
@@ -60,7 +63,9 @@ def example_estimate(ctx: Context, request: dict[str, Any] | None = None) -> lis
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    outcomes = stages.ingest_files(ctx, args.files, args.dataset)
+    """Run the cycle; exit status 2 when no model can be trained, 1 when a file was rejected, else 0."""
+    column_map = stages.parse_map(args.map, args.dataset)
+    outcomes = stages.ingest_files(ctx, args.files, args.dataset, column_map)
     cleaned = stages.clean(ctx)
     explored = explore(ctx)
     modelled = train_and_evaluate(ctx, force=args.force_train)
@@ -84,14 +89,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit_json(result)
     else:
         _print_human(ctx, outcomes, cleaned, explored, result)
+    rejected = stages.rejected_status(ctx, outcomes)
     if why is not None:
         print(f"rentlake: no model: {why}", file=sys.stderr)
         return 2
-    return 0
+    return rejected
 
 
-def _print_human(ctx: Context, outcomes: list[dict[str, Any]], cleaned: dict[str, Any],
-                 explored: dict[str, Any], result: dict[str, Any]) -> None:
+def _print_human(
+    ctx: Context,
+    outcomes: list[dict[str, Any]],
+    cleaned: dict[str, Any],
+    explored: dict[str, Any],
+    result: dict[str, Any],
+) -> None:
     print("ingest:", file=ctx.out)
     stages.print_outcomes(ctx, outcomes)
     print("clean:", file=ctx.out)
@@ -102,8 +113,11 @@ def _print_human(ctx: Context, outcomes: list[dict[str, Any]], cleaned: dict[str
     print("model:", file=ctx.out)
     print_model(ctx, model)
     rows = result["rows"]
-    print(f"\nsummary: {rows['ingested']:,} rows ingested, {rows['clean']:,} clean, "
-          f"{rows['quarantined']:,} quarantined", file=ctx.out)
+    print(
+        f"\nsummary: {rows['ingested']:,} rows ingested, {rows['clean']:,} clean, "
+        f"{rows['quarantined']:,} quarantined",
+        file=ctx.out,
+    )
     print("where to look:", file=ctx.out)
     print(f"  report:   {result['report'] or 'none (' + str(explored.get('reason')) + ')'}", file=ctx.out)
     if model["card"]:
@@ -115,5 +129,7 @@ def _print_human(ctx: Context, outcomes: list[dict[str, Any]], cleaned: dict[str
             print(f"  {'example:' if i == 0 else '':9} {line}", file=ctx.out)
     else:
         print("  champion: none", file=ctx.out)
-    print(f"  lake:     {result['lake']}  (zones: landing/ raw/ clean/ quarantine/ reports/ models/)",
-          file=ctx.out)
+    print(
+        f"  lake:     {result['lake']}  (zones: landing/ raw/ clean/ quarantine/ reports/ models/)",
+        file=ctx.out,
+    )

@@ -6,21 +6,30 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rentlake.cli.cmd_ingest import add_map_option
 from rentlake.cli.context import LambdaContext, bound_handler, function_stdout
 from rentlake.cli.errors import CliError
+from rentlake.cli.stages import parse_map
 from rentlake.lake import keys
+
+# The files the score stage reads (rentlake.stages.score.EXTENSIONS, without importing pandas here).
+EXTENSIONS = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 
 
 def register(sub: Any) -> None:
     """Add the ``score`` command."""
     p = sub.add_parser(
         "score",
-        help="estimate the rent of every listing in a CSV or Parquet file",
-        description="Upload FILE (CSV or Parquet with a surface_m2 column, optionally district) to the "
-        "lake's score/ zone and run functions/score/app.py's handler on it: the same rows come back with "
-        "rent_eur, low, high and a problem column, under scored/ (Parquet, and CSV for a CSV input).",
+        help="estimate the rent of every listing in a CSV, JSON or Parquet file",
+        description="Upload FILE (CSV, JSON Lines, a JSON array of records or Parquet, with a surface "
+        "column, optionally a district) to the lake's score/ zone and run functions/score/app.py's handler "
+        "on it: the same rows come back with rent_eur, low, high and a problem column, under scored/ "
+        "(Parquet, and CSV for a CSV input). The file is read as ingest reads it: header aliases (surface, "
+        "superficie, sqft...), separators, decimal commas, encodings; --map names a column no alias knows. "
+        "In the CSV output, text cells that a spreadsheet would run as formulas start with a quote.",
     )
-    p.add_argument("file", help="CSV or Parquet file of listings")
+    p.add_argument("file", help="file of listings")
+    add_map_option(p)
     p.add_argument("--json", action="store_true", help="print the handler's result as JSON")
     p.set_defaults(run=run)
 
@@ -32,13 +41,19 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"{path}: no such file")
-    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise CliError(f"{path}: only .csv and .parquet files can be scored")
+    if path.suffix.lower() not in EXTENSIONS:
+        raise CliError(
+            f"{path}: only .csv and .parquet files (or JSON: .jsonl, .ndjson, .json) can be scored"
+        )
+    column_map = parse_map(getattr(args, "map", None), "listings")
     key = keys.score_input(path.name)
     ctx.lake.put_bytes(key, path.read_bytes())
     handler = bound_handler(ctx, "score")
+    event: dict[str, object] = {"keys": [key]}
+    if column_map:
+        event["column_map"] = column_map
     with function_stdout(ctx, "score"):  # its metric lines, not the command's output
-        result = handler({"keys": [key]}, LambdaContext("score"))
+        result = handler(event, LambdaContext("score"))
     (item,) = result["scored"]
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False), file=ctx.out)
@@ -53,4 +68,6 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         )
         for out in item["outputs"]:
             print(f"  {where(out)}", file=ctx.out)
+        used = ", ".join(f"{src!r} as {canon}" for src, canon in item.get("columns", {}).items())
+        print(f"columns read: {used or 'none the listings contract knows'}", file=ctx.out)
     return 0

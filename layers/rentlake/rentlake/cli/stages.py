@@ -64,17 +64,55 @@ def upload(ctx: Context, path: Path, prefix_key: str | None = None) -> tuple[str
     return key, s3_put_event(ctx.lake.bucket, key, etag=etag, size=path.stat().st_size)
 
 
-def ingest_files(ctx: Context, files: list[str], dataset: str | None = None) -> list[dict[str, Any]]:
+def parse_map(pairs: list[str] | None, dataset: str | None = None) -> dict[str, str] | None:
+    """``--map COLUMN=FIELD`` options as a column map (None when there are none); a malformed pair or a
+    field no contract knows is a CLI error."""
+    from rentlake import contracts
+
+    if not pairs:
+        return None
+    out: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, name = pair.partition("=")
+        if not sep or not column.strip() or not name.strip():
+            raise CliError(f"--map {pair!r}: write COLUMN=FIELD, e.g. --map superficie=surface_m2")
+        out[column.strip()] = name.strip()
+    try:
+        contracts.check_column_map(out, dataset)
+    except (ValueError, KeyError) as exc:
+        raise CliError(f"--map: {exc}") from exc
+    return out
+
+
+def ingest_files(
+    ctx: Context, files: list[str], dataset: str | None = None, column_map: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Upload files to ``landing/`` and ingest them through the ingest handler (one S3 event each)."""
     outcomes: list[dict[str, Any]] = []
     for name in files:
         key, event = upload(ctx, Path(name))
         ctx.progress(f"uploaded {name} to {key}; ingesting")
-        if dataset:  # a forced dataset is a direct invocation, as an operator would do it
-            event = {"keys": [key], "dataset": dataset}
+        if dataset or column_map:  # a direct invocation, as an operator would do it
+            event = {"keys": [key], "dataset": dataset, "column_map": column_map}
         result = invoke(ctx, "ingest", event)
         outcomes.extend(result["outcomes"])
     return outcomes
+
+
+def rejected_status(ctx: Context, outcomes: list[dict[str, Any]]) -> int:
+    """Exit status of a command that ingested ``outcomes``: 1 when a file was rejected (said on stderr,
+    with where its reason is), else 0."""
+    import sys
+
+    rejected = [o for o in outcomes if o["status"] == "rejected"]
+    for o in rejected:
+        where = o.get("details", {}).get("reason_at")
+        print(
+            f"rentlake: {o['key']} rejected ({o.get('reason')})"
+            + (f"; its reason: {ctx.where(where)}" if where else ""),
+            file=sys.stderr,
+        )
+    return 1 if rejected else 0
 
 
 def clean(ctx: Context, **request: Any) -> dict[str, Any]:
@@ -94,8 +132,11 @@ def print_outcomes(ctx: Context, outcomes: list[dict[str, Any]]) -> None:
             print(f"  skipped   {o['key']}: {o.get('message')}", file=ctx.out)
         else:
             print(f"  REJECTED  {o['key']}: {o.get('reason')}: {o.get('message')}", file=ctx.out)
-            if o.get("details", {}).get("kept_at"):
-                print(f"            kept at {ctx.where(o['details']['kept_at'])}", file=ctx.out)
+            details = o.get("details", {})
+            if details.get("kept_at"):
+                print(f"            kept at {ctx.where(details['kept_at'])}", file=ctx.out)
+            if details.get("reason_at"):
+                print(f"            reason  {ctx.where(details['reason_at'])}", file=ctx.out)
 
 
 def print_clean(ctx: Context, result: dict[str, Any]) -> None:
