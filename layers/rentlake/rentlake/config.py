@@ -38,6 +38,7 @@ class Settings:
     outlier_min_group: int
     chunk_rows: int
     max_object_bytes: int
+    duplicate_window_days: int = 180
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False) -> float:
@@ -86,6 +87,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         outlier_min_group=_int(env, "RENTLAKE_OUTLIER_MIN_GROUP", 30),
         chunk_rows=_int(env, "RENTLAKE_CHUNK_ROWS", 250_000),
         max_object_bytes=_int(env, "RENTLAKE_MAX_OBJECT_BYTES", 512 * 1024 * 1024),
+        duplicate_window_days=_int(env, "RENTLAKE_DUPLICATE_WINDOW_DAYS", 180),
     )
 
 

@@ -117,6 +117,7 @@ def run(lake: Lake, request: CleanRequest, settings: Settings) -> CleanResult:
     params = CleanParams(
         mad_k=request.mad_k or settings.outlier_mad_k,
         min_group=request.min_group or settings.outlier_min_group,
+        duplicate_window_days=settings.duplicate_window_days,
     )
     return clean_pending(lake, params, dataset=request.dataset, ingestion_ids=request.ingestion_ids)
 
