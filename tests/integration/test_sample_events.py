@@ -75,15 +75,30 @@ def test_sample_events_run_the_whole_cycle(function, cycle_lake, lambda_context)
 def test_rentlake_invoke_substitutes_the_newest_version(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     base = [sys.executable, "-m", "rentlake.cli.main", "-q", "--lake-dir", str(lake)]
-    subprocess.run([*base, "pipeline", str(SAMPLES / "house_intact.csv")], check=True, capture_output=True,
-                   cwd=ROOT, timeout=300)
+    subprocess.run(
+        [*base, "pipeline", str(SAMPLES / "house_intact.csv")],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     # WHEN the evaluate event (which names ${VERSION}) is invoked as is
-    out = subprocess.run([*base, "invoke", "evaluate", str(EVENTS / "evaluate.json")], capture_output=True,
-                         text=True, cwd=ROOT, timeout=300)
+    out = subprocess.run(
+        [*base, "invoke", "evaluate", str(EVENTS / "evaluate.json")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     # THEN ${VERSION} is the newest version: already the champion, so nothing changes
     assert out.returncode == 0, out.stderr
     assert "is already the champion" in json.loads(out.stdout)["reason"]
     # AND an unknown version is refused in one line
-    bad = subprocess.run([*base, "invoke", "evaluate", str(EVENTS / "evaluate.json"), "--set", "VERSION=v0"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    bad = subprocess.run(
+        [*base, "invoke", "evaluate", str(EVENTS / "evaluate.json"), "--set", "VERSION=v0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "no model version 'v0'" in bad.stderr and "Traceback" not in bad.stderr
