@@ -9,8 +9,10 @@ decisions need far less (:mod:`rentlake.stages.clean_history` reads and writes t
   else the day its batch was ingested. The listing date is one of the hashed values, so a dated copy is
   a duplicate however late it comes back; an undated one counts as new after the window.
   The **seen index** holds, per commit, each clean row's row hash, key hash and seen day, partitioned by
-  the month seen: a batch reads only the months its valid rows can match in (:meth:`BatchLookup.months`)
-  and streams them, one part at a time, against its own hashes (:meth:`BatchLookup.match`).
+  what it was seen on (its own date, or its ingestion day: equal rows are seen on the same) and the month
+  seen. A batch reads only the partitions its valid rows can match in (:meth:`BatchLookup.partitions`:
+  a dated row the month of its date, an undated one the months within the window of its ingestion) and
+  streams them, one part at a time, against its own hashes (:meth:`BatchLookup.match`).
 * **Conflicting keys** need the clean rows of the batch's keys, whatever their age: a key is an identity,
   it does not expire. Datasets with a key (the reference rents, a few thousand rows a table) read the
   whole index, streamed; a clean row of the same key and values is a duplicate there, without window.
@@ -38,6 +40,8 @@ BIN_WIDTH = 0.001
 MAD_SCALE = 1.4826
 """1.4826 · MAD estimates the standard deviation of normal data (the "scaled MAD")."""
 SUMMARY_FORMAT = 1
+SEEN_ON_ROW_DATE = "row_date"
+SEEN_ON_INGEST_DATE = "ingest_date"
 _EPOCH = np.datetime64("1970-01-01", "D")
 # Bin numbers are int64: |value / width| must stay well inside that range.
 _MAX_BIN = 2**60
@@ -284,18 +288,18 @@ class BatchLookup:
         keys = None if key_hash is None else pd.Index(pd.unique(key_hash))
         return cls(pd.Index(row_hash[first]), seen[first], dated[first], keys, window_days)
 
-    def months(self) -> list[str]:
-        """The index months a clean row must be in to be seen within the window of a batch row.
+    def partitions(self) -> list[tuple[str, str]]:
+        """The index partitions (seen on, month) a clean row must be in to match a batch row.
 
         A dated row's copy has its date (one month); an undated row's copy was ingested at most
         ``window`` days before or after it.
         """
-        months = set(month_of(self.seen[self.dated]).tolist())
+        out = {(SEEN_ON_ROW_DATE, m) for m in month_of(self.seen[self.dated]).tolist()}
         undated = self.seen[~self.dated]
         if undated.size:
             first, last = int(undated.min()) - self.window_days, int(undated.max()) + self.window_days
-            months.update(months_between(first, last))
-        return sorted(months)
+            out.update((SEEN_ON_INGEST_DATE, m) for m in months_between(first, last))
+        return sorted(out)
 
     def match(
         self, row_hash: np.ndarray, seen: np.ndarray, key_hash: np.ndarray | None = None
@@ -325,15 +329,16 @@ class BatchLookup:
 
 
 def index_parts(
-    row_hash: np.ndarray, seen: np.ndarray, key_hash: np.ndarray | None
-) -> Iterable[tuple[str, pd.DataFrame]]:
-    """The seen index of one commit's clean rows, one frame per month seen (``YYYY-MM``)."""
+    row_hash: np.ndarray, seen: np.ndarray, dated: np.ndarray, key_hash: np.ndarray | None
+) -> Iterable[tuple[str, str, pd.DataFrame]]:
+    """The seen index of one commit's clean rows: one frame per (seen on, month ``YYYY-MM``)."""
     frame = pd.DataFrame({"row_hash": row_hash.astype(np.int64), "seen": seen.astype(np.int32)})
     if key_hash is not None:
         frame["key_hash"] = key_hash.astype(np.int64)
     months = month_of(frame["seen"].to_numpy())
-    for month in sorted(set(months.tolist())):
-        yield month, frame.loc[months == month].reset_index(drop=True)
+    for seen_on, rows in ((SEEN_ON_ROW_DATE, dated), (SEEN_ON_INGEST_DATE, ~dated)):
+        for month in sorted(set(months[rows].tolist())):
+            yield seen_on, month, frame.loc[rows & (months == month)].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------ the summary record

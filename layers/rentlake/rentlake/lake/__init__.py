@@ -12,7 +12,7 @@ Zones are key prefixes::
     raw/<dataset>/ingest_date=D/ingestion_id=I/*.parquet    rows as received, header mapped, as strings
     clean/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  typed rows (Glue table ``clean_<dataset>``)
     clean/_batches/<dataset>/<n>.json                       clean commit n (its files) + quality summary
-    clean/_index/<dataset>/seen_month=M/<n>.parquet         hashes + day seen of commit n's clean rows
+    clean/_index/<dataset>/seen_on=S/month=M/<n>.parquet    hashes + day seen of commit n's clean rows
     clean/_summaries/<dataset>/<n>.json                     per-group sketches of the clean rows up to n
     quarantine/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  rejected rows with ``reasons``
     quarantine/objects/ingestion_id=I/<name>                 objects rejected whole (+ ``.reason.json``)
@@ -142,15 +142,18 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
         return f"clean/_batches/{dataset}/"
 
     @staticmethod
-    def clean_index_prefix(dataset: str, month: str | None = None) -> str:
-        """Prefix of a dataset's seen index (of the rows seen in one month ``YYYY-MM``, when given)."""
+    def clean_index_prefix(dataset: str, seen_on: str | None = None, month: str | None = None) -> str:
+        """Prefix of a dataset's seen index; of the rows seen on ``seen_on`` (``row_date`` or
+        ``ingest_date``), and in one month ``YYYY-MM``, when given."""
         base = f"clean/_index/{dataset}/"
-        return base if month is None else f"{base}seen_month={month}/"
+        if seen_on is None:
+            return base
+        return f"{base}seen_on={seen_on}/" + ("" if month is None else f"month={month}/")
 
     @staticmethod
-    def clean_index_part(dataset: str, month: str, commit: str) -> str:
-        """The seen index of one clean commit's rows seen in one month (Parquet)."""
-        return f"{keys.clean_index_prefix(dataset, month)}{commit}.parquet"
+    def clean_index_part(dataset: str, seen_on: str, month: str, commit: str) -> str:
+        """The seen index of one clean commit's rows seen on ``seen_on`` in one month (Parquet)."""
+        return f"{keys.clean_index_prefix(dataset, seen_on, month)}{commit}.parquet"
 
     @staticmethod
     def clean_summary(dataset: str, commit: str) -> str:

@@ -3,7 +3,7 @@
 What a batch is checked against, without reading the clean rows (the rules are in
 :mod:`rentlake.summaries`)::
 
-    clean/_index/<dataset>/seen_month=YYYY-MM/<commit>.parquet  row_hash, seen (day), key_hash
+    clean/_index/<dataset>/seen_on=S/month=YYYY-MM/<commit>.parquet  row_hash, seen (day), key_hash
     clean/_summaries/<dataset>/<commit>.json                    sketches through <commit>, its index parts
 
 ``<commit>`` is the commit's number (10 digits), or ``batch-<ingestion id>`` for a commit written before
@@ -121,7 +121,9 @@ class CleanHistory:
         clean = batch.clean_rows(decisions)
         key_hash = batch.key_hash[clean] if batch.key_hash is not None else None
         try:
-            parts = self._write_index(commit, batch.row_hash[clean], batch.seen[clean], key_hash)
+            parts = self._write_index(
+                commit, batch.row_hash[clean], batch.seen[clean], batch.dated[clean], key_hash
+            )
             own: dict[Any, Sketch] = {}
             if batch.robust_value is not None:
                 group = batch.robust_group[clean] if batch.robust_group is not None else None
@@ -155,7 +157,7 @@ class CleanHistory:
             return []
         if self.contract.key:
             return self.lake.list_keys(keys.clean_index_prefix(self.dataset))
-        prefixes = [keys.clean_index_prefix(self.dataset, month) for month in lookup.months()]
+        prefixes = [keys.clean_index_prefix(self.dataset, *where) for where in lookup.partitions()]
         return [key for prefix in prefixes for key in self.lake.list_keys(prefix)]
 
     def _matched(self, parts: list[str], lookup: BatchLookup) -> History:
@@ -177,11 +179,16 @@ class CleanHistory:
         return History(row_hash, np.concatenate(key_hashes), np.concatenate(key_rows))
 
     def _write_index(
-        self, commit: CleanCommit, row_hash: np.ndarray, seen: np.ndarray, key_hash: np.ndarray | None
+        self,
+        commit: CleanCommit,
+        row_hash: np.ndarray,
+        seen: np.ndarray,
+        dated: np.ndarray,
+        key_hash: np.ndarray | None,
     ) -> tuple[str, ...]:
         written = []
-        for month, frame in index_parts(row_hash, seen, key_hash):
-            key = keys.clean_index_part(self.dataset, month, commit_name(commit))
+        for seen_on, month, frame in index_parts(row_hash, seen, dated, key_hash):
+            key = keys.clean_index_part(self.dataset, seen_on, month, commit_name(commit))
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False, compression="snappy")
             self.lake.put_bytes(key, buf.getvalue())
@@ -227,23 +234,25 @@ class CleanHistory:
 
     def _build(self, commit: CleanCommit, previous: Summary) -> Summary:
         """Index a commit from its clean files, and write its summary (``previous`` + its rows)."""
-        robust, column = self.contract.robust, seen_column(self.contract)
-        columns = ["row_hash", *(["key_hash"] if self.contract.key else []), *self.contract.column_names]
-        hashes, seens, key_hashes, groups = [], [], [], previous.groups
+        robust, column, keyed = self.contract.robust, seen_column(self.contract), bool(self.contract.key)
+        columns = ["row_hash", *(["key_hash"] if keyed else []), *self.contract.column_names]
+        arrays: dict[str, list[np.ndarray]] = {"row_hash": [], "seen": [], "dated": [], "key_hash": []}
+        groups = previous.groups
         for frame in self.lake.iter_keys(self.lake.committed_files(commit, "clean"), columns):
-            hashes.append(frame["row_hash"].to_numpy(dtype="int64"))
-            dates = frame[column] if column else None
-            seens.append(seen_days(dates, commit.ingest_date, len(frame))[0])
-            if self.contract.key:
-                key_hashes.append(frame["key_hash"].to_numpy(dtype="int64"))
+            seen, dated = seen_days(frame[column] if column else None, commit.ingest_date, len(frame))
+            arrays["row_hash"].append(frame["row_hash"].to_numpy(dtype="int64"))
+            arrays["seen"].append(seen)
+            arrays["dated"].append(dated)
+            if keyed:
+                arrays["key_hash"].append(frame["key_hash"].to_numpy(dtype="int64"))
             if robust is not None:
                 values = np.asarray(robust.value(frame), dtype="float64")
                 groups = merge_groups(groups, sketch_groups(values, group_labels(self.contract, frame)))
-        row_hash = np.concatenate(hashes) if hashes else np.zeros(0, dtype="int64")
-        seen = np.concatenate(seens) if seens else np.zeros(0, dtype="int32")
-        key_hash = (np.concatenate(key_hashes) if key_hashes else row_hash[:0]) if self.contract.key else None
-        parts = self._write_index(commit, row_hash, seen, key_hash)
-        summary = Summary(previous.rows + len(row_hash), groups, parts)
+        kinds = {"row_hash": "int64", "seen": "int32", "dated": "bool", "key_hash": "int64"}
+        joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=kinds[k]) for k, v in arrays.items()}
+        key_hash = joined["key_hash"] if keyed else None
+        parts = self._write_index(commit, joined["row_hash"], joined["seen"], joined["dated"], key_hash)
+        summary = Summary(previous.rows + len(joined["row_hash"]), groups, parts)
         self._put_summary(commit, summary)
         return summary
 
