@@ -147,7 +147,8 @@ def sketch_groups(
     if groups is None:
         return {"*": Sketch.of(values, width)}
     out = {}
-    labels, inverse = np.unique(groups, return_inverse=True)
+    # factorize, not np.unique: labels are Python strings, which numpy sorts slowly.
+    inverse, labels = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
     for i, label in enumerate(labels.tolist()):
         out[label] = Sketch.of(values[inverse == i], width)
     return {k: v for k, v in out.items() if v.n}
@@ -250,7 +251,10 @@ def seen_days(dates: pd.Series | None, ingest_date: str, n: int) -> tuple[np.nda
 
 def month_of(days: np.ndarray) -> np.ndarray:
     """``YYYY-MM`` of each day number (the index's partition)."""
-    return np.datetime_as_string((_EPOCH + days.astype(np.int64)).astype("datetime64[M]"), unit="M")
+    # Formatting dates is slow: format each distinct day once.
+    unique, inverse = np.unique(days.astype(np.int64), return_inverse=True)
+    text = np.datetime_as_string((_EPOCH + unique).astype("datetime64[M]"), unit="M")
+    return text[inverse.reshape(-1)]
 
 
 def months_between(first_day: int, last_day: int) -> list[str]:
@@ -294,7 +298,7 @@ class BatchLookup:
         A dated row's copy has its date (one month); an undated row's copy was ingested at most
         ``window`` days before or after it.
         """
-        out = {(SEEN_ON_ROW_DATE, m) for m in month_of(self.seen[self.dated]).tolist()}
+        out = {(SEEN_ON_ROW_DATE, m) for m in month_of(np.unique(self.seen[self.dated])).tolist()}
         undated = self.seen[~self.dated]
         if undated.size:
             first, last = int(undated.min()) - self.window_days, int(undated.max()) + self.window_days

@@ -189,9 +189,7 @@ class CleanHistory:
         written = []
         for seen_on, month, frame in index_parts(row_hash, seen, dated, key_hash):
             key = keys.clean_index_part(self.dataset, seen_on, month, commit_name(commit))
-            buf = io.BytesIO()
-            frame.to_parquet(buf, index=False, compression="snappy")
-            self.lake.put_bytes(key, buf.getvalue())
+            self.lake.put_bytes(key, _part_bytes(frame))
             written.append(key)
         return tuple(written)
 
@@ -277,6 +275,16 @@ class CleanHistory:
 def _part_commit(key: str) -> str:
     """The commit name of an index part's key (its file name without ``.parquet``)."""
     return key.rsplit("/", 1)[-1].removesuffix(".parquet")
+
+
+def _part_bytes(frame: pd.DataFrame) -> bytes:
+    """An index part as Parquet (pyarrow directly: pandas' to_parquet costs more than the write)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="snappy")
+    return buf.getvalue()
 
 
 def _read_part(lake: Lake, key: str, columns: Iterable[str]) -> dict[str, np.ndarray]:
