@@ -29,7 +29,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,10 @@ MAX_COLUMNS = 1_000
 MAX_HEADER_BYTES = 128 * 1024 - 1
 # One JSON array element held while it is parsed.
 MAX_JSON_ELEMENT_CHARS = 64 << 20
+# A JSON file with more keys no contract knows than this keeps in ``extra`` only the keys a record has.
+SPARSE_EXTRA_KEYS = 32
 # Cells of a JSON chunk held at once (rows × distinct keys): wide records come in shorter chunks.
-_JSON_CHUNK_CELLS = 4_000_000
+_JSON_CHUNK_CELLS = 2_000_000
 # pyarrow's own default: larger blocks cost memory (16 MB blocks: +110 MB RSS per million rows)
 _BLOCK = 1 << 20
 # Magic numbers of formats people drop by mistake.
@@ -349,50 +351,86 @@ def _header_message(found: list[str], dataset: str | None) -> str:
 def raw_frame(chunk: SourceChunk, source: Source) -> pd.DataFrame:
     """Raw rows of a chunk: mapped columns renamed, unknown ones packed into ``extra`` (JSON), every value
     as a string; a value over :data:`MAX_FIELD_CHARS` is cut and its row says so in ``raw_problem``."""
-    df = chunk.table.to_pandas(types_mapper=pd.ArrowDtype)
+    import pyarrow as pa
+
     mapping = source.mapping
-    out = pd.DataFrame(index=df.index)
-    problems = pd.Series(pd.NA, index=df.index, dtype="string")
+    table = chunk.table
+    n = table.num_rows
+    problems = np.full(n, None, dtype=object)
+    out: dict[str, Any] = {}
     for src, canon in mapping.columns.items():
-        if src in df.columns:
-            out[canon], problems = _cut(df[src].astype("string"), canon, problems, "field_too_long")
+        if src in table.schema.names:
+            out[canon] = _cut(_as_text(table.column(src)), canon, problems, "field_too_long")
     for col in contracts.get(mapping.dataset).column_names:
-        if col not in out:
-            out[col] = pd.Series(pd.NA, index=df.index, dtype="string")
-    unknown = [c for c in mapping.unknown if c in df.columns]
-    if unknown:
-        extra = {}
-        for col in unknown:
-            extra[col], problems = _cut(df[col].astype("string"), col, problems, "extra_value_cut")
-        out["extra"] = _extra_json(pd.DataFrame(extra))
+        out.setdefault(col, pa.nulls(n, pa.string()))
+    index = {name: i for i, name in enumerate(table.column_names)}  # by name: a lookup per column
+    extra = {c: _as_text(table.column(index[c])) for c in mapping.unknown if c in index}
+    if extra and _longest(extra.values()) > MAX_FIELD_CHARS:
+        extra = {c: _cut(col, c, problems, "extra_value_cut") for c, col in extra.items()}
+    # JSON records of many keys are sparse: the absent ones are left out rather than written as null.
+    sparse = source.format in ("json", "jsonl") and len(extra) > SPARSE_EXTRA_KEYS
+    out["extra"] = _extra_json(extra, n, sparse=sparse)
+    out["source_row"] = pa.array(np.asarray(chunk.rows, dtype="int64"))
+    out["raw_problem"] = pa.array(problems.tolist(), pa.string())
+    strings = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+    return pa.table(out).to_pandas(types_mapper=strings.get)
+
+
+def _as_text(column: Any) -> Any:
+    """A column as strings: text as it is, other types as pandas writes them ("1000.0", "75011")."""
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    text = column.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
+    return pa.array(text.array, pa.string())
+
+
+def _cut(column: Any, label: str, problems: np.ndarray, code: str) -> Any:
+    """``column`` with values over :data:`MAX_FIELD_CHARS` cut, each such row noted in ``problems``.
+
+    A value cut in a contract column makes the row unusable (cleaning quarantines it, whatever else is
+    noted); a value cut in a column no contract knows is only noted: the raw copy of the object keeps it.
+    """
+    import pyarrow.compute as pc
+
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS), False)
+    mask = np.asarray(too_long.to_numpy(zero_copy_only=False), dtype=bool)
+    if not mask.any():
+        return column
+    note = mask if code == "field_too_long" else mask & (problems == None)  # noqa: E711 - elementwise
+    problems[note] = f"{code} ({label})"
+    return pc.if_else(too_long, pc.utf8_slice_codeunits(column, 0, MAX_FIELD_CHARS), column)
+
+
+def _longest(columns: Iterable[Any]) -> int:
+    """The longest value of string columns, in characters (one compute call for them all)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = [c.cast(pa.string()) for col in columns for c in col.chunks]
+    if not chunks:
+        return 0
+    longest = pc.max(pc.utf8_length(pa.chunked_array(chunks, pa.string()))).as_py()
+    return int(longest or 0)
+
+
+def _extra_json(extra: dict[str, Any], n: int, *, sparse: bool = False) -> Any:
+    """The ``extra`` column: per row, a JSON object of the columns no contract knows (null without any);
+    ``sparse`` leaves out the null values (the cost is then the values present, not rows × columns)."""
+    import pyarrow as pa
+
+    if not extra:
+        return pa.nulls(n, pa.string())
+    if not sparse:
+        rows = pa.table(extra).to_pylist()
     else:
-        out["extra"] = pd.Series(pd.NA, index=df.index, dtype="string")
-    out["source_row"] = np.asarray(chunk.rows, dtype="int64")
-    out["raw_problem"] = problems
-    return out.reset_index(drop=True)
-
-
-def _cut(col: pd.Series, label: str, problems: pd.Series, code: str) -> tuple[pd.Series, pd.Series]:
-    too_long = (col.str.len() > MAX_FIELD_CHARS).fillna(False).to_numpy()
-    if not too_long.any():
-        return col, problems
-    # A value cut in a contract column makes the row unusable (cleaning quarantines it); a value cut in
-    # a column no contract knows is only noted: the raw copy of the object keeps it whole.
-    note = problems.isna().to_numpy() | (code == "field_too_long")
-    problems = problems.where(~(too_long & note), f"{code} ({label})")
-    return col.where(~too_long, col.str.slice(0, MAX_FIELD_CHARS)), problems
-
-
-def _extra_json(extra: pd.DataFrame) -> pd.Series:
-    records = extra.to_dict("records")
-    return pd.Series(
-        [
-            # to_dict gives a missing value as None or NA, depending on the pandas version
-            json.dumps({k: (v if isinstance(v, str) else None) for k, v in r.items()}, ensure_ascii=False)
-            for r in records
-        ],
-        dtype="string",
-    )
+        rows = [{} for _ in range(n)]
+        for key, column in extra.items():
+            present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+            for i, value in zip(present.tolist(), column.drop_null().to_pylist(), strict=True):
+                rows[i][key] = value
+    return pa.array([json.dumps(r, ensure_ascii=False) for r in rows], pa.string())
 
 
 def malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pd.DataFrame:
@@ -626,6 +664,7 @@ def _json_lines(data: bytes, start: int, name: str, details: dict[str, Any]) -> 
     """One record per line (``\\n`` only: a U+2028 or a form feed inside a string ends nothing), with its
     line number; blank lines are skipped but counted."""
     latin = utf8 = 0
+    scan = json.JSONDecoder().scan_once
     pos, line, n = start, 0, len(data)
     while pos < n:
         end = data.find(b"\n", pos)
@@ -638,14 +677,25 @@ def _json_lines(data: bytes, start: int, name: str, details: dict[str, Any]) -> 
         if not raw.strip():
             continue
         text, how = textscan.decode_line(raw.removesuffix(b"\r"))
-        latin, utf8 = latin + (how == "latin-1"), utf8 + (how == "utf-8")
+        if how != "ascii":
+            latin, utf8 = latin + (how == "latin-1"), utf8 + (how == "utf-8")
         try:
-            yield line, json.loads(text), text
-        except ValueError:
-            yield line, None, text
+            value = _json_value(scan, text)
         except RecursionError:
             raise _deep(name, f"line {line}") from None
+        yield line, value, text
     details["encoding"] = textscan.encoding_name(latin, utf8)
+
+
+def _json_value(scan: Callable[[str, int], tuple[Any, int]], text: str) -> Any:
+    """The JSON value a line holds, None when it is not one JSON value (``scan``: the decoder's scanner,
+    what ``json.loads`` runs without its wrapping)."""
+    begin = len(text) - len(text.lstrip()) if text[:1].isspace() else 0
+    try:
+        value, end = scan(text, begin)
+    except (ValueError, StopIteration):  # StopIteration: nothing JSON at the start
+        return None
+    return value if end == len(text) or not text[end:].strip() else None
 
 
 class _JsonArray:
@@ -735,8 +785,70 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+class _Block:
+    """JSON records of a stretch of a chunk, grouped by their keys (most records share theirs): each
+    record's values are held as one tuple until the block becomes an Arrow table (compact)."""
+
+    def __init__(self, seen: dict[str, None], new_key: Callable[[str], None]) -> None:
+        self.n = 0
+        self.seen = seen
+        self.new_key = new_key
+        self.groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+
+    def add(self, record: dict[str, Any]) -> None:
+        shape = tuple(record)
+        group = self.groups.get(shape)
+        if group is None:
+            for key in shape:
+                if key not in self.seen:
+                    self.new_key(key)
+            group = self.groups[shape] = ([], [])
+        group[0].append(self.n)
+        group[1].append(tuple(record.values()))
+        self.n += 1
+
+    def table(self) -> Any:
+        """The block's rows in order, a column per key seen so far in the file (in order of appearance)."""
+        import pyarrow as pa
+
+        found: dict[str, tuple[list[Any], list[np.ndarray]]] = {}
+        for shape, (rows, values) in self.groups.items():
+            at = np.asarray(rows, dtype=np.int64)
+            for key, column in zip(shape, zip(*values, strict=True), strict=True):
+                parts = found.setdefault(key, ([], []))
+                parts[0].append(_strings(column))
+                parts[1].append(at)
+        columns = {}
+        for key in self.seen:
+            if key in found:
+                values = pa.concat_arrays(found[key][0])
+                where = np.full(self.n, -1, dtype=np.int64)  # row → its value in ``values``, -1: none
+                where[np.concatenate(found[key][1])] = np.arange(len(values))
+                columns[key] = values.take(pa.array(where, mask=where < 0))
+        return pa.table(columns) if columns else _no_columns(self.n)
+
+
+def _strings(values: tuple[Any, ...]) -> Any:
+    """A column of JSON values as strings (nested values as JSON)."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers, booleans, nested values
+        return pa.array([v if v is None or type(v) is str else _text(v) for v in values], pa.string())
+
+
+def _no_columns(n: int) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"": pa.nulls(n, pa.string())}).drop_columns([""])
+
+
 class _JsonGather:
-    """JSON records gathered into chunks, column by column (only the values present are held)."""
+    """JSON records gathered into chunks of at most ``chunk_rows`` rows (fewer when records are wide)."""
+
+    # Records held as Python values at once; then they become Arrow (compact).
+    BLOCK_ROWS = 50_000
 
     def __init__(self, records: Iterator[JsonRecord], name: str, chunk_rows: int, where: str) -> None:
         self.records = records
@@ -745,9 +857,7 @@ class _JsonGather:
         self.where = where  # "line" or "element"
         self.keys: dict[str, None] = {}  # every key seen, in order of appearance
         self.objects = 0
-
-    def _limit(self) -> int:
-        return min(self.chunk_rows, max(1_000, _JSON_CHUNK_CELLS // max(1, len(self.keys))))
+        self.limit = chunk_rows
 
     def _new_key(self, key: str) -> None:
         self.keys[key] = None
@@ -757,46 +867,35 @@ class _JsonGather:
                 f"{self.name}'s records have over {MAX_COLUMNS:,} distinct keys (the {MAX_COLUMNS + 1:,}th: "
                 f"{key[:40]!r}): not a table of listings",
             )
+        self.limit = min(self.chunk_rows, max(1_000, _JSON_CHUNK_CELLS // len(self.keys)))
 
     def next_chunk(self) -> SourceChunk | None:
         """The next chunk, None at the end."""
+        import pyarrow as pa
+
         rows: list[int] = []
-        cols: dict[str, tuple[list[int], list[str | None]]] = {}
         bad: list[tuple[int, str]] = []
+        tables: list[Any] = []
+        block = _Block(self.keys, self._new_key)
         for pos, value, text in self.records:
-            if isinstance(value, dict):
-                i = len(rows)
+            if type(value) is dict:
                 rows.append(pos)
-                for key, v in value.items():
-                    col = cols.get(key)
-                    if col is None:
-                        if key not in self.keys:
-                            self._new_key(key)
-                        col = cols[key] = ([], [])
-                    col[0].append(i)
-                    col[1].append(_text(v))
+                block.add(value)
+                if block.n >= self.BLOCK_ROWS:
+                    tables.append(block.table())
+                    block = _Block(self.keys, self._new_key)
             else:
                 why = "" if value is None else "not a JSON object"
                 bad.append((pos, malformed(pos, text, why, where=self.where)))
-            if len(rows) + len(bad) >= self._limit():
+            if len(rows) + len(bad) >= self.limit:
                 break
         self.objects += len(rows)
         if not rows and not bad:
             return None
-        return SourceChunk(self._table(len(rows), cols), np.array(rows, dtype=np.int64), bad)
-
-    def _table(self, n: int, cols: dict[str, tuple[list[int], list[str | None]]]) -> Any:
-        import pyarrow as pa
-
-        arrays = {}
-        for key in self.keys:
-            if key in cols:
-                values = np.full(n, None, dtype=object)
-                values[cols[key][0]] = cols[key][1]
-                arrays[key] = pa.array(values, pa.string())
-        if not arrays:  # records without keys: rows with no columns
-            return pa.table({"": pa.nulls(n, pa.string())}).drop_columns([""])
-        return pa.table(arrays)
+        if block.n or not tables:
+            tables.append(block.table())
+        table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        return SourceChunk(table, np.array(rows, dtype=np.int64), bad)
 
 
 def _open_json(data: bytes, name: str, wanted: Wanted, chunk_rows: int, start: int, *, array: bool) -> Source:
