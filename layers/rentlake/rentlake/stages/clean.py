@@ -2,7 +2,8 @@
 
 What the ``clean`` function runs (:func:`run`), batch by batch, oldest first (:func:`clean_batch`):
 
-1. read the dataset's commits;
+1. read which batches are committed and the next commit number: one listing of the commit keys and the
+   latest summary (:func:`rentlake.stages.clean_history.read_commit_log`), not every commit;
 2. first pass over the batch's raw files (those its ingestion record lists): type and check every row,
    keep its validity, hashes, day seen and robust statistic (:func:`rentlake.cleaning.check_chunk`);
 3. read what the batch needs of the clean rows (the history, :mod:`rentlake.stages.clean_history`):
@@ -56,7 +57,7 @@ from rentlake.parsing import LINEAGE
 from rentlake.progress import report as report_progress
 from rentlake.records import CleanCommit, IngestedBatch, RecordError, ingestion_record_from_json
 from rentlake.stages import discard_uncommitted
-from rentlake.stages.clean_history import CleanHistory, group_labels
+from rentlake.stages.clean_history import CleanHistory, group_labels, read_commit_log
 from rentlake.summaries import seen_column, seen_days
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,12 @@ def pending_batches(lake: Lake, dataset: str | None = None) -> list[IngestedBatc
     A ledger entry that is not a valid record is logged and left out: it names no batch anyone can clean,
     and must not hold up the others.
     """
-    committed: dict[str, set[str]] = {}
+    # Committed batches come from the summaries: their ledger entries need not be opened.
+    committed = set().union(*(read_commit_log(lake, c).committed_ids for c in contracts.all_contracts()))
     out = []
     for key in lake.list_keys(keys.ingestion_records_prefix()):
+        if key.rsplit("/", 1)[-1].removesuffix(".json") in committed:
+            continue
         try:
             record = ingestion_record_from_json(lake.get_json(key))
         except RecordError as exc:
@@ -180,9 +184,7 @@ def pending_batches(lake: Lake, dataset: str | None = None) -> list[IngestedBatc
             continue
         if not isinstance(record, IngestedBatch) or (dataset and record.dataset != dataset):
             continue
-        if record.dataset not in committed:
-            committed[record.dataset] = {c.ingestion_id for c in lake.committed_batches(record.dataset)}
-        if record.ingestion_id not in committed[record.dataset]:
+        if record.ingestion_id not in committed:
             out.append(record)
     return sorted(out, key=lambda r: (r.ingested_at, r.ingestion_id))
 
@@ -225,15 +227,14 @@ def clean_batch(
         When the rows written do not add up to the rows read (nothing is committed then).
     """
     cleaner = _BatchCleaner(lake, record, params, contracts.get(record.dataset), progress, now)
-    commits = lake.committed_batches(record.dataset)
-    if any(c.ingestion_id == record.ingestion_id for c in commits):
+    commits = read_commit_log(lake, cleaner.contract)
+    if record.ingestion_id in commits.committed_ids:
         return None
     batch = cleaner.scan()
     history = cleaner.store.load(commits, batch)
     decisions = decide(batch, history, params)
     written = cleaner.write(decisions)
-    seq = max((c.seq for c in commits if c.seq is not None), default=0) + 1
-    return cleaner.commit(batch, history, decisions, written, seq)
+    return cleaner.commit(batch, history, decisions, written, commits.next_seq)
 
 
 @dataclass
@@ -388,7 +389,7 @@ class _BatchCleaner:
                 discard_uncommitted(self.lake, written.files)
                 written = self.write(again)
             decisions, seq = again, seq + 1
-        self.store.record(commit, batch, decisions, history)
+        self.store.record(commit, batch, decisions)
         self.lake.put_json(keys.quality_report(dataset, self.record.ingestion_id), commit.to_json())
         return commit
 

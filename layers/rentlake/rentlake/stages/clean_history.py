@@ -14,6 +14,10 @@ existed is indexed once, lazily, by its first clean after the upgrade (it reads 
 once). Their content depends only on the commit, so two writers of one part write the same thing. A
 commit's summary is written after its index parts and after the previous commit's summary: a summary that
 exists says that its commit's index, and every earlier one's, is complete.
+
+The summary also lists the ingestion ids committed so far, so the clean stage learns which batches are
+committed, and under which number the next commit goes, from one listing of the commit keys and one
+summary (:func:`read_commit_log`), not by opening every commit.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +35,7 @@ import pandas as pd
 from rentlake.cleaning import BatchChecks, CleanParams, Decisions, History, group_codes
 from rentlake.contracts import Contract
 from rentlake.lake import Lake, LakeError, keys
-from rentlake.records import CleanCommit
+from rentlake.records import CleanCommit, RecordError
 from rentlake.summaries import (
     BatchLookup,
     Sketch,
@@ -50,6 +54,93 @@ Progress = Callable[[str], None]
 def commit_name(commit: CleanCommit) -> str:
     """The name of a commit's index parts and summary: its number, or its batch for an older commit."""
     return f"{commit.seq:010d}" if commit.seq is not None else f"batch-{commit.ingestion_id}"
+
+
+@dataclass(frozen=True)
+class CommitLog:
+    """A dataset's commits as the clean stage needs them: the latest summary found, and the commits
+    after it (without a summary yet, read one by one; usually none)."""
+
+    summary: Summary
+    after: tuple[CleanCommit, ...]
+    names: frozenset[str]
+    next_seq: int
+
+    @property
+    def committed_ids(self) -> set[str]:
+        """Ingestion ids of every committed batch."""
+        return set(self.summary.committed) | {c.ingestion_id for c in self.after}
+
+
+def read_commit_log(lake: Lake, contract: Contract) -> CommitLog:
+    """List a dataset's commits and read back from the newest until a commit with a summary.
+
+    Reads the commit keys (one listing) and, in a lake whose summaries are written, one summary. Commits
+    newer than the latest summary, and every commit of a lake cleaned before summaries existed, are read
+    one by one.
+    """
+    names = [
+        k.rsplit("/", 1)[-1].removesuffix(".json")
+        for k in lake.list_keys(keys.clean_batch_records_prefix(contract.name))
+        if k.endswith(".json")
+    ]
+    numbered = sorted(int(n) for n in names if _numbered(n))
+    after: list[CleanCommit] = []
+    summary = None
+    for seq in reversed(numbered):
+        summary = _read_summary(lake, contract, f"{seq:010d}")
+        if summary is not None:
+            break
+        after.insert(0, _read_commit(lake, keys.clean_commit(contract.name, seq)))
+    if summary is None:  # older commits, named by their batch, in the order they were made
+        older = [
+            _read_commit(lake, keys.clean_batch_record(contract.name, n)) for n in names if not _numbered(n)
+        ]
+        older.sort(key=lambda c: (c.cleaned_at, c.ingestion_id))
+        while older and summary is None:
+            summary = _read_summary(lake, contract, commit_name(older[-1]))
+            if summary is None:
+                after.insert(0, older.pop())
+    all_names = frozenset(f"{n:010d}" for n in numbered) | {f"batch-{n}" for n in names if not _numbered(n)}
+    return CommitLog(summary or Summary(), tuple(after), all_names, max(numbered, default=0) + 1)
+
+
+def _numbered(name: str) -> bool:
+    """Whether a commit key's name is a commit number (older commits are named by their batch)."""
+    return len(name) == 10 and name.isdigit()
+
+
+def _read_commit(lake: Lake, key: str) -> CleanCommit:
+    try:
+        return CleanCommit.from_json(lake.get_json(key))
+    except RecordError as exc:
+        raise LakeError(f"{lake.uri(key)}: {exc}") from exc
+
+
+def _about(contract: Contract, name: str) -> dict[str, Any]:
+    """What a summary says it describes (checked on read: another check's summary is rebuilt)."""
+    robust = contract.robust
+    return {
+        "dataset": contract.name,
+        "commit": name,
+        "robust_check": robust.description if robust else None,
+    }
+
+
+def _read_summary(lake: Lake, contract: Contract, name: str) -> Summary | None:
+    """A commit's summary, or None when it is missing or was made for another check or bin width."""
+    doc = lake.get_json_or_none(keys.clean_summary(contract.name, name))
+    if doc is None:
+        return None
+    if any(doc.get(k) != v for k, v in _about(contract, name).items()):
+        log.warning("%s: summary of commit %s is for another commit or check; rebuilt", contract.name, name)
+        return None
+    try:
+        summary = Summary.from_json(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("%s: summary of %s unreadable (%s); rebuilt", contract.name, name, exc)
+        return None
+    return summary if summary.width == Summary().width else None
 
 
 def group_labels(contract: Contract, frame: pd.DataFrame) -> np.ndarray | None:
@@ -73,47 +164,38 @@ class CleanHistory:
     params: CleanParams
     group_names: dict[Any, int]
     progress: Progress
+    summary: Summary = field(default_factory=Summary)
+    """The summary through the last commit the history holds (set by :meth:`load`)."""
 
     @property
     def dataset(self) -> str:
         return self.contract.name
 
     # ------------------------------------------------------------------ what a batch is checked against
-    def load(self, commits: list[CleanCommit], batch: BatchChecks) -> History:
-        """The history of ``batch`` against ``commits`` (every commit of the dataset, in order).
+    def load(self, commits: CommitLog, batch: BatchChecks) -> History:
+        """The history of ``batch`` against every commit of the dataset.
 
         Indexes the commits that have no summary yet, then reads the latest summary and the index parts
         the batch's valid rows can match in.
         """
-        summary = self.summary_through(commits)
+        summary = commits.summary
+        for commit in commits.after:
+            self.progress(f"clean {self.dataset}: indexing commit {commit_name(commit)} (no summary yet)")
+            summary = self._build(commit, summary)
+        self.summary = summary
         lookup = self._lookup(batch)
-        names = {commit_name(c) for c in commits}
-        parts = [k for k in self._parts_for(lookup) if _part_commit(k) in names]
+        parts = [k for k in self._parts_for(lookup) if _part_commit(k) in commits.names]
         return self._matched(parts, lookup).extend(self._coded(summary))
 
     def catch_up(self, history: History, other: CleanCommit, batch: BatchChecks) -> History:
         """``history`` followed by ``other``, the commit that took the slot after it (for re-deciding)."""
-        summary = self._read_summary(other) or self._build(other, self._summary_of(history))
-        matched = self._matched(list(summary.index_parts), self._lookup(batch))
-        coded = self._coded(summary)
+        summary = _read_summary(self.lake, self.contract, commit_name(other))
+        self.summary = summary or self._build(other, self.summary)
+        matched = self._matched(list(self.summary.index_parts), self._lookup(batch))
+        coded = self._coded(self.summary)
         return replace(history.extend(matched), rows=coded.rows, sketches=coded.sketches)
 
-    def summary_through(self, commits: list[CleanCommit]) -> Summary:
-        """The summary up to the last of ``commits``, indexing (once) those that have none yet."""
-        last = len(commits) - 1
-        found = Summary()
-        while last >= 0:
-            summary = self._read_summary(commits[last])
-            if summary is not None:
-                found = summary
-                break
-            last -= 1
-        for commit in commits[last + 1 :]:
-            self.progress(f"clean {self.dataset}: indexing commit {commit_name(commit)} (no summary yet)")
-            found = self._build(commit, found)
-        return found
-
-    def record(self, commit: CleanCommit, batch: BatchChecks, decisions: Decisions, history: History) -> None:
+    def record(self, commit: CleanCommit, batch: BatchChecks, decisions: Decisions) -> None:
         """Write the index parts and the summary of the commit just made from the batch's own rows.
 
         A failure is logged, not raised: the commit stands, and the next clean of the dataset writes them.
@@ -128,9 +210,7 @@ class CleanHistory:
             if batch.robust_value is not None:
                 group = batch.robust_group[clean] if batch.robust_group is not None else None
                 own = self._labelled(sketch_groups(batch.robust_value[clean], group))
-            previous = self._summary_of(history)
-            groups = merge_groups(previous.groups, own)
-            self._put_summary(commit, Summary(history.rows + int(clean.sum()), groups, parts))
+            self._put_summary(commit, _next(self.summary, int(clean.sum()), own, parts, commit))
         except LakeError as exc:
             log.warning(
                 "%s: index of commit %s not written (the next clean will): %s",
@@ -194,39 +274,14 @@ class CleanHistory:
         return tuple(written)
 
     # ------------------------------------------------------------------ summaries
-    def _about(self, commit: CleanCommit) -> dict[str, Any]:
-        robust = self.contract.robust
-        return {
-            "dataset": self.dataset,
-            "commit": commit_name(commit),
-            "seq": commit.seq,
-            "ingestion_id": commit.ingestion_id,
-            "robust_check": robust.description if robust else None,
-        }
-
-    def _read_summary(self, commit: CleanCommit) -> Summary | None:
-        """The commit's summary, or None when it is missing or was made for another check or bin width."""
-        doc = self.lake.get_json_or_none(keys.clean_summary(self.dataset, commit_name(commit)))
-        if doc is None:
-            return None
-        about = self._about(commit)
-        if any(doc.get(k) != v for k, v in about.items()):
-            log.warning(
-                "%s: summary of commit %s is for another commit or check; rebuilt",
-                self.dataset,
-                about["commit"],
-            )
-            return None
-        try:
-            summary = Summary.from_json(doc)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("%s: summary of %s unreadable (%s); rebuilt", self.dataset, about["commit"], exc)
-            return None
-        return summary if summary.width == Summary().width else None
-
     def _put_summary(self, commit: CleanCommit, summary: Summary) -> None:
         # Compact JSON: thousands of counts, one per line indented, would be ten times the bytes.
-        doc = json.dumps(summary.to_json(self._about(commit)), separators=(",", ":")).encode("utf-8")
+        about = {
+            **_about(self.contract, commit_name(commit)),
+            "seq": commit.seq,
+            "ingestion_id": commit.ingestion_id,
+        }
+        doc = json.dumps(summary.to_json(about), separators=(",", ":")).encode("utf-8")
         key = keys.clean_summary(self.dataset, commit_name(commit))
         self.lake.put_bytes(key, doc, content_type="application/json")
 
@@ -235,7 +290,7 @@ class CleanHistory:
         robust, column, keyed = self.contract.robust, seen_column(self.contract), bool(self.contract.key)
         columns = ["row_hash", *(["key_hash"] if keyed else []), *self.contract.column_names]
         arrays: dict[str, list[np.ndarray]] = {"row_hash": [], "seen": [], "dated": [], "key_hash": []}
-        groups = previous.groups
+        groups: dict[str, Sketch] = {}
         for frame in self.lake.iter_keys(self.lake.committed_files(commit, "clean"), columns):
             seen, dated = seen_days(frame[column] if column else None, commit.ingest_date, len(frame))
             arrays["row_hash"].append(frame["row_hash"].to_numpy(dtype="int64"))
@@ -250,7 +305,7 @@ class CleanHistory:
         joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=kinds[k]) for k, v in arrays.items()}
         key_hash = joined["key_hash"] if keyed else None
         parts = self._write_index(commit, joined["row_hash"], joined["seen"], joined["dated"], key_hash)
-        summary = Summary(previous.rows + len(joined["row_hash"]), groups, parts)
+        summary = _next(previous, len(joined["row_hash"]), groups, parts, commit)
         self._put_summary(commit, summary)
         return summary
 
@@ -268,8 +323,17 @@ class CleanHistory:
         label_of = {code: label for label, code in self.group_names.items()}
         return {k if k == "*" else str(label_of[k]): v for k, v in sketches.items()}
 
-    def _summary_of(self, history: History) -> Summary:
-        return Summary(history.rows, self._labelled(history.sketches))
+
+def _next(
+    previous: Summary, rows: int, groups: dict[str, Sketch], parts: tuple[str, ...], commit: CleanCommit
+) -> Summary:
+    """The summary after ``previous``, with one more commit's rows, sketches and index parts."""
+    return Summary(
+        previous.rows + rows,
+        merge_groups(previous.groups, groups),
+        parts,
+        (*previous.committed, commit.ingestion_id),
+    )
 
 
 def _part_commit(key: str) -> str:
