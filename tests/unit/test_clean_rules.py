@@ -182,3 +182,172 @@ def test_a_commit_that_lands_first_changes_the_decisions_as_in_sequence() -> Non
     assert again.duplicate.tolist() == [False, True, True]
     assert not again.same_rows(alone) and again.same_rows(decide(batch, later, CleanParams()))
     assert later.n == 2
+
+
+# ------------------------------------------------------------------------ history summaries (no S3)
+def _exact_and_sketched(values: np.ndarray) -> tuple[float, float, float, float]:
+    from rentlake.summaries import Sketch
+
+    sketch = Sketch.of(values)
+    med = float(np.median(values))
+    return med, float(np.median(np.abs(values - med))), sketch.median(), sketch.mad(sketch.median())
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 1000, 20_001])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_median_and_mad_from_a_sketch_are_within_its_stated_error(n: int, seed: int) -> None:
+    from rentlake.summaries import BIN_WIDTH
+
+    # GIVEN log rents per m² from a skewed mixture (and rounded values, which pile up on bin edges)
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(3.4, 0.2, n), rng.exponential(0.5, n // 10) + 3.6])
+    values[: n // 3] = np.round(values[: n // 3], 2)
+    # WHEN median and MAD are read from the sketch
+    med, mad, med_sketch, mad_sketch = _exact_and_sketched(values)
+    # THEN they differ from the exact ones by at most half a bin and one bin
+    assert abs(med_sketch - med) <= BIN_WIDTH / 2 + 1e-12
+    assert abs(mad_sketch - mad) <= BIN_WIDTH + 1e-12
+
+
+def test_sketches_merge_to_the_sketch_of_all_the_values_and_survive_json() -> None:
+    from rentlake.summaries import Sketch
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(3.4, 0.3, 5000), rng.normal(3.0, 0.1, 700)
+    merged = Sketch.of(a).merge(Sketch.of(b))
+    whole = Sketch.of(np.concatenate([a, b, [np.nan, np.inf]]))  # non-finite values are left out
+    assert np.array_equal(merged.bins, whole.bins) and np.array_equal(merged.counts, whole.counts)
+    assert merged.n == 5700
+    back = Sketch.from_json(merged.to_json(), merged.width)
+    assert np.array_equal(back.bins, merged.bins) and np.array_equal(back.counts, merged.counts)
+    assert Sketch().merge(merged) is merged and Sketch.from_json(Sketch().to_json(), 0.001).n == 0
+    with pytest.raises(ValueError, match="bin widths"):
+        merged.merge(Sketch(width=0.01))
+
+
+def test_bounds_from_sketches_are_within_the_stated_error_of_the_exact_bounds() -> None:
+    from rentlake.summaries import merge_groups, sketch_bounds, sketch_error, sketch_groups
+
+    # GIVEN 20 districts of different sizes (one too small for its own bounds), in two commits
+    rng = np.random.default_rng(4)
+    groups = rng.choice([f"750{d:02d}" for d in range(1, 21)], 30_000, p=np.r_[[0.0005], [0.9995 / 19] * 19])
+    values = rng.normal(3.3, 0.25, groups.size) + (groups == "75008") * 0.4
+    params = CleanParams(mad_k=4.0, min_group=30)
+    exact = robust_bounds(values, groups, params)
+    # WHEN the bounds come from the sketches of the two commits, merged
+    half = groups.size // 2
+    sketches = merge_groups(
+        sketch_groups(values[:half], groups[:half]), sketch_groups(values[half:], groups[half:])
+    )
+    sketched = sketch_bounds(sketches, params, grouped=True)
+    # THEN the same groups have bounds, each statistic within the stated error, counts exact
+    error = sketch_error(params)
+    assert set(sketched) == set(exact) and "75001" not in exact
+    for label, b in exact.items():
+        assert sketched[label]["n"] == b["n"]
+        assert abs(sketched[label]["median"] - b["median"]) <= error["median"] + 1e-12
+        assert abs(sketched[label]["scaled_mad"] - b["scaled_mad"]) <= error["scaled_mad"] + 1e-12
+        for side in ("low", "high"):
+            assert abs(sketched[label][side] - b[side]) <= error["bound"] + 1e-12
+    assert error["bound"] == pytest.approx(0.0005 + 4 * 1.4826 * 0.001)
+
+
+def test_the_course_file_has_the_same_outliers_with_sketched_bounds() -> None:
+    from rentlake.summaries import sketch_bounds, sketch_error, sketch_groups
+
+    from tests.conftest import SAMPLES
+
+    # GIVEN the course's listings, typed as the clean stage types them, without their exact duplicates
+    source = pd.read_csv(SAMPLES / "house_intact.csv", dtype="string").drop_duplicates()
+    raw = pd.DataFrame(
+        {"rent_eur": source["loyer"], "surface_m2": source["surface"], "district": None, "listed_at": None},
+        dtype="string",
+    )
+    contract = contracts.get("listings")
+    typed, _ = type_chunk(raw, contract)
+    values = np.asarray(contract.robust.value(typed), dtype="float64")
+    params = CleanParams()
+    # WHEN bounds are computed exactly and from the sketch
+    exact = robust_bounds(values, None, params)
+    sketched = sketch_bounds(sketch_groups(values, None), params, grouped=False)
+    # THEN they agree within the stated error, and flag the same rows: the 111 €/m² listing alone
+    assert abs(sketched["*"]["high"] - exact["*"]["high"]) <= sketch_error(params)["bound"]
+    flagged = robust_outliers(values, None, sketched)
+    assert np.array_equal(flagged, robust_outliers(values, None, exact))
+    assert typed.loc[flagged, ["rent_eur", "surface_m2"]].values.tolist() == [[20000.0, 180.0]]
+
+
+def test_seen_is_the_row_date_when_there_is_one_else_the_ingestion_day() -> None:
+    from rentlake.summaries import day_number, month_of, seen_days
+
+    dates = pd.Series(pd.to_datetime(["2024-05-31 00:00", None, "2023-12-01 18:30"]))
+    days, dated = seen_days(dates, "2025-01-15", 3)
+    assert dated.tolist() == [True, False, True]
+    assert days.tolist() == [day_number("2024-05-31"), day_number("2025-01-15"), day_number("2023-12-01")]
+    assert month_of(days).tolist() == ["2024-05", "2025-01", "2023-12"]
+    days, dated = seen_days(None, "2025-01-15", 2)  # a contract without a date column
+    assert not dated.any() and set(days.tolist()) == {day_number("2025-01-15")}
+
+
+def test_a_batch_reads_the_month_of_its_dates_and_the_window_of_its_ingestion() -> None:
+    from rentlake.summaries import BatchLookup, day_number
+
+    # GIVEN two dated rows (May and June 2024) and one undated row ingested on 2025-01-15
+    seen = np.array([day_number("2024-05-31"), day_number("2024-06-02"), day_number("2025-01-15")])
+    lookup = BatchLookup.of(np.array([1, 2, 3]), seen, np.array([True, True, False]), None, window_days=180)
+    # THEN it reads the row-date parts of May and June, and the ingestion-day parts within 180 days
+    parts = lookup.partitions()
+    assert [m for on, m in parts if on == "row_date"] == ["2024-05", "2024-06"]
+    undated = [m for on, m in parts if on == "ingest_date"]
+    assert undated[0] == "2024-07" and undated[-1] == "2025-07" and len(undated) == 13
+
+
+def test_a_clean_row_counts_within_the_window_and_keys_whatever_their_age() -> None:
+    from rentlake.summaries import BatchLookup, day_number
+
+    today = day_number("2025-01-15")
+    # GIVEN batch rows 10 (undated), 20 (dated), 30 (undated), with keys 1, 2, 3
+    lookup = BatchLookup.of(
+        np.array([10, 20, 30]),
+        np.array([today, day_number("2023-01-01"), today], dtype=np.int32),
+        np.array([False, True, False]),
+        np.array([1, 2, 3]),
+        window_days=180,
+    )
+    # WHEN an index part holds 10 seen 100 days ago, 20 on its date, 30 seen 200 days ago, 99 (key 3)
+    part_rows = np.array([10, 20, 30, 99])
+    part_seen = np.array([today - 100, day_number("2023-01-01"), today - 200, today - 900], dtype=np.int32)
+    rows, pair_keys, pair_rows = lookup.match(part_rows, part_seen, np.array([1, 2, 3, 3]))
+    # THEN 10 and 20 were seen within the window, 30 was not; every clean row of keys 1-3 is returned
+    assert rows.tolist() == [10, 20]
+    assert pair_keys.tolist() == [1, 2, 3, 3] and pair_rows.tolist() == [10, 20, 30, 99]
+
+
+def test_index_parts_split_by_what_rows_were_seen_on_and_month() -> None:
+    from rentlake.summaries import day_number, index_parts
+
+    seen = np.array([day_number(d) for d in ("2024-05-01", "2024-05-20", "2024-06-01", "2024-05-03")])
+    parts = {
+        (on, month): frame["row_hash"].tolist()
+        for on, month, frame in index_parts(
+            np.array([1, 2, 3, 4]), seen, np.array([True, True, True, False]), None
+        )
+    }
+    assert parts == {
+        ("row_date", "2024-05"): [1, 2],
+        ("row_date", "2024-06"): [3],
+        ("ingest_date", "2024-05"): [4],
+    }
+
+
+def test_a_history_of_whole_rows_counts_them_and_sketches_their_values() -> None:
+    from rentlake.cleaning import History
+
+    first = History.of_rows(
+        np.array([1, 2]), robust_value=np.array([3.0, 3.1]), robust_group=np.array([0, 1])
+    )
+    both = first.extend(
+        History.of_rows(np.array([3]), robust_value=np.array([3.2]), robust_group=np.array([0]))
+    )
+    assert both.n == 3 and both.row_hash.tolist() == [1, 2, 3]
+    assert {code: s.n for code, s in both.sketches.items()} == {0: 2, 1: 1}
