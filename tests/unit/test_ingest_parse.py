@@ -290,3 +290,61 @@ def test_a_broken_ingestion_record_names_its_field(changes: dict[str, object], f
 
     with pytest.raises(RecordError, match=field):
         ingestion_record_from_json(_ingested_doc(**changes))
+
+
+# ------------------------------------------------------------------------ the CSV record index
+def _arrow_records(data: bytes) -> tuple[list[str], list[int]]:
+    """First fields of the rows pyarrow reads, and the ordinals of the records it reports malformed."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    bad: list[int] = []
+
+    def on_invalid(row: object) -> str:
+        bad.append(row.number)  # type: ignore[attr-defined]
+        return "skip"
+
+    reader = pacsv.open_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in "abc"}),
+    )
+    return [v for batch in reader for v in batch.column("a").to_pylist()], bad
+
+
+@pytest.mark.parametrize("window", [3, 7, 64, 1 << 20])
+def test_the_record_index_numbers_lines_as_pyarrow_splits_records(
+    window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    import numpy as np
+    from rentlake import textscan
+
+    # GIVEN CSV files mixing every line end, blank lines, quoted newlines, escaped quotes, stray quotes
+    # inside fields and rows with a missing field; each row's first field names the line it starts on;
+    # scanned in windows of a few bytes, so that every construct straddles a window's edge somewhere
+    monkeypatch.setattr(textscan, "WINDOW", window)
+    rng = random.Random(window)
+    ends = [b"\n", b"\r\n", b"\r"]
+    for _ in range(60):
+        parts, line = [b"a,b,c\n"], 2
+        for _ in range(rng.randint(0, 25)):
+            while rng.random() < 0.2:
+                parts.append(rng.choice(ends[1:] if parts[-1].endswith(b"\r") else ends))
+                line += 1
+            body, spans = rng.choice(
+                [(b'"x\ny""z"', 1), (b'5"inch', 0), (b'"ab"cd', 0), (b"v", 0), (b'"q,\r\nr"', 1)]
+            )
+            tail = b",w" if rng.random() < 0.85 else b""
+            parts.append(b"L%d," % line + body + tail + rng.choice(ends))
+            line += 1 + spans
+        data = b"".join(parts)
+        # WHEN indexed
+        index = textscan.index_records(data, ",")
+        # THEN it finds pyarrow's records, and each row's line is the one written in it
+        firsts, bad = _arrow_records(data)
+        assert index.records == 1 + len(firsts) + len(bad)
+        ordinals = [o for o in range(2, index.records + 1) if o not in bad]
+        assert index.line_of(np.array(ordinals)).tolist() == [int(f[1:]) for f in firsts]
