@@ -154,9 +154,7 @@ def clean_pending(
     wanted = set(ingestion_ids) if ingestion_ids is not None else None
     result = CleanResult()
     lake.ensure_database()
-    for record in pending_batches(lake, dataset):
-        if wanted is not None and record.ingestion_id not in wanted:
-            continue
+    for record in pending_batches(lake, dataset, only=wanted):
         commit = clean_batch(lake, record, params, progress=progress)
         if commit is None:
             result.already_committed.append(record.ingestion_id)
@@ -165,17 +163,21 @@ def clean_pending(
     return result
 
 
-def pending_batches(lake: Lake, dataset: str | None = None) -> list[IngestedBatch]:
+def pending_batches(
+    lake: Lake, dataset: str | None = None, *, only: set[str] | None = None
+) -> list[IngestedBatch]:
     """Ingested batches (of ``dataset``, or of every dataset) that no clean commit names yet, oldest first.
 
-    A ledger entry that is not a valid record is logged and left out: it names no batch anyone can clean,
-    and must not hold up the others.
+    ``only`` restricts them to these ingestion ids (the others' ledger entries are not read). A ledger
+    entry that is not a valid record is logged and left out: it names no batch anyone can clean, and must
+    not hold up the others.
     """
     # Committed batches come from the summaries: their ledger entries need not be opened.
     committed = set().union(*(read_commit_log(lake, c).committed_ids for c in contracts.all_contracts()))
     out = []
     for key in lake.list_keys(keys.ingestion_records_prefix()):
-        if key.rsplit("/", 1)[-1].removesuffix(".json") in committed:
+        name = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if name in committed or (only is not None and name not in only):
             continue
         try:
             record = ingestion_record_from_json(lake.get_json(key))
@@ -184,7 +186,7 @@ def pending_batches(lake: Lake, dataset: str | None = None) -> list[IngestedBatc
             continue
         if not isinstance(record, IngestedBatch) or (dataset and record.dataset != dataset):
             continue
-        if record.ingestion_id not in committed:
+        if record.ingestion_id not in committed and (only is None or record.ingestion_id in only):
             out.append(record)
     return sorted(out, key=lambda r: (r.ingested_at, r.ingestion_id))
 
