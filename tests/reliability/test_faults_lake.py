@@ -196,3 +196,40 @@ def test_persistent_s3_failure_during_ingest_records_nothing_and_a_rerun_matches
     assert again.to_dict() == baseline["result"]["ingest"]
     pd.testing.assert_frame_equal(clean_zone(lake), baseline["clean"])
     assert quality(lake) == baseline["quality"]
+
+
+def test_a_lake_failure_on_the_second_object_fails_the_invocation_and_its_retry_adds_only_that_one(
+    aws: None, backoff: list[float]
+) -> None:
+    from rentlake.config import load
+    from rentlake.events import IngestRequest
+    from rentlake.lake import LakeError, keys
+    from rentlake.parsing import ingestion_id_of
+    from rentlake.records import ingestion_record_from_json
+    from rentlake.stages import ingest
+
+    # GIVEN an event naming two objects, and an S3 that refuses every write of the second one's raw rows
+    second = b"loyer,surface\n1200,40\n"
+    second_id, _ = ingestion_id_of(second)
+    fault = FaultInjector(
+        {"PutObject": None}, when=lambda url: f"/raw/{DATASET}/" in url and second_id in url
+    )
+    lake = make_lake("rentlake-second-fails", "rentlake_second_fails", ("before-send.s3", fault))
+    lake.ensure_database()
+    lake.put_bytes("landing/course.csv", COURSE.read_bytes())
+    lake.put_bytes("landing/second.csv", second)
+    request = IngestRequest(keys=["landing/course.csv", "landing/second.csv"])
+    # WHEN the event is ingested THEN the invocation fails on the lake (Lambda retries the event), with the
+    # first object committed and the second not: no record
+    with pytest.raises(LakeError, match="SlowDown"):
+        ingest.run(lake, request, load({}))
+    assert lake.get_json(keys.ingestion_record(ingestion_id_of(COURSE.read_bytes())[0]))["rows"] == 545
+    assert not lake.exists(keys.ingestion_record(second_id))
+    # WHEN S3 recovers and the event is retried
+    fault.budget["PutObject"] = 0
+    retried = ingest.run(lake, request, load({}))
+    # THEN the first is a duplicate that adds nothing and the second is ingested; its record lists only
+    # the files of the retry (a part awswrangler may finish uploading after the failure is never read)
+    assert [(o.status, o.rows) for o in retried.outcomes] == [("duplicate", 0), ("ingested", 1)]
+    record = ingestion_record_from_json(lake.get_json(keys.ingestion_record(second_id)))
+    assert len(pd.concat(lake.iter_keys(lake.committed_files(record, "raw")))) == 1
