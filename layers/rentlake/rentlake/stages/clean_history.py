@@ -26,6 +26,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -49,6 +50,8 @@ from rentlake.summaries import (
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+PARALLEL_READS = 8
+"""Index parts read at once (within botocore's default pool of 10 connections)."""
 
 
 def commit_name(commit: CleanCommit) -> str:
@@ -241,18 +244,23 @@ class CleanHistory:
         return [key for prefix in prefixes for key in self.lake.list_keys(prefix)]
 
     def _matched(self, parts: list[str], lookup: BatchLookup) -> History:
-        """The hashes and keys of the index parts that concern the batch, one part at a time."""
-        seen_rows, key_hashes, key_rows = [], [], []
-        columns = ["row_hash", "seen", *(["key_hash"] if self.contract.key else [])]
-        for key in parts:
-            part = _read_part(self.lake, key, columns)
-            key_hash = part["key_hash"] if self.contract.key else None
-            rows, pair_keys, pair_rows = lookup.match(part["row_hash"], part["seen"], key_hash)
-            seen_rows.append(rows)
-            key_hashes.append(pair_keys)
-            key_rows.append(pair_rows)
+        """The hashes and keys of the index parts that concern the batch.
+
+        Parts are small (one commit's rows of one month): what they cost is the request, so a few are
+        read at once; each is matched as soon as it is read and only its matches are kept.
+        """
         if not parts:
             return History()
+        columns = ["row_hash", "seen", *(["key_hash"] if self.contract.key else [])]
+
+        def match(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            part = _read_part(self.lake, key, columns)
+            key_hash = part["key_hash"] if self.contract.key else None
+            return lookup.match(part["row_hash"], part["seen"], key_hash)
+
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+            matches = list(pool.map(match, parts))
+        seen_rows, key_hashes, key_rows = (list(column) for column in zip(*matches, strict=True))
         # A clean row of one of the batch's keys with the same values is the same row seen again,
         # whatever its age: keys are compared with the whole history.
         row_hash = np.concatenate([*seen_rows, *key_rows])
