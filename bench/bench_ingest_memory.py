@@ -24,19 +24,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROWS_PER_MB = {"csv": 40_000, "jsonl": 13_400, "parquet": 110_000}
+ROWS_PER_MB = {"csv": 40_000, "csv-latin1": 16_000, "jsonl": 13_400, "parquet": 110_000}
 _PIECE = 500_000
 
 
-def _piece(n: int, seed: int) -> object:
-    """``n`` synthetic listings like the course's, as text (pandas frame)."""
+def _piece(n: int, seed: int, *, french: bool = False) -> object:
+    """``n`` synthetic listings like the course's, as text (pandas frame); ``french``: the district written
+    "11ème arrondissement" and a comment with accents, as a French spreadsheet export has them."""
     import numpy as np
     import pandas as pd
 
     rng = np.random.default_rng(seed)
     surface = np.round(rng.lognormal(np.log(50), 0.5, n).clip(9, 400), 1)
     days = pd.to_timedelta(rng.integers(0, 700, n), unit="D")
-    return pd.DataFrame(
+    df = pd.DataFrame(
         {
             "loyer": np.round(surface * 30 * np.exp(rng.normal(0, 0.2, n)), 2).astype(str),
             "surface": surface.astype(str),
@@ -44,6 +45,12 @@ def _piece(n: int, seed: int) -> object:
             "date": (pd.Timestamp("2024-01-01") + days).astype(str),
         }
     )
+    if french:
+        df["loyer"] = df["loyer"].str.replace(".", ",", regex=False)
+        df["surface"] = df["surface"].str.replace(".", ",", regex=False)
+        df["arrondissement"] = df["arrondissement"] + "ème arrondissement"
+        df["commentaire"] = np.where(rng.random(n) < 0.5, "très clair, étage élevé", "à rafraîchir")
+    return df
 
 
 def generate(fmt: str, mb: int, path: Path) -> None:
@@ -55,9 +62,11 @@ def generate(fmt: str, mb: int, path: Path) -> None:
     writer = None
     with path.open("wb") as fh:
         for i, start in enumerate(range(0, n, _PIECE)):
-            df = _piece(min(_PIECE, n - start), i)
+            df = _piece(min(_PIECE, n - start), i, french=fmt == "csv-latin1")
             if fmt == "csv":
                 fh.write(df.to_csv(index=False, header=i == 0).encode())
+            elif fmt == "csv-latin1":
+                fh.write(df.to_csv(index=False, header=i == 0, sep=";").encode("latin-1"))
             elif fmt == "jsonl":
                 fh.write(df.to_json(orient="records", lines=True, force_ascii=False).encode())
             else:
@@ -114,7 +123,7 @@ def main() -> int:
         for fmt in args.formats:
             lake = Path(tmp) / f"lake-{fmt}"
             (lake / "landing").mkdir(parents=True)
-            name = f"listings.{fmt}"
+            name = f"listings.{fmt.split('-')[0]}"
             src = Path(tmp) / name
             # Generated in its own process: a parent's peak RSS carries over to its children.
             subprocess.run([sys.executable, __file__, "--generate", fmt, str(args.mb), str(src)], check=True)

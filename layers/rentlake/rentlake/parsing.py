@@ -53,6 +53,8 @@ MAX_JSON_ELEMENT_CHARS = 64 << 20
 SPARSE_EXTRA_KEYS = 32
 # Cells of a JSON chunk held at once (rows × distinct keys): wide records come in shorter chunks.
 _JSON_CHUNK_CELLS = 2_000_000
+# Rows of ``extra`` turned into Python objects at once, where Arrow cannot build the JSON itself.
+_JSON_SLICE = 20_000
 # pyarrow's own default: larger blocks cost memory (16 MB blocks: +110 MB RSS per million rows)
 _BLOCK = 1 << 20
 # Magic numbers of formats people drop by mistake.
@@ -422,15 +424,46 @@ def _extra_json(extra: dict[str, Any], n: int, *, sparse: bool = False) -> Any:
 
     if not extra:
         return pa.nulls(n, pa.string())
-    if not sparse:
-        rows = pa.table(extra).to_pylist()
-    else:
-        rows = [{} for _ in range(n)]
-        for key, column in extra.items():
-            present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
-            for i, value in zip(present.tolist(), column.drop_null().to_pylist(), strict=True):
-                rows[i][key] = value
-    return pa.array([json.dumps(r, ensure_ascii=False) for r in rows], pa.string())
+    if not sparse and not any(_has_control_characters(col) for col in extra.values()):
+        return _dense_json(extra)
+    parts = []
+    for start in range(0, n, _JSON_SLICE):  # Python objects for a slice of rows at a time
+        part = {k: col.slice(start, _JSON_SLICE) for k, col in extra.items()}
+        rows = _present(part) if sparse else pa.table(part).to_pylist()
+        parts.append(pa.array([json.dumps(r, ensure_ascii=False) for r in rows], pa.string()))
+    return pa.chunked_array(parts, pa.string())
+
+
+def _has_control_characters(column: Any) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py())
+
+
+def _dense_json(extra: dict[str, Any]) -> Any:
+    """``json.dumps(row, ensure_ascii=False)`` of every row, built column by column in Arrow (text without
+    control characters: only backslashes and quotes are escaped)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fragments = []
+    for key, column in extra.items():
+        escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+        quoted = pc.binary_join_element_wise(f'{json.dumps(key, ensure_ascii=False)}: "', escaped, '"', "")
+        fragments.append(pc.fill_null(quoted, f"{json.dumps(key, ensure_ascii=False)}: null"))
+    body = pc.binary_join_element_wise(*fragments, ", ") if len(fragments) > 1 else fragments[0]
+    return pc.binary_join_element_wise("{", body, "}", "").cast(pa.string())
+
+
+def _present(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per row, the non-null values of the columns."""
+    n = len(next(iter(extra.values())))
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for key, column in extra.items():
+        present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+        for i, value in zip(present.tolist(), column.drop_null().to_pylist(), strict=True):
+            rows[i][key] = value
+    return rows
 
 
 def malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pd.DataFrame:
