@@ -35,19 +35,33 @@ def result() -> TrainResult:
 
 
 def test_every_candidate_family_exports_with_parity(result: TrainResult) -> None:
-    # GIVEN the four fitted candidates (ols, huber, ols_district, gbr)
-    assert set(result.candidates) == {"ols", "huber", "ols_district", "gbr"}
+    # GIVEN the six fitted candidates: log scale (ols, huber, ols_district, gbr) and linear scale with a
+    # modelled spread (linear, linear_district), each with its band table
+    assert set(result.candidates) == {"ols", "linear", "huber", "ols_district", "linear_district", "gbr"}
     test = result.test_set
+    # surfaces on both sides of every band edge, unknown and missing districts, tiny and huge flats
+    edges = sorted({e for c in result.candidates.values() for e in c.bands.edges})
+    probe = pd.DataFrame(
+        {
+            "surface_m2": [9.0, 10.0, 400.0, 1000.0]
+            + [e for e in edges]
+            + [np.nextafter(e, 0) for e in edges],
+        }
+    )
+    probe["district"] = (["75011", "75015", "75007", "nowhere", None, ""] * len(probe))[: len(probe)]
     for name, cand in result.candidates.items():
         # WHEN each is exported and run with onnxruntime
         blob = cand.to_onnx()
         onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)
-        got = score_onnx(blob, test)
-        want = cand.predict(test)
-        # THEN all three outputs match the Python model within 1e-4 relative
-        for k in ("rent_eur", "low", "high"):
-            rel = np.max(np.abs(got[k] / want[k] - 1.0))
-            assert rel <= 1e-4, f"{name}.{k}: max relative difference {rel:.2e}"
+        for rows in (test, probe):
+            got = score_onnx(blob, rows)
+            want = cand.predict(rows)
+            # THEN all three outputs match the Python model within 1e-4 (relative, of at least 1 €)
+            for k in ("rent_eur", "low", "high"):
+                rel = np.max(np.abs(got[k] - want[k]) / np.maximum(np.abs(want[k]), 1.0))
+                assert rel <= 1e-4, f"{name}.{k}: max relative difference {rel:.2e}"
+            # AND no bound is ever below 0 €
+            assert (got["low"] >= 0).all() and (got["low"] <= got["rent_eur"]).all()
 
 
 def test_signature_declares_district_only_when_used(result: TrainResult) -> None:
@@ -72,9 +86,10 @@ def test_served_graph_is_self_contained_with_numpy_and_onnxruntime_only(result: 
     if "district" in result.features:
         feeds["district"] = np.array([["75011"], ["not-a-district"], [""]], dtype=object)
     rent, low, high = sess.run(["rent_eur", "low", "high"], feeds)
-    # THEN shapes are [N, 1], bounds are positive and ordered, even out of range and for unknown districts
+    # THEN shapes are [N, 1], bounds are never below 0 € and ordered, even out of range and for unknown
+    # districts
     assert rent.shape == low.shape == high.shape == (3, 1) and rent.dtype == np.float32
-    assert (low > 0).all() and (low < rent).all() and (rent < high).all()
+    assert (low >= 0).all() and (low < rent).all() and (rent < high).all()
 
 
 def test_score_onnx_feeds_only_declared_inputs(result: TrainResult) -> None:

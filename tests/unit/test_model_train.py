@@ -140,14 +140,19 @@ def test_sample_served_interval_is_narrower_positive_and_calibrated(sample_resul
 
 
 def test_sample_interval_is_symmetric_on_the_log_scale(sample_result: TrainResult) -> None:
-    # GIVEN the served ONNX graph WHEN it scores the test set
-    out = score_onnx(sample_result.onnx, sample_result.test_set)
-    # THEN centre = (ln low + ln high)/2 is ln(estimate) and σ = (ln high - ln low)/(2·1.6449) is recorded
+    # GIVEN the served ONNX graph (a log-scale model on the course data) WHEN it scores the test set
+    assert sample_result.interval["scale"] == "log" and sample_result.interval["level"] == 0.9
+    test = sample_result.test_set
+    out = score_onnx(sample_result.onnx, test)
+    # THEN centre = (ln low + ln high)/2 is ln(estimate), and σ = (ln high - ln low)/(2·1.6449) is the
+    # recorded half-width of the listing's surface band over z
     centre = (np.log(out["low"]) + np.log(out["high"])) / 2
     np.testing.assert_allclose(centre, np.log(out["rent_eur"]), atol=1e-5)
     sigma = (np.log(out["high"]) - np.log(out["low"])) / (2 * 1.6449)
-    np.testing.assert_allclose(sigma, sample_result.interval["sigma_log"], rtol=1e-3)
-    assert sample_result.interval["scale"] == "log" and sample_result.interval["level"] == 0.9
+    bands = sample_result.interval["bands"]
+    band = np.searchsorted(np.float32(bands["edges_m2"]), test["surface_m2"].to_numpy(np.float32), "right")
+    recorded = np.array([row[0] for row in bands["halfwidths"]])[band] / sample_result.interval["z"]
+    np.testing.assert_allclose(sigma, recorded, rtol=1e-3)
 
 
 def test_sample_result_fields(sample_result: TrainResult) -> None:
@@ -158,11 +163,13 @@ def test_sample_result_fields(sample_result: TrainResult) -> None:
     assert r.model_name in CANDIDATES and r.selection["chosen"] == r.model_name
     assert r.selection["reason"] and set(r.selection["cv"]) == {
         "ols",
+        "linear",
         "huber",
         "gbr",
     }  # no districts in the sample
     for cv in r.selection["cv"].values():
         assert cv["mae_mean"] > 0 and cv["mae_se"] > 0
+        assert cv["winkler_mean"] > 0 and cv["winkler_se"] > 0 and len(cv["cells"]["terciles"]) == 3
     assert r.sha256 == hashlib.sha256(r.onnx).hexdigest()
     assert r.features == ["surface_m2"]
     assert 9 <= r.feature_ranges["surface_m2"]["min"] <= 20 and r.feature_ranges["surface_m2"]["max"] >= 150
@@ -205,8 +212,12 @@ def test_synthetic_lognormal_coverage(seed: int) -> None:
     assert 0.85 <= r.metrics["coverage"] <= 0.95
     for m in r.metrics["candidates"].values():
         assert 0.85 <= m["coverage"] <= 0.95
-    # AND the log half-width recovers the noise: q ≈ 1.645 σ
-    assert r.interval["log_halfwidth"] == pytest.approx(1.645 * 0.25, rel=0.1)
+    # AND a log-scale model serves it, whose half-width recovers the noise in every surface band:
+    # q ≈ 1.645 σ (the median band within 10 %, each band within 20 %)
+    assert r.interval["scale"] == "log"
+    q = np.array([row[0] for row in r.interval["bands"]["halfwidths"]])
+    assert np.median(q) == pytest.approx(1.645 * 0.25, rel=0.1)
+    assert np.all(np.abs(q / (1.645 * 0.25) - 1) < 0.2)
     # AND the served interval is calibrated in small and large flats alike, unlike the constant OLS band
     by = r.diagnostics["coverage_by_surface_tercile"]
     assert all(0.83 <= c <= 0.97 for c in by["served"])
@@ -287,18 +298,23 @@ def test_bad_input_raises_a_clear_error(frame: pd.DataFrame, message: str) -> No
 def test_selection_keeps_the_simplest_model_within_one_standard_error() -> None:
     from rentlake.model.train import _select
 
-    # GIVEN gbr best by 5 € with an SE of 10 €, huber within noise too
+    # GIVEN gbr's interval score best by 5 € with an SE of 10 €, huber within noise too
     cv = {
-        "ols": {"mae_mean": 305.0, "mae_se": 12.0},
-        "huber": {"mae_mean": 303.0, "mae_se": 12.0},
-        "gbr": {"mae_mean": 300.0, "mae_se": 10.0},
+        "ols": {"winkler_mean": 1305.0, "winkler_se": 12.0, "conditional_ok": True},
+        "huber": {"winkler_mean": 1303.0, "winkler_se": 12.0, "conditional_ok": True},
+        "gbr": {"winkler_mean": 1300.0, "winkler_se": 10.0, "conditional_ok": True},
     }
     chosen, reason = _select(cv)
     # THEN the simplest (ols) is kept and the reason names the best one
     assert chosen == "ols" and "gbr" in reason and "one standard error" in reason
     # GIVEN gbr clearly better THEN it wins
-    cv["ols"]["mae_mean"] = cv["huber"]["mae_mean"] = 340.0
+    cv["ols"]["winkler_mean"] = cv["huber"]["winkler_mean"] = 1340.0
     assert _select(cv)[0] == "gbr"
+    # GIVEN gbr not calibrated in every surface tercile out of fold THEN it does not compete, and the
+    # reason says so
+    cv["gbr"]["conditional_ok"] = False
+    chosen, reason = _select(cv)
+    assert chosen == "ols" and "not calibrated in every cell out of fold: gbr" in reason
 
 
 def test_gate_accepts_the_sample_model(sample_result: TrainResult) -> None:

@@ -302,7 +302,11 @@ def _district_boxes(d: pd.DataFrame, by_district: dict[str, Any]) -> bytes:
 def _exploration_sections(ex: Exploration) -> Sections:
     s, fit = ex.summary, ex.fit
     at = s["ols"]["at_30m2"]
-    verdicts = (f"{'✔' if h['supported'] else '✘'} {html.escape(h['statement'])}" for h in ex.hypotheses)
+    verdicts = (
+        f"{'✔' if h['supported'] else '✘'} {html.escape(h['statement'])} "
+        f"<small>(test: {html.escape(str(h.get('test', '')))})</small>"
+        for h in ex.hypotheses
+    )
     return [
         (
             "Data",
@@ -310,6 +314,8 @@ def _exploration_sections(ex: Exploration) -> Sections:
         ),
         (
             "Course line",
+            f"<p>Fitted as the course does, on {fit.n} listings: "
+            f"{html.escape(str(s['ols'].get('fitted_on', '')))}.</p>"
             f"<p>rent ≈ {fit.intercept:.1f} + {fit.slope:.2f} × surface (R² {fit.r2:.3f}); 30 m² → "
             f"{at['estimate']:.0f} €, 90 % confidence of the mean [{at['mean_ci'][0]:.0f}, "
             f"{at['mean_ci'][1]:.0f}], 90 % prediction [{at['obs_ci'][0]:.0f}, {at['obs_ci'][1]:.0f}] €.</p>",
@@ -381,9 +387,10 @@ def model_files(result: TrainResult, train_df: pd.DataFrame, ols_all: OLSFit) ->
     if len(train_df) > CARD_PLOT_POINTS:
         idx = np.random.default_rng(0).choice(len(train_df), CARD_PLOT_POINTS, replace=False)
         plot_df = train_df.iloc[np.sort(idx)]
-    fitted_log = model.predict_log(plot_df)
-    residuals = np.log(plot_df["rent_eur"].to_numpy(dtype=float)) - fitted_log
-    plots = residual_plots(fitted_log, residuals, title=f"{result.model_name} (log rent)")
+    fitted = model.center(plot_df)
+    residuals = model.target(plot_df["rent_eur"].to_numpy(dtype=float)) - fitted
+    scale = "log rent" if model.scale == "log" else "rent, €"
+    plots = residual_plots(fitted, residuals, title=f"{result.model_name} ({scale})")
     files = {f"served_{name}": data for name, data in plots.items()}
     files["fit_bands.png"] = _fit_bands(result, plot_df, ols_all)
     files["card.html"] = html_page(
@@ -428,6 +435,19 @@ def _fit_bands(result: TrainResult, plot_df: pd.DataFrame, ols_all: OLSFit) -> b
     return png(fig)
 
 
+def _coverage_table(diagnostics: dict[str, Any]) -> str:
+    """Rows ``cell | listings | coverage``: each surface tercile and each district, outside cells marked."""
+    cells = diagnostics.get("conditional_coverage") or {}
+    rows = []
+    for c in [*cells.get("terciles", []), *cells.get("groups", [])]:
+        flag = "" if 0.85 <= c["coverage"] <= 0.95 else " ⚠ outside [0.85, 0.95]"
+        rows.append(
+            f"<tr><th>{html.escape(c['cell'])}</th><td>{c['n']}</td><td>{c['coverage']:.3f}{flag}</td></tr>"
+        )
+    head = "<tr><th>cell</th><th>held-out listings</th><th>coverage</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _card_sections(r: TrainResult) -> Sections:
     served, ols = r.at_30m2["served"], r.at_30m2["ols"]
     headline = {k: r.metrics[k] for k in ("n", "mae", "rmse", "r2", "mape", "coverage", "mean_width")}
@@ -442,6 +462,7 @@ def _card_sections(r: TrainResult) -> Sections:
             f"<code>{r.sha256[:16]}…</code></p><p>{html.escape(r.selection['reason'])}</p>",
         ),
         ("Held-out performance", html_table(headline)),
+        ("Held-out coverage of the 90 % interval, per cell", _coverage_table(r.diagnostics)),
         (
             "30 m² example",
             f"<p>Served: {served['estimate']:.0f} € in [{served['interval'][0]:.0f}, "
