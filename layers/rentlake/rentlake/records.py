@@ -524,6 +524,19 @@ class ModelCard:
         """Sorted ingestion ids of the clean batches the version was trained on (its data's identity)."""
         return sorted(str(b["ingestion_id"]) for b in (self.lineage or {}).get("batches") or [])
 
+    @property
+    def small_sample(self) -> dict[str, Any] | None:
+        """Set when the version was judged on too few held-out rows (``heldout_rows``, ``message``)."""
+        value = self.documentation.get("small_sample")
+        return dict(value) if isinstance(value, Mapping) else None
+
+    @property
+    def reference_district(self) -> str | None:
+        """The district the card's 30 m² example (and the gate's reference surfaces) are evaluated in."""
+        at = self.documentation.get("at_30m2")
+        district = at.get("district") if isinstance(at, Mapping) else None
+        return str(district) if district is not None else None
+
     def with_legal(self, legal: dict[str, Any] | None) -> ModelCard:
         """The same card with another reference-rent lookup."""
         import dataclasses
@@ -616,3 +629,63 @@ def _card_points(doc: Mapping[str, Any], what: str) -> tuple[tuple[float, float]
             raise RecordError(f"{what}: field 'plot_sample' should list [surface, rent] pairs, not {p!r}")
         out.append((float(p[0]), float(p[1])))
     return tuple(out)
+
+
+# --------------------------------------------------------------------------------- batch reviews
+REVIEW_STATUSES = ("admitted", "held", "accepted")
+
+
+@dataclass(frozen=True)
+class BatchReview:
+    """Whether a clean batch trains models (``models/_batches/<dataset>/<ingestion_id>.json``).
+
+    Decided once, by the train stage, when it first sees the batch: ``admitted`` when its €/m² look like
+    the earlier training batches', ``held`` when they depart beyond the thresholds of
+    :mod:`rentlake.model.shift` (cleaned, but kept out of training); ``accepted`` when a person accepted a
+    held batch (``rentlake batches accept ID``).
+    """
+
+    dataset: str
+    ingestion_id: str
+    status: str
+    decided_at: str
+    reason: str
+    check: dict[str, Any] = field(default_factory=dict)
+    rows: int = 0
+    accepted_at: str | None = None
+    accepted_by: str | None = None
+
+    @property
+    def trains(self) -> bool:
+        """Whether the batch's rows train models."""
+        return self.status in ("admitted", "accepted")
+
+    def accept(self, at: str, by: str) -> BatchReview:
+        """The same review, accepted."""
+        import dataclasses
+
+        return dataclasses.replace(self, status="accepted", accepted_at=at, accepted_by=by)
+
+    def to_json(self) -> dict[str, Any]:
+        """The review as stored."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> BatchReview:
+        """Read and check a stored review (:class:`RecordError` names the wrong field)."""
+        what = "batch review"
+        doc = _as_mapping(doc, what)
+        status = _field(doc, "status", str, what)
+        if status not in REVIEW_STATUSES:
+            raise RecordError(f"{what}: field 'status' should be one of {REVIEW_STATUSES}, not {status!r}")
+        return cls(
+            dataset=_field(doc, "dataset", str, what),
+            ingestion_id=_field(doc, "ingestion_id", str, what),
+            status=status,
+            decided_at=str(_timestamp(doc, "decided_at", what)),
+            reason=_field(doc, "reason", str, what),
+            check=dict(_field(doc, "check", dict, what, optional=True) or {}),
+            rows=_field(doc, "rows", int, what, optional=True) or 0,
+            accepted_at=_timestamp(doc, "accepted_at", what, optional=True),
+            accepted_by=_field(doc, "accepted_by", str, what, optional=True),
+        )
