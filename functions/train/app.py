@@ -7,16 +7,22 @@ Answers, for the state machine to branch on ``trained``:
   the committed clean batches are those V was trained on, so nothing is written;
 * ``{"trained": false, "skipped": false, "reason": "..."}``: the clean data cannot support a model (empty,
   too few rows, one surface, constant rents); nothing is written and the champion is untouched.
+
+Every answer that reviewed the batches lists the batches held for review (``held``, ``newly_held``): their
+€/m² depart from the earlier batches', so they train nothing until accepted. The metric ``BatchesHeld``
+counts the newly held ones, and each is published to the SNS topic ``RENTLAKE_REVIEW_TOPIC_ARN`` when
+that variable is set (the function then needs ``sns:Publish`` on it).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rentlake.events import parse_train
 from rentlake.handlers import BatchFunction
 from rentlake.model import InsufficientDataError
-from rentlake.stages import train
+from rentlake.stages import review, train
 
 FUNCTION = BatchFunction("train")
 
@@ -30,6 +36,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except InsufficientDataError as exc:
         FUNCTION.log.warning("cannot train: %s", exc)
         return {"trained": False, "skipped": False, "reason": str(exc)}
+    newly_held = result.get("newly_held") or []
+    FUNCTION.count("BatchesHeld", len(newly_held))
+    review.notify_held(request.dataset, newly_held, os.environ.get(review.TOPIC_ENV))
     FUNCTION.count("ModelsTrained", int(result["trained"]))
     if result["trained"]:
         FUNCTION.count("HeldoutMAE", float(result["metrics"]["mae"]), unit="None")

@@ -151,7 +151,8 @@ def test_second_run_with_no_new_data_changes_nothing(champion: dict[str, Any], f
     v = champion["train"]["version"]
     assert explored["reused"] is True and explored["run_id"] == champion["explore"]["run_id"]
     assert trained == {"trained": False, "skipped": True, "version": v,
-                       "reason": f"no new clean data since version {v} (the champion)"}
+                       "reason": f"no new clean data since version {v} (the champion)",
+                       "held": [], "newly_held": []}
     assert evaluated["promoted"] is False and evaluated["skipped"] is True
     assert {p: snapshot(course_lake, p) for p in ("models/", "reports/")} == before
 
@@ -286,7 +287,10 @@ def test_promotion_without_a_reference_module_serves_without_legal(
 
 # ------------------------------------------------------------------------------------------ bad input
 def assert_nothing_trained(lake: Any) -> None:
-    assert lake.list_keys("models/") == []
+    # no version, no pointer, no history: under models/ there are only the batches' review records
+    # (a batch is reviewed once, whether or not a model can be trained on it)
+    assert [k for k in lake.list_keys("models/") if not k.startswith("models/_batches/")] == []
+    assert all(k.endswith(".json") for k in lake.list_keys("models/_batches/"))
 
 
 def test_empty_clean_zone_is_a_clear_refusal(function: Any, lake: Any, lambda_context: Any) -> None:

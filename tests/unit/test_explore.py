@@ -133,8 +133,16 @@ def test_reference_rents_without_paris_say_so_and_draw_nothing() -> None:
     rng = np.random.default_rng(1)
     s = rng.uniform(15, 120, 50)
     listings = pd.DataFrame({"rent_eur": 30 * s * np.exp(rng.normal(0, 0.1, 50)), "surface_m2": s})
-    lille = pd.DataFrame({"city": ["LILLE"], "quartier_code": ["5935001"], "furnished": [False],
-                          "year": [2017], "ref_eur_m2": [12.5], "max_eur_m2": [15.0]})
+    lille = pd.DataFrame(
+        {
+            "city": ["LILLE"],
+            "quartier_code": ["5935001"],
+            "furnished": [False],
+            "year": [2017],
+            "ref_eur_m2": [12.5],
+            "max_eur_m2": [15.0],
+        }
+    )
     # WHEN explored with it
     exploration = analyse(listings, run_id="lille", reference=lille)
     files = exploration_files(exploration)
@@ -142,3 +150,56 @@ def test_reference_rents_without_paris_say_so_and_draw_nothing() -> None:
     assert exploration.summary["reference_rents"] == {"paris": None}
     assert "reference_rents_by_arrondissement.png" not in files
     assert "No Paris reference rents in the clean zone." in files["report.html"].decode()
+
+
+def test_course_line_leaves_out_rents_of_10000_or_more_as_the_course_does() -> None:
+    # GIVEN the clean zone's rows (no duplicates, six rents ≥ 10 000 € kept by cleaning) and the listings
+    # as received (the course file, duplicates included)
+    raw = pd.read_csv(SAMPLE).rename(columns={"loyer": "rent_eur", "surface": "surface_m2"})
+    clean = raw.drop_duplicates()
+    # WHEN explored with the listings as received
+    ex = analyse(clean, run_id="c", as_received=raw)
+    # THEN the course line is the course's: n = 536, 30 m² → 1 186 € [348, 2 025]
+    ols = ex.summary["ols"]
+    assert ols["n"] == 536 and ols["at_30m2"]["estimate"] == pytest.approx(1186, abs=1)
+    assert ols["at_30m2"]["obs_ci"] == pytest.approx([348, 2025], abs=1)
+    assert "rents below 10,000 €" in ols["fitted_on"] and "61 duplicate rows kept" in ols["fitted_on"]
+    # AND the statistics still describe the clean rows
+    assert ex.summary["rows_usable"] == len(clean)
+    # AND without the rows as received, the clean rows are filtered the same way
+    alone = analyse(clean, run_id="c").summary["ols"]
+    assert alone["n"] == int((clean["rent_eur"] < 10_000).sum())
+
+
+def test_every_verdict_agrees_with_the_test_printed_beside_it() -> None:
+    # GIVEN listings whose rent is clearly curved in the surface (a square root), spread constant
+    rng = np.random.default_rng(5)
+    s = rng.uniform(10, 200, 800)
+    df = pd.DataFrame({"surface_m2": s, "rent_eur": 300 * np.sqrt(s) + rng.normal(0, 60, 800)})
+    # WHEN explored
+    ex = analyse(df, run_id="curved")
+    h = {x["id"]: x for x in ex.hypotheses}
+    reset = ex.summary["diagnostics"]["details"]["nonlinearity"]
+    bp = ex.summary["diagnostics"]["details"]["heteroscedasticity"]
+    # THEN RESET finds the curvature, and "rent grows linearly" is not ticked although r is high
+    assert reset["flagged"] and h["linear"]["evidence"]["pearson_r"] > 0.9
+    assert h["linear"]["supported"] is False and "not linearly" in h["linear"]["statement"]
+    # AND each verdict is its own test's: linear ⇔ no RESET flag, spread ⇔ Breusch-Pagan flag
+    assert h["spread_grows"]["supported"] is bp["flagged"]
+    for sample in (
+        ex,
+        analyse(
+            pd.read_csv(SAMPLE).rename(columns={"loyer": "rent_eur", "surface": "surface_m2"}),
+            run_id="course",
+        ),
+    ):
+        d = sample.summary["diagnostics"]["details"]
+        hyp = {x["id"]: x for x in sample.hypotheses}
+        assert hyp["linear"]["supported"] == (
+            not d["nonlinearity"]["flagged"] and hyp["linear"]["evidence"]["pearson_r"] >= 0.7
+        )
+        assert hyp["spread_grows"]["supported"] == d["heteroscedasticity"]["flagged"]
+        assert all(x["test"] for x in sample.hypotheses)
+    # AND the page names the test beside each verdict
+    page = exploration_files(ex)["report.html"].decode()
+    assert "✘ rent grows with surface" in page and "(test: Pearson r ≥ 0.7" in page

@@ -1,7 +1,14 @@
 """Exploration rules for clean listings: statistics, the course line and plain-words hypotheses.
 
 :func:`analyse` computes everything the exploration report states and returns it as an
-:class:`Exploration`; it reads nothing, writes nothing and draws nothing. The figures and the page are
+:class:`Exploration`; it reads nothing, writes nothing and draws nothing.
+
+The course line is computed as the course computes it: ``rent ~ surface`` by OLS on the listings as
+received (duplicates kept) whose rent is below 10 000 € (:func:`rentlake.model.reference.course_rows`);
+its diagnostics run on the same rows. Every hypothesis takes its verdict from its own test (named in
+``test``), so no tick on the page contradicts a test printed beside it: "rent grows linearly" is
+supported only when the correlation is strong *and* Ramsey's RESET finds no curvature; "the spread
+grows" only when Breusch–Pagan says so. The figures and the page are
 drawn by :func:`rentlake.reporting.exploration_files`, and the explore stage
 (:mod:`rentlake.stages.explore`) stores them in the lake.
 """
@@ -17,6 +24,7 @@ import pandas as pd
 from rentlake.model import InsufficientDataError
 from rentlake.model.diagnostics import Diagnosis, diagnose
 from rentlake.model.intervals import OLSFit, fit_ols, ols_intervals
+from rentlake.model.reference import COURSE_MAX_RENT, course_rows
 from rentlake.reporting import jsonable
 
 __all__ = ["Exploration", "ReferenceRents", "analyse", "reference_rents", "LEVEL"]
@@ -75,7 +83,13 @@ class Exploration:
     reference: ReferenceRents | None = None
 
 
-def analyse(df: pd.DataFrame, *, run_id: str, reference: pd.DataFrame | None = None) -> Exploration:
+def analyse(
+    df: pd.DataFrame,
+    *,
+    run_id: str,
+    reference: pd.DataFrame | None = None,
+    as_received: pd.DataFrame | None = None,
+) -> Exploration:
     """Explore clean listings and state what the data suggests.
 
     Parameters
@@ -88,6 +102,9 @@ def analyse(df: pd.DataFrame, *, run_id: str, reference: pd.DataFrame | None = N
     reference : pandas.DataFrame, optional
         Clean legal reference rents (dataset ``reference_rents``): when given, the summary adds their
         median €/m² per Paris arrondissement (furnished and not) beside the listings'.
+    as_received : pandas.DataFrame, optional
+        The listings as the course takes them (duplicates kept): ``rent_eur`` and ``surface_m2``. The
+        course line is fitted on its rows with a rent below 10 000 €; default: ``df``'s rows.
 
     Returns
     -------
@@ -100,14 +117,20 @@ def analyse(df: pd.DataFrame, *, run_id: str, reference: pd.DataFrame | None = N
     """
     d = usable_rows(df)
     summary = describe(df, d, run_id)
-    fit = fit_ols(d["surface_m2"], d["rent_eur"])
-    summary["ols"] = course_line(fit)
+    course = course_rows(as_received if as_received is not None else d)
+    if len(course) < 3 or course["surface_m2"].nunique() < 2:
+        raise InsufficientDataError(
+            f"only {len(course)} listings with a rent below {COURSE_MAX_RENT:,.0f} €: the course line needs "
+            "at least 3 with two distinct surfaces"
+        )
+    fit = fit_ols(course["surface_m2"], course["rent_eur"])
+    summary["ols"] = course_line(fit, duplicates=int(course.duplicated().sum()))
     by_district = rent_per_m2_by_district(d)
     summary["rent_per_m2_by_district"] = by_district
-    diag = diagnose(d["surface_m2"], d["rent_eur"]) if len(d) >= 4 else None
+    diag = diagnose(course["surface_m2"], course["rent_eur"]) if len(course) >= 4 else None
     if diag is not None:
         summary["diagnostics"] = diag.to_dict()
-    found = hypotheses(d, fit, diag, by_district, duplicates=summary["duplicate_rows"])
+    found = hypotheses(d, course, fit, diag, by_district, duplicates=summary["duplicate_rows"])
     ref = None
     if reference is not None and len(reference):
         ref = reference_rents(reference, d)
@@ -209,11 +232,13 @@ def describe(df: pd.DataFrame, d: pd.DataFrame, run_id: str) -> dict[str, Any]:
     return summary
 
 
-def course_line(fit: OLSFit) -> dict[str, Any]:
+def course_line(fit: OLSFit, *, duplicates: int = 0) -> dict[str, Any]:
     """The course's line ``rent_eur ~ surface_m2`` and its 30 m² estimate with both 90 % intervals."""
     at = ols_intervals(fit, [EXAMPLE_SURFACE], LEVEL)
     return {
         "formula": "rent_eur ~ surface_m2",
+        "fitted_on": f"the listings as received ({duplicates} duplicate rows kept), rents below "
+        f"{COURSE_MAX_RENT:,.0f} € (as the course does)",
         "intercept": fit.intercept,
         "slope": fit.slope,
         "r2": fit.r2,
@@ -237,18 +262,26 @@ def rent_per_m2_by_district(d: pd.DataFrame) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ hypotheses
 def hypotheses(
-    d: pd.DataFrame, fit: OLSFit, diag: Diagnosis | None, by_district: dict[str, Any], *, duplicates: int
+    d: pd.DataFrame,
+    course: pd.DataFrame,
+    fit: OLSFit,
+    diag: Diagnosis | None,
+    by_district: dict[str, Any],
+    *,
+    duplicates: int,
 ) -> list[Hypothesis]:
-    """Claims about the listings in plain words, each with the numbers that support it or not.
+    """Claims about the listings in plain words, each with the test that decides it and its numbers.
 
     Parameters
     ----------
     d : pandas.DataFrame
-        Usable rows (:func:`usable_rows`).
+        Usable clean rows (:func:`usable_rows`).
+    course : pandas.DataFrame
+        The course line's rows (:func:`rentlake.model.reference.course_rows`).
     fit : OLSFit
         The course line on them.
     diag : Diagnosis or None
-        Its diagnostics (None with fewer than 4 rows).
+        Its diagnostics, on the same rows (None with fewer than 4 rows).
     by_district : dict
         :func:`rent_per_m2_by_district`.
     duplicates : int
@@ -257,13 +290,14 @@ def hypotheses(
     Returns
     -------
     list of dict
-        ``linear``, ``spread_grows``, ``negative_bounds``, ``per_m2_falls``, ``unusual_listings``, then
-        ``duplicates`` when there are some and ``district_matters`` with at least two districts.
+        ``{"id", "statement", "supported", "test", "evidence"}``: ``linear``, ``spread_grows``,
+        ``negative_bounds``, ``per_m2_falls``, ``unusual_listings``, then ``duplicates`` when there are
+        some and ``district_matters`` with at least two districts.
     """
     out = [
-        _linear(d, fit),
-        _spread_grows(d, fit, diag),
-        _negative_bounds(d, fit),
+        _linear(course, fit, diag),
+        _spread_grows(course, fit, diag),
+        _negative_bounds(course, fit),
         _per_m2_falls(d),
         _unusual_listings(d),
     ]
@@ -272,6 +306,7 @@ def hypotheses(
             {
                 "id": "duplicates",
                 "supported": True,
+                "test": "count of exact duplicate rows",
                 "statement": f"{duplicates} rows are exact duplicates and would weigh twice in a fit",
                 "evidence": {"count": duplicates},
             }
@@ -281,43 +316,74 @@ def hypotheses(
     return out
 
 
-def _linear(d: pd.DataFrame, fit: OLSFit) -> Hypothesis:
-    r = float(np.corrcoef(d["surface_m2"], d["rent_eur"])[0, 1])
+def _linear(course: pd.DataFrame, fit: OLSFit, diag: Diagnosis | None) -> Hypothesis:
+    """Supported when the correlation is strong and positive AND Ramsey's RESET finds no curvature."""
+    r = float(np.corrcoef(course["surface_m2"], course["rent_eur"])[0, 1])
+    reset = diag.details.get("nonlinearity", {}) if diag is not None else {}
+    curved = bool(reset.get("flagged", False))
+    grows = r >= 0.7 and fit.slope > 0
+    p, threshold = reset.get("p_value"), reset.get("threshold")
+    test = "Ramsey RESET not run"
+    if isinstance(p, (int, float)) and isinstance(threshold, (int, float)):
+        test = f"Ramsey RESET p = {p:.2g} (threshold {threshold:.2g})"
+    head = f"r = {r:.2f}, slope about {fit.slope:.0f} €/m² (R² {fit.r2:.2f})"
+    if grows and not curved:
+        statement = f"rent grows linearly with surface: {head}; {test}: no curvature detected"
+    elif grows:
+        statement = f"rent grows with surface ({head}) but not linearly: {test}, the relation is curved"
+    else:
+        statement = f"rent does not grow linearly with surface: {head}; {test}"
     return {
         "id": "linear",
-        "supported": bool(r >= 0.7 and fit.slope > 0),
-        "statement": f"rent grows linearly with surface: r = {r:.2f}, slope about {fit.slope:.0f} €/m² "
-        f"(R² {fit.r2:.2f})",
-        "evidence": {"pearson_r": r, "slope": fit.slope, "intercept": fit.intercept, "r2": fit.r2},
+        "supported": bool(grows and not curved and diag is not None),
+        "test": "Pearson r ≥ 0.7 with a positive slope, and Ramsey RESET (no curvature)",
+        "statement": statement,
+        "evidence": {
+            "pearson_r": r,
+            "slope": fit.slope,
+            "intercept": fit.intercept,
+            "r2": fit.r2,
+            "reset_p": p,
+            "reset_flagged": curved,
+        },
     }
 
 
-def _spread_grows(d: pd.DataFrame, fit: OLSFit, diag: Diagnosis | None) -> Hypothesis:
-    resid = d["rent_eur"] - (fit.intercept + fit.slope * d["surface_m2"])
-    terc = pd.qcut(d["surface_m2"].rank(method="first"), 3, labels=False)
+def _spread_grows(course: pd.DataFrame, fit: OLSFit, diag: Diagnosis | None) -> Hypothesis:
+    """Supported when Breusch–Pagan finds the residual spread changing with surface."""
+    resid = course["rent_eur"] - (fit.intercept + fit.slope * course["surface_m2"])
+    terc = pd.qcut(course["surface_m2"].rank(method="first"), 3, labels=False)
     sd = [float(resid[terc == k].std()) for k in range(3)]
     bp = diag.details.get("heteroscedasticity", {}) if diag is not None else {}
     ratio = sd[2] / sd[0] if sd[0] > 0 else float("inf")
+    flagged = bool(bp.get("flagged", False))
     return {
         "id": "spread_grows",
-        "supported": bool(ratio > 1.5 or bp.get("flagged", False)),
-        "statement": f"spread grows with surface: residual SD {sd[0]:.0f} € for the smallest third of flats "
-        f"vs {sd[2]:.0f} € for the largest third (×{ratio:.1f}; Breusch–Pagan p = "
-        f"{bp.get('p_value', float('nan')):.2g}); a constant-width interval is too wide for small flats "
-        "and too narrow for large ones",
+        "supported": flagged,
+        "test": "Breusch-Pagan (Koenker) on the course line's residuals",
+        "statement": f"spread {'grows' if flagged else 'does not clearly grow'} with surface: residual SD "
+        f"{sd[0]:.0f} € for the smallest third of flats vs {sd[2]:.0f} € for the largest third "
+        f"(×{ratio:.1f}; "
+        f"Breusch–Pagan p = {bp.get('p_value', float('nan')):.2g})"
+        + (
+            "; a constant-width interval is too wide for small flats and too narrow for large ones"
+            if flagged
+            else ""
+        ),
         "evidence": {"residual_sd_by_tercile": sd, "ratio": ratio, "breusch_pagan_p": bp.get("p_value")},
     }
 
 
-def _negative_bounds(d: pd.DataFrame, fit: OLSFit) -> Hypothesis:
-    at = ols_intervals(fit, d["surface_m2"].to_numpy(), LEVEL)
-    neg = d["surface_m2"].to_numpy()[at["obs_ci_lower"] < 0]
+def _negative_bounds(course: pd.DataFrame, fit: OLSFit) -> Hypothesis:
+    at = ols_intervals(fit, course["surface_m2"].to_numpy(), LEVEL)
+    neg = course["surface_m2"].to_numpy()[at["obs_ci_lower"] < 0]
     return {
         "id": "negative_bounds",
         "supported": bool(neg.size > 0),
+        "test": "count of listings whose course 90 % prediction interval starts below 0 €",
         "statement": (
             f"the course's constant-width 90 % interval goes below 0 € for surfaces up to "
-            f"{neg.max():.0f} m² ({neg.size} listings): a model of the log rent is needed"
+            f"{neg.max():.0f} m² ({neg.size} listings): intervals must follow the spread"
             if neg.size
             else "the course's 90 % interval stays positive on these surfaces"
         ),
@@ -338,6 +404,7 @@ def _per_m2_falls(d: pd.DataFrame) -> Hypothesis:
     return {
         "id": "per_m2_falls",
         "supported": bool(rho < -0.1 and p_rho < 0.01),
+        "test": "Spearman rank correlation of rent per m² with surface (ρ < -0.1, p < 0.01)",
         "statement": f"rent per m² falls with surface: Spearman ρ = {rho:.2f}; median {small:.1f} €/m² for "
         f"flats ≤ {q1:.0f} m² vs {large:.1f} €/m² for flats ≥ {q3:.0f} m²",
         "evidence": {
@@ -357,6 +424,7 @@ def _unusual_listings(d: pd.DataFrame) -> Hypothesis:
     return {
         "id": "unusual_listings",
         "supported": bool(n_out > 0),
+        "test": "count of rents per m² beyond 3 IQR of the quartiles",
         "statement": f"{n_out} listings have an unusual rent per m² (outside [{lo:.1f}, {hi:.1f}] €/m², "
         "3 IQR)",
         "evidence": {"count": n_out, "low": lo, "high": hi},
@@ -377,6 +445,7 @@ def _district_matters(d: pd.DataFrame, by_district: dict[str, Any]) -> Hypothesi
     return {
         "id": "district_matters",
         "supported": bool(p < 0.01),
+        "test": "Kruskal-Wallis on rent per m² across districts (p < 0.01)",
         "statement": f"rent per m² depends on the district: median from {med[lo_d]:.1f} €/m² ({lo_d}) to "
         f"{med[hi_d]:.1f} €/m² ({hi_d}); Kruskal–Wallis p = {p:.2g}",
         "evidence": {"kruskal_p": p, "lowest": lo_d, "highest": hi_d},

@@ -1,5 +1,11 @@
 """Evaluate stage: a version against the champion on the same held-out rows → the gate → promotion.
 
+The held-out rows are the version's (chosen by row hash, the same for every version): those of the
+batches the champion was trained on form the *reference holdout*, on which the champion never trained
+either; the gate compares both models there too, and compares their estimates at the reference surfaces
+(20, 30, 50, 80 m²). A version judged on too few held-out rows is a *small sample*: promoted only when
+there is no champion (:mod:`rentlake.model.gate`).
+
 :func:`run` is what the evaluate function calls: it judges the version (:func:`judge`), then brings the
 champion's legal lookup up to date with the newest reference table, whatever the gate said. The gate is
 the pure rule :func:`rentlake.model.gate.decide`; the switch of the champion is
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +92,9 @@ class _Scores:
     challenger: dict[str, Any]
     heldout_residuals: dict[str, Any]
     champion: dict[str, Any] | None  # {"version", "metrics"} or {"version", "error"}; None: no champion
+    reference: dict[str, Any] | None = None  # the reference holdout: n, challenger and champion metrics
+    shifts: list[dict[str, Any]] = field(default_factory=list)
+    champion_small_sample: bool = False
 
     @property
     def champion_metrics(self) -> dict[str, Any] | None:
@@ -128,7 +137,9 @@ def judge(
     Returns
     -------
     dict
-        ``promoted``, ``skipped``, ``version``, ``gate`` (``decision``, ``passed``, ``reasons``),
+        ``promoted``, ``skipped``, ``version``, ``gate`` (``decision``, ``passed``, ``reasons``,
+        ``small_sample``), ``small_sample`` (the card's field), ``reference_holdout`` (both models on the
+        held-out rows of the champion's batches) and ``shifts`` (both estimates at 20, 30, 50, 80 m²),
         ``metrics`` (challenger, held-out), ``champion`` (``version`` and ``metrics`` on the same rows, or
         None), ``evaluation_key`` and, when promoted, ``pointer``; ``lost_to`` when another promotion won.
         When ``version`` is already the champion: ``skipped`` true and nothing written.
@@ -143,7 +154,7 @@ def judge(
     if champion is not None and champion.version == version:
         return skipped(f"{version} is already the champion", version)
     onnx_bytes = registry.read_model(lake, version, card.sha256)
-    scores = _score(lake, version, onnx_bytes, champion)
+    scores = _score(lake, card, onnx_bytes, champion)
     decision = _decide(scores, card, onnx_bytes, champion, tolerance)
     evaluation = _evaluation(version, scores, card, decision, tolerance, promote=promote, at=now())
     evaluation_key = keys.model_file(version, registry.EVALUATION)
@@ -155,6 +166,9 @@ def judge(
         "gate": decision.to_dict(),
         "metrics": jsonable(scores.challenger),
         "champion": jsonable(scores.champion),
+        "reference_holdout": jsonable(scores.reference),
+        "shifts": jsonable(scores.shifts),
+        "small_sample": card.small_sample,
         "evaluation_key": evaluation_key,
     }
     if decision.passed and promote:
@@ -163,7 +177,7 @@ def judge(
             pointer = registry.promote(
                 lake,
                 version,
-                reason="quality gate passed",
+                reason="quality gate passed" + (" (small sample)" if decision.small_sample else ""),
                 gate=decision.to_dict(),
                 expected=expected,
                 now=now,
@@ -176,32 +190,80 @@ def judge(
     return out
 
 
-def _score(lake: Lake, version: str, onnx_bytes: bytes, champion: ChampionPointer | None) -> _Scores:
+def _score(lake: Lake, card: ModelCard, onnx_bytes: bytes, champion: ChampionPointer | None) -> _Scores:
     """Score the challenger and the champion (when it can be read) on the challenger's held-out rows."""
     from rentlake.model.evaluate import metrics, score_onnx
 
-    test: pd.DataFrame = registry.read_test_set(lake, version)
+    test: pd.DataFrame = registry.read_test_set(lake, card.version)
     y = test["rent_eur"].to_numpy(dtype=float)
     pred = score_onnx(onnx_bytes, test)
-    champion_doc: dict[str, Any] | None = None
-    if champion is not None:
-        champion_doc = {"version": champion.version}
-        try:
-            champ_bytes = registry.read_model(lake, champion.version, champion.sha256)
-        except (LakeError, registry.RegistryError) as exc:
-            # A champion that cannot be read cannot be compared; the challenger is judged on its own
-            # and, if it passes, replaces the broken one.
-            champion_doc["error"] = str(exc)
-            log.warning("champion %s cannot be scored: %s", champion.version, exc)
-        else:
-            cp = score_onnx(champ_bytes, test)
-            champion_doc["metrics"] = metrics(y, cp["rent_eur"], cp["low"], cp["high"])
-    return _Scores(
+    scores = _Scores(
         heldout_rows=int(len(test)),
         challenger=metrics(y, pred["rent_eur"], pred["low"], pred["high"]),
         heldout_residuals=_heldout_diagnosis(y, pred["rent_eur"]),
-        champion=champion_doc,
+        champion=None,
     )
+    if champion is None:
+        return scores
+    scores.champion = {"version": champion.version}
+    try:
+        champ_bytes = registry.read_model(lake, champion.version, champion.sha256)
+        champ_card = registry.read_card(lake, champion.version)
+    except (LakeError, registry.RegistryError) as exc:
+        # A champion that cannot be read cannot be compared; the challenger is judged on its own
+        # and, if it passes, replaces the broken one.
+        scores.champion["error"] = str(exc)
+        log.warning("champion %s cannot be scored: %s", champion.version, exc)
+        return scores
+    cp = score_onnx(champ_bytes, test)
+    scores.champion["metrics"] = metrics(y, cp["rent_eur"], cp["low"], cp["high"])
+    scores.reference = _reference(test, y, pred, cp, champ_card)
+    scores.shifts = estimate_shifts(onnx_bytes, champ_bytes, card)
+    scores.champion_small_sample = champ_card.small_sample is not None
+    return scores
+
+
+def _reference(
+    test: pd.DataFrame,
+    y: np.ndarray,
+    pred: dict[str, np.ndarray],
+    champ: dict[str, np.ndarray],
+    champion_card: ModelCard,
+) -> dict[str, Any] | None:
+    """Both models on the reference holdout: the held-out rows of the batches the champion trained on."""
+    from rentlake.model.evaluate import metrics
+
+    if "ingestion_id" not in test.columns or not champion_card.batch_ids:
+        return None
+    mine = test["ingestion_id"].astype(str).isin(champion_card.batch_ids).to_numpy()
+    out: dict[str, Any] = {"n": int(mine.sum()), "batches": champion_card.batch_ids}
+    if mine.any():
+        out["challenger"] = metrics(y[mine], pred["rent_eur"][mine], pred["low"][mine], pred["high"][mine])
+        out["champion"] = metrics(y[mine], champ["rent_eur"][mine], champ["low"][mine], champ["high"][mine])
+    return out
+
+
+def estimate_shifts(challenger: bytes, champion: bytes, card: ModelCard) -> list[dict[str, Any]]:
+    """Both models' estimates at the reference surfaces (the challenger's reference district)."""
+    from rentlake.model.evaluate import score_onnx
+    from rentlake.model.reference import REFERENCE_SURFACES
+
+    grid = pd.DataFrame(
+        {
+            "surface_m2": list(REFERENCE_SURFACES),
+            "district": [card.reference_district] * len(REFERENCE_SURFACES),
+        }
+    )
+    new, old = score_onnx(challenger, grid)["rent_eur"], score_onnx(champion, grid)["rent_eur"]
+    return [
+        {
+            "surface_m2": s,
+            "champion": float(b),
+            "challenger": float(a),
+            "change": float(a / b - 1.0) if b > 0 else float("inf"),
+        }
+        for s, a, b in zip(REFERENCE_SURFACES, new, old, strict=True)
+    ]
 
 
 def _decide(
@@ -210,8 +272,20 @@ def _decide(
     """The gate's decision, kept from passing when the challenger's graph is the champion's own."""
     from rentlake.model import gate
 
+    cells = card.diagnostics.get("conditional_coverage") or {}
+    compare = gate.Comparison(
+        cells=[*cells.get("terciles", []), *cells.get("groups", [])],
+        reference=scores.reference,
+        shifts=scores.shifts,
+        champion_small_sample=scores.champion_small_sample,
+        version=card.version,
+    )
     decision = gate.decide(
-        scores.challenger, scores.champion_metrics, gate_diagnostics(card), tolerance=tolerance
+        scores.challenger,
+        scores.champion_metrics,
+        gate_diagnostics(card),
+        tolerance=tolerance,
+        compare=compare,
     )
     if champion is not None and hashlib.sha256(onnx_bytes).hexdigest() == champion.sha256.lower():
         # Retraining unchanged data (--force) gives the same graph: promoting it would only churn the pointer.
@@ -241,6 +315,9 @@ def _evaluation(
             "heldout_rows": scores.heldout_rows,
             "metrics": scores.challenger,
             "champion": scores.champion,
+            "reference_holdout": scores.reference,
+            "shifts": scores.shifts,
+            "small_sample": decision.small_sample,
             "tolerance": tolerance,
             "diagnostics": {"training": card.diagnostics, "heldout_residuals": scores.heldout_residuals},
             "gate": decision.to_dict(),
@@ -250,7 +327,8 @@ def _evaluation(
 
 
 def gate_diagnostics(card: ModelCard) -> dict[str, Any]:
-    """The diagnoses the gate judges: the served model's own fit, ``ln rent ~ ln surface``.
+    """The diagnoses the gate judges: the served model's own fit (``ln rent ~ ln surface`` for a log-scale
+    model, ``rent ~ surface`` for a linear-scale one).
 
     The card also holds the course line ``rent ~ surface`` (``reference``); it is recorded in
     ``evaluation.json`` but not gated: it is not the served model, and on the course data its legitimate

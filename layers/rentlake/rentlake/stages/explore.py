@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rentlake import contracts
 from rentlake.events import ExploreRequest
@@ -24,11 +24,16 @@ from rentlake.model import InsufficientDataError
 from rentlake.reporting import exploration_files, jsonable
 from rentlake.stages.lineage import Lineage, clean_lineage, require_batches
 
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
 Progress = Callable[[str], None]
 #: The dataset whose report crosses the legal reference rents.
 LISTINGS = "listings"
 #: The legal reference rents, drawn beside the listings in the report when the lake has them.
 REFERENCE_DATASET = "reference_rents"
+#: The quarantine reason of an exact duplicate (kept by the course, dropped by cleaning).
+DUPLICATE = "duplicate"
 
 
 def _noop(_: str) -> None:
@@ -91,9 +96,31 @@ def run(lake: Lake, request: ExploreRequest, *, progress: Progress = _noop) -> d
             f"the clean zone of {request.dataset!r} holds no rows: nothing to explore"
         )
     reference = lake.read_clean(REFERENCE_DATASET) if sources.reference is not None else None
-    exploration = analyse(df, run_id=rid, reference=reference)
+    exploration = analyse(
+        df, run_id=rid, reference=reference, as_received=as_received(lake, request.dataset, df)
+    )
     summary = {**exploration.summary, "hypotheses": exploration.hypotheses, "lineage": sources.lineage}
     return result(rid, _write(lake, rid, summary, exploration_files(exploration)), reused=False)
+
+
+def as_received(lake: Lake, dataset: str, clean: pd.DataFrame) -> pd.DataFrame:
+    """The listings as the course takes them: the clean rows plus the rows quarantined only as duplicates.
+
+    The course fits its line on its file as given, duplicates included; cleaning keeps one copy of each
+    and quarantines the others with the reason ``duplicate``. Their values are read back as numbers.
+    """
+    import pandas as pd
+
+    frames = [clean[["rent_eur", "surface_m2"]]]
+    for commit in lake.committed_batches(dataset):
+        for part in lake.iter_keys(lake.committed_files(commit, "quarantine")):
+            if not {"rent_eur", "surface_m2", "reasons"} <= set(part.columns):
+                continue
+            dup = part[part["reasons"].astype(str) == DUPLICATE]
+            frames.append(
+                pd.DataFrame({c: pd.to_numeric(dup[c], errors="coerce") for c in ("rent_eur", "surface_m2")})
+            )
+    return pd.concat(frames, ignore_index=True)
 
 
 def _sources(lake: Lake, dataset: str) -> _Sources:

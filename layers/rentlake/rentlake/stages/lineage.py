@@ -11,6 +11,7 @@ from typing import Any
 
 from rentlake.lake import Lake, keys
 from rentlake.model import InsufficientDataError
+from rentlake.records import CleanCommit
 
 Lineage = dict[str, Any]
 
@@ -32,6 +33,11 @@ def clean_lineage(lake: Lake, dataset: str) -> Lineage:
         ``cleaned_at``, ``rows_clean`` per batch, commit order), ``rows_clean``, ``clean_zone`` and
         ``fingerprint`` (sha256 of the dataset and the sorted ingestion ids).
     """
+    return lineage_of(dataset, lake.committed_batches(dataset))
+
+
+def lineage_of(dataset: str, commits: list[CleanCommit]) -> Lineage:
+    """The lineage of the given clean commits (see :func:`clean_lineage`)."""
     batches = [
         {
             "ingestion_id": rec.ingestion_id,
@@ -41,7 +47,7 @@ def clean_lineage(lake: Lake, dataset: str) -> Lineage:
             "cleaned_at": rec.cleaned_at,
             "rows_clean": rec.rows_clean,
         }
-        for rec in lake.committed_batches(dataset)
+        for rec in commits
     ]
     digest = hashlib.sha256("\n".join([dataset, *batch_ids(batches)]).encode()).hexdigest()
     return {
