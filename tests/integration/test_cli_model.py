@@ -92,11 +92,67 @@ def test_too_little_data_is_refused_with_its_reason_and_no_traceback(tmp_path: P
     out = json.loads(res.stdout)
     assert out["rows"]["clean"] == 5
     assert out["model"]["trained"] is False and out["model"]["champion"] is None
-    assert not (lake_dir / "models").exists()
+    # no version, pointer or history: only the batch's review record (batches are reviewed once)
+    stored = [p.relative_to(lake_dir / "models") for p in (lake_dir / "models").rglob("*") if p.is_file()]
+    assert [str(p) for p in stored] == [f"_batches/listings/{out['batches'][0]['ingestion_id']}.json"]
     # AND `rentlake train` says the same
     train = rentlake(lake_dir, "train")
     assert train.returncode == 2 and "rentlake: cannot train: only 5 usable rows" in train.stderr
     assert "Traceback" not in train.stderr
+
+
+# ------------------------------------------------------------------------------ review and acceptance
+def estimate_30(lake_dir: Path) -> dict[str, Any]:
+    res = rentlake(lake_dir, "estimate", "--surface", "30", "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+@pytest.mark.slow
+def test_a_poisoned_file_is_held_until_accepted_and_its_model_until_promoted_by_hand(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    lake_dir = tmp_path / "lake"
+    assert rentlake(lake_dir, "pipeline", str(SAMPLES / "house_intact.csv")).returncode == 0
+    before = estimate_30(lake_dir)
+    # GIVEN a file of 3 000 listings at 150-195 €/m², five times the market
+    rng = np.random.default_rng(0)
+    s = np.round(rng.uniform(15, 90, 3_000))
+    poisoned = tmp_path / "poison.csv"
+    rents = np.round(s * rng.uniform(150, 195, 3_000))
+    pd.DataFrame({"loyer": rents, "surface": s}).to_csv(poisoned, index=False)
+    # WHEN the pipeline runs on it
+    res = rentlake(lake_dir, "pipeline", str(poisoned))
+    # THEN its clean rows are held out of training, the output says so and how to accept them
+    assert res.returncode == 0, res.stderr
+    held_line = next(line for line in res.stdout.splitlines() if line.strip().startswith("now held"))
+    batch = held_line.split("batch ", 1)[1].split(" ", 1)[0]
+    assert "robust SD" in held_line and f"rentlake batches accept {batch}" in res.stdout
+    assert "training skipped" in res.stdout
+    # AND the served answer has not moved
+    assert estimate_30(lake_dir)["rent_eur"] == before["rent_eur"]
+    listed = json.loads(rentlake(lake_dir, "batches", "list", "--json").stdout)
+    assert [(b["ingestion_id"], b["status"]) for b in listed][1] == (batch, "held")
+
+    # WHEN a person accepts the batch and trains
+    accepted = rentlake(lake_dir, "batches", "accept", batch)
+    assert accepted.returncode == 0 and f"accepted batch {batch}" in accepted.stdout
+    train = rentlake(lake_dir, "train", "--json")
+    out = json.loads(train.stdout)
+    version = out["train"]["version"]
+    # THEN the gate refuses the model trained on it: its estimates move beyond the bound
+    assert out["evaluate"]["promoted"] is False
+    assert any("refused unless accepted" in r for r in out["evaluate"]["gate"]["reasons"])
+    # AND the served answer moves by at most the bound: not at all
+    after = estimate_30(lake_dir)
+    assert abs(after["rent_eur"] / before["rent_eur"] - 1) <= 0.15 and after == before
+    # WHEN a person promotes it by hand THEN it serves (explicit acceptance)
+    assert rentlake(lake_dir, "models", "promote", version).returncode == 0
+    assert estimate_30(lake_dir)["model_version"] == version
+    # AND an unknown batch cannot be accepted, and the message names the held ones (none now)
+    unknown = rentlake(lake_dir, "batches", "accept", "nope")
+    assert unknown.returncode == 2 and "no review of batch 'nope'" in unknown.stderr
 
 
 # ------------------------------------------------------------------------------------------- diagnose

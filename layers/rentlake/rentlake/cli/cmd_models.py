@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         help="make VERSION the champion (manual: the gate is not consulted)",
         description="Make VERSION the champion by hand: its files and sha256 are checked, the "
         "reference-rent lookup is attached when available, the switch is recorded in the history (so "
-        "'models rollback' undoes it). The quality gate is NOT consulted.",
+        "'models rollback' undoes it). The quality gate is NOT consulted: this is how a person accepts "
+        "a challenger the gate refused for moving the estimates beyond its bound, or for being judged "
+        "on too few held-out rows.",
     )
     pp.add_argument("version", metavar="VERSION")
     pp.add_argument("--json", action="store_true", help="print the new pointer")

@@ -28,17 +28,28 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", default="listings", help="dataset to train on (default: listings)")
     p.add_argument("--seed", type=int, default=None, help="seed of the split and folds (default 42)")
     p.add_argument("--force", action="store_true", help="train even if the clean data has not changed")
-    p.add_argument("--no-promote", action="store_true",
-                   help="evaluate and gate, but never switch the champion")
-    p.add_argument("--tolerance", type=float, default=None,
-                   help="allowed relative MAE degradation versus the champion (default 0.05)")
+    p.add_argument(
+        "--no-promote", action="store_true", help="evaluate and gate, but never switch the champion"
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="allowed relative MAE degradation versus the champion (default 0.05)",
+    )
     p.add_argument("--json", action="store_true", help="print the train and evaluate answers as JSON")
     p.set_defaults(run=run)
 
 
-def train_and_evaluate(ctx: Context, *, dataset: str = "listings", seed: int | None = None,
-                       force: bool = False, promote: bool = True,
-                       tolerance: float | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+    ctx: Context,
+    *,
+    dataset: str = "listings",
+    seed: int | None = None,
+    force: bool = False,
+    promote: bool = True,
+    tolerance: float | None = None,
+) -> dict[str, Any]:
     """Invoke the train function, then the evaluate function on its answer.
 
     Parameters
@@ -74,7 +85,8 @@ def model_member(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
     """The ``model`` member of ``pipeline --json``: version, promoted, metrics, gate, champion, card.
 
     ``version`` is the trained version, or the one training was skipped for (no new data); None when the
-    data was refused. ``metrics`` are that version's held-out metrics.
+    data was refused. ``metrics`` are that version's held-out metrics; ``small_sample`` the card's field;
+    ``held`` / ``newly_held`` the batches held for review (all of them / by this run).
     """
     trained, evaluated = result["train"], result["evaluate"]
     version = trained.get("version")
@@ -91,13 +103,29 @@ def model_member(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
         "promoted": bool(evaluated.get("promoted")),
         "metrics": metrics,
         "gate": evaluated.get("gate"),
+        "small_sample": trained.get("small_sample"),
+        "held": trained.get("held") or [],
+        "newly_held": trained.get("newly_held") or [],
         "champion": pointer.version if pointer else None,
         "card": ctx.where(keys.model_file(version, registry.CARD_HTML)) if version else None,
     }
 
 
+def print_held(ctx: Context, model: dict[str, Any]) -> None:
+    """One line per batch held for review, with how to accept it."""
+    new = {b["ingestion_id"] for b in model.get("newly_held", [])}
+    for b in model.get("held", []):
+        when = "now held" if b["ingestion_id"] in new else "held"
+        print(
+            f"  {when:9} batch {b['ingestion_id']} ({b['rows']:,} rows) out of training: {b['reason']}",
+            file=ctx.out,
+        )
+        print(f"            accept it with: rentlake batches accept {b['ingestion_id']}", file=ctx.out)
+
+
 def print_model(ctx: Context, model: dict[str, Any]) -> None:
     """Human lines for the train + evaluate outcome."""
+    print_held(ctx, model)
     if not model["trained"] and not model["skipped"]:
         print(f"  no model: {model['reason']}", file=ctx.out)
         return
@@ -105,11 +133,16 @@ def print_model(ctx: Context, model: dict[str, Any]) -> None:
         print(f"  training skipped: {model['reason']}", file=ctx.out)
         return
     m = model["metrics"] or {}
-    print(f"  trained   {model['version']}: held-out MAE {m.get('mae', float('nan')):.0f} €, "
-          f"R² {m.get('r2', float('nan')):.2f}, 90 % interval coverage {m.get('coverage', float('nan')):.2f} "
-          f"(n = {m.get('n')})", file=ctx.out)
+    print(
+        f"  trained   {model['version']}: held-out MAE {m.get('mae', float('nan')):.0f} €, "
+        f"R² {m.get('r2', float('nan')):.2f}, 90 % interval coverage {m.get('coverage', float('nan')):.2f} "
+        f"(n = {m.get('n')})",
+        file=ctx.out,
+    )
     gate = model["gate"] or {}
     verdict = "PROMOTED to champion" if model["promoted"] else f"not promoted (gate: {gate.get('decision')})"
+    if model.get("small_sample"):
+        verdict += f" — {model['small_sample']['message']}"
     print(f"  gate      {verdict}", file=ctx.out)
     for reason in gate.get("reasons", []):
         print(f"              - {reason}", file=ctx.out)
@@ -125,8 +158,14 @@ def refusal(result: dict[str, Any]) -> str | None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Train, evaluate, maybe promote; a data refusal is a CLI error with the function's reason."""
-    result = train_and_evaluate(ctx, dataset=args.dataset, seed=args.seed, force=args.force,
-                                promote=not args.no_promote, tolerance=args.tolerance)
+    result = train_and_evaluate(
+        ctx,
+        dataset=args.dataset,
+        seed=args.seed,
+        force=args.force,
+        promote=not args.no_promote,
+        tolerance=args.tolerance,
+    )
     if args.json:
         ctx.emit_json(result)
     why = refusal(result)
