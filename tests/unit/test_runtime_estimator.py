@@ -187,3 +187,17 @@ def test_listing_without_legal_fields_gets_the_hint_alone_and_batches_say_it_onc
     assert all("legal_hint" not in a and "legal" not in a for a in batch)
     assert batch_hint(batch) == {"legal_hint": single["legal_hint"]}
     assert batch_hint([single]) == {}
+
+
+def test_a_small_sample_model_says_so_in_every_answer() -> None:
+    # GIVEN a champion whose card marks it a small sample (the first model of a lake of 28 listings)
+    data = make_onnx_model(k=K)
+    digest = hashlib.sha256(data).hexdigest()
+    pointer = {"version": "v1", "model_key": "models/v1/model.onnx", "sha256": digest}
+    message = "small sample: judged on 6 held-out listings (fewer than 80); the estimate is rough"
+    small = {"heldout_rows": 6, "min_heldout_rows": 80, "message": message}
+    card = {**make_card("v1"), "small_sample": small}
+    model = build_model(pointer, data, card)
+    # WHEN a listing is estimated THEN its warnings carry the card's message
+    [ans] = estimates_for(model, [Item(surface_m2=30.0)])
+    assert ans["warnings"] == [message]

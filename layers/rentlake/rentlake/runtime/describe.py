@@ -27,6 +27,7 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         "features": model.card.features,
         "feature_ranges": card.get("feature_ranges") or {},
         "interval": card.get("interval") or {"level": model.card.interval_level},
+        "small_sample": card.get("small_sample"),
         "legal": legal_info(model),
     }
 

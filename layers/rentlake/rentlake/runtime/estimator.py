@@ -38,7 +38,8 @@ def _fmt(x: float) -> str:
 
 
 def listing_warnings(model: LoadedModel, surface: float, district: str | None) -> list[str]:
-    """Warnings about one listing: extrapolated surface, unseen, missing or unused district."""
+    """Warnings about one listing: extrapolated surface, unseen, missing or unused district, and a model
+    trained on a small sample (the card's ``small_sample``)."""
     card = model.card
     out: list[str] = []
     lo, hi = card.surface_min, card.surface_max
@@ -55,6 +56,9 @@ def listing_warnings(model: LoadedModel, surface: float, district: str | None) -
             out.append(f"district {district!r} was not seen in training: the estimate ignores it")
     elif district is not None:
         out.append(f"district is not used by model {model.version}: ignored")
+    small = card.raw.get("small_sample")
+    if isinstance(small, dict) and small.get("message"):
+        out.append(str(small["message"]))  # the card's own words: the model was judged on few listings
     return out
 
 

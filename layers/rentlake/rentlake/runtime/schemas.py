@@ -266,6 +266,11 @@ class ModelInfo(BaseModel):
     features: list[str]
     feature_ranges: dict[str, Any]
     interval: dict[str, Any]
+    small_sample: dict[str, Any] | None = Field(
+        default=None,
+        description="Set when the model was judged on fewer held-out listings than the quality gate decides "
+        "on (the first model of a small lake): `heldout_rows`, `min_heldout_rows`, `message`.",
+    )
     legal: dict[str, Any] = Field(
         description="The legal reference table served with the model: `available`, `years` per city, "
         "`source`, or `problem` when it could not be loaded."
