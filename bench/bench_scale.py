@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -238,34 +237,43 @@ def environment(backend: str, name: str, workdir: Path, endpoint: str | None) ->
     return env
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
-def run_one(
-    backend: str, history: int, batch: int, repeat: int, workdir: Path, endpoint: str | None
-) -> dict[str, Any]:
-    name = f"scale-{history}-{batch}-{int(time.time())}"
+def prepare(backend: str, history: int, batch: int, workdir: Path, endpoint: str | None) -> dict[str, Any]:
+    """Build one lake (history, then the new batch landed and ingested); returns where it is."""
+    name = f"scale-{history}-{batch}"
     env = environment(backend, name, workdir, endpoint)
     t0 = time.perf_counter()
     event = child(["--build", str(history), "--batch", str(batch)], env)
     built = time.perf_counter() - t0
     ingest = child(["--measure", "ingest"], env, json.dumps(event))
-    runs = []
-    for attempt in range(repeat):
-        if attempt:
-            child(["--undo"], env, json.dumps(runs[-1]["commit"]))
-        runs.append(child(["--measure", "clean"], env))
-    clean = {
-        **runs[0],
-        **{k: _median([r[k] for r in runs]) for k in ("seconds", "cpu_seconds", "peak_rss_mb")},
+    return {
+        "history": history,
+        "batch": batch,
+        "build_s": round(built),
+        "ingest": ingest,
+        "env": env,
+        "runs": [],
     }
-    clean["runs"] = [{k: r[k] for k in ("seconds", "cpu_seconds", "peak_rss_mb")} for r in runs]
+
+
+def clean_once(lake: dict[str, Any]) -> None:
+    """Clean the lake's new batch in a fresh process (after undoing the previous clean of it)."""
+    if lake["runs"]:
+        child(["--undo"], lake["env"], json.dumps(lake["runs"][-1]["commit"]))
+    lake["runs"].append(child(["--measure", "clean"], lake["env"]))
+
+
+def summarise(lake: dict[str, Any]) -> dict[str, Any]:
+    """The lake's figures: the medians of its cleans (and each run's)."""
+    runs, measures = lake["runs"], ("seconds", "cpu_seconds", "peak_rss_mb")
+    clean = {**runs[0], **{k: _median([r[k] for r in runs]) for k in measures}}
+    clean["runs"] = [{k: r[k] for k in measures} for r in runs]
     clean.pop("commit")
-    if backend == "local":
-        shutil.rmtree(workdir / name, ignore_errors=True)
-    return {"history": history, "batch": batch, "build_s": round(built), "ingest": ingest, "clean": clean}
+    return {k: lake[k] for k in ("history", "batch", "build_s", "ingest")} | {"clean": clean}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def free_port() -> int:
@@ -337,12 +345,16 @@ def main() -> int:
         print(json.dumps(measure(args.measure, event)))
         return 0
     server, endpoint = start_moto() if args.backend == "moto" else (None, None)
-    results = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-            for history in args.history:
-                results.append(run_one(args.backend, history, args.batch, args.repeat, Path(tmp), endpoint))
-                print(json.dumps(results[-1]), flush=True)
+            lakes = [prepare(args.backend, h, args.batch, Path(tmp), endpoint) for h in args.history]
+            # Round-robin: every size is cleaned in each round, so a busy spell of the machine is shared.
+            for _ in range(args.repeat):
+                for lake in lakes:
+                    clean_once(lake)
+            results = [summarise(lake) for lake in lakes]
+            for result in results:
+                print(json.dumps(result), flush=True)
     finally:
         if server is not None:
             server.terminate()
