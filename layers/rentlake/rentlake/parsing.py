@@ -57,6 +57,7 @@ _JSON_CHUNK_CELLS = 2_000_000
 _JSON_SLICE = 20_000
 # pyarrow's own default: larger blocks cost memory (16 MB blocks: +110 MB RSS per million rows)
 _BLOCK = 1 << 20
+_NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 # Magic numbers of formats people drop by mistake.
 _BINARY_MAGIC = {
     b"\x89PNG": "a PNG image",
@@ -211,13 +212,14 @@ def open_source(
     if len(data) > max_bytes:
         raise Rejected("too_large", f"{name} is {len(data)} bytes; the limit is {max_bytes}")
     start = textscan.bom_length(data)
-    if not data[start:].strip():
+    text = _NOT_BLANK.search(data, start)  # (no data[start:].strip(): that would copy the object)
+    if text is None:
         raise Rejected("empty_object", f"{name} is empty")
     lower = name.lower()
     if data.startswith(b"PAR1") or lower.endswith((".parquet", ".pq")):
         return _open_parquet(data, name, wanted, chunk_rows)
     _check_binary(data, name)
-    first = data[start : start + 4096].lstrip()[:1]
+    first = data[text.start() : text.start() + 1]
     if first == b"[":
         return _open_json(data, name, wanted, chunk_rows, start, array=True)
     if lower.endswith((".jsonl", ".ndjson", ".json")) or first == b"{":
