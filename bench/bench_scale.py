@@ -158,8 +158,8 @@ def measure(step: str, event: dict[str, Any]) -> dict[str, Any]:
     """Run one handler (``ingest`` on the event, or ``clean``) in this fresh process."""
     import resource
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import FakeContext, load_function
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import FakeContext, load_function
 
     handler = load_function(step).handler
     before = resource.getrusage(resource.RUSAGE_SELF)
