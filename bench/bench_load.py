@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "rentlake")]
 
-from tests.reliability.conftest import served_api  # noqa: E402
 from tests.reliability.loadgen import MIX, run_load  # noqa: E402
+from tests.support import served_api  # noqa: E402
 
 
 def main() -> int:

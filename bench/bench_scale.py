@@ -41,7 +41,8 @@ def listings(n: int, seed: int, day: date, copies_from: Any | None = None) -> An
     """n listings as people write them (strings), dated within the 28 days before ``day``.
 
     Rent ~ 30 €/m² with log-normal noise and a district effect, 5 % undated, 1 % rents 'n/a', and 1 %
-    of the rows copies of ``copies_from`` (the week before's listings, seen again).
+    of the rows copies of ``copies_from`` (the week before's listings, seen again). The same ``seed``
+    gives the same rows, copies apart.
     """
     import numpy as np
     import pandas as pd
@@ -68,9 +69,14 @@ def listings(n: int, seed: int, day: date, copies_from: Any | None = None) -> An
     return frame
 
 
-def history_days(weeks: int, today: date) -> list[date]:
-    """Ingestion days of the history, oldest first: one a week, the last a week before ``today``."""
-    return [today - timedelta(days=7 * w) for w in range(weeks, 0, -1)]
+def week(back: int, today: date, rows: int = WEEK_ROWS) -> Any:
+    """The listings ingested ``back`` weeks before ``today`` (0: today's batch).
+
+    Week ``w`` copies 1 % of its rows from week ``w + 1``'s own listings, and depends on nothing else: the
+    batch of today is the same whatever the history behind it.
+    """
+    day = today - timedelta(days=7 * back)
+    return listings(rows, back, day, listings(WEEK_ROWS, back + 1, day - timedelta(days=7)))
 
 
 # ------------------------------------------------------------------------------------ child: build
@@ -91,15 +97,13 @@ def build(history_rows: int, batch_rows: int, today: date) -> dict[str, Any]:
         )
     lake.ensure_database()
     weeks = history_rows // WEEK_ROWS
-    previous = None
     t0 = time.perf_counter()
-    for week, day in enumerate(history_days(weeks, today), start=1):
-        frame = listings(WEEK_ROWS, week, day, previous)
-        record = write_raw(lake, frame, day, f"hist{week:016d}")
+    for back in range(weeks, 0, -1):  # oldest first
+        day = today - timedelta(days=7 * back)
+        record = write_raw(lake, week(back, today), day, f"hist{back:016d}")
         clean_batch(lake, record, CleanParams(), progress=lambda _: None)
-        previous = frame
-        print(f"history week {week}/{weeks}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    new = listings(batch_rows, 10_000, today, previous)
+        print(f"history: {weeks - back + 1}/{weeks} weeks, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    new = week(0, today, batch_rows)
     new = new.rename(columns={"rent_eur": "loyer", "surface_m2": "surface", "district": "arrondissement"})
     data = new.to_csv(index=False).encode()
     etag = lake.put_bytes(keys.landing("bench.csv"), data, content_type="text/csv")
@@ -159,7 +163,7 @@ def measure(step: str, event: dict[str, Any]) -> dict[str, Any]:
     import resource
 
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import FakeContext, load_function
+    from tests.support import FakeContext, load_function
 
     handler = load_function(step).handler
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -1,87 +1,29 @@
-"""Shared fixtures: fake credentials → mock_aws() → bucket, sample data and events, handler loading.
+"""Shared fixtures: fake credentials → mock_aws() → bucket → lake, sample data, handler loading.
 
+The plain helpers and constants live in :mod:`tests.support` (import them from there, not from here).
 Unit tests never touch the network: the AWS fixtures run moto in process, and code that reads its
-configuration at import is imported after the mock has started (see :func:`load_function`).
+configuration at import is imported after the mock has started (see :func:`tests.support.load_function`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "data" / "samples"
-EVENTS = ROOT / "infra" / "events"
-FUNCTIONS = ROOT / "functions"
-BUCKET = "rentlake-test"
-REGION = "eu-west-3"
-
-
-def load_event(name: str, **substitutions: str) -> dict[str, Any]:
-    """A sample event from ``infra/events/<name>.json``, with ``${KEY}`` placeholders substituted."""
-    text = (EVENTS / f"{name}.json").read_text()
-    for key, value in {"BUCKET": BUCKET, **substitutions}.items():
-        text = text.replace("${" + key + "}", value)
-    return json.loads(text)
-
-
-def load_function(name: str) -> ModuleType:
-    """Import ``functions/<name>/app.py`` afresh (its module-level configuration is read now)."""
-    path = FUNCTIONS / name / "app.py"
-    mod_name = f"rentlake_test_function_{name}"
-    sys.modules.pop(mod_name, None)
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class FakeContext:
-    """The attributes of Lambda's context object that Powertools reads."""
-
-    function_name = "rentlake-test"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:eu-west-3:000000000000:function:rentlake-test"
-    memory_limit_in_mb = 1024
-    aws_request_id = "test-request"
-    log_group_name = "/aws/lambda/rentlake-test"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-REFERENCE_SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
-
-
-def compile_legal_sample() -> bytes:
-    """The legal lookup artifact of the sample reference table (no S3)."""
-    from rentlake.legal.compile import compile_file
-
-    return compile_file(REFERENCE_SAMPLE.read_bytes(), REFERENCE_SAMPLE.name)
-
-
-def reference_rows() -> list[dict[str, str]]:
-    """The sample reference table as text rows, as the file has them (expected values in tests)."""
-    import csv
-    import io
-
-    return list(csv.DictReader(io.StringIO(REFERENCE_SAMPLE.read_text(encoding="utf-8"))))
-
-
-def row_of(rows: list[dict[str, str]], **where: str) -> dict[str, str]:
-    """The one row whose columns have the given values."""
-    hits = [r for r in rows if all(r[k] == v for k, v in where.items())]
-    assert len(hits) == 1, where
-    return hits[0]
+from tests.support import (
+    BUCKET,
+    GLUE_DATABASE,
+    REGION,
+    SAMPLES,
+    UNSAFE_ENV,
+    FakeContext,
+    compile_legal_sample,
+    fake_aws_env,
+    load_function,
+)
 
 
 @pytest.fixture(scope="session")
@@ -109,14 +51,10 @@ def lambda_context() -> FakeContext:
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials, and no endpoint or profile that could reach a real account."""
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SECURITY_TOKEN"):
+    for var in UNSAFE_ENV:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "rentlake-test")
+    for var, value in fake_aws_env().items():
+        monkeypatch.setenv(var, value)
 
 
 @pytest.fixture
@@ -136,8 +74,8 @@ def bucket(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     boto3.client("s3", region_name=REGION).create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
-    monkeypatch.setenv("RENTLAKE_BUCKET", BUCKET)
-    monkeypatch.setenv("RENTLAKE_GLUE_DATABASE", "rentlake")
+    for var, value in fake_aws_env(bucket=BUCKET).items():
+        monkeypatch.setenv(var, value)
     monkeypatch.delenv("RENTLAKE_LAKE", raising=False)  # it would win over the bucket (a local lake)
     return BUCKET
 
@@ -147,7 +85,7 @@ def lake(bucket: str) -> Any:
     """A :class:`rentlake.lake.Lake` on the test bucket (imported after the mock started)."""
     from rentlake.lake import Lake
 
-    return Lake(bucket, "rentlake")
+    return Lake(bucket, GLUE_DATABASE)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.conftest import compile_legal_sample
+from tests.support import BUCKET, REGION, ROOT, applied_env, compile_legal_sample, fake_aws_env, serve
 
-ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "rentlake-browser"
-REGION = "eu-west-3"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 FLAGS = (
@@ -67,64 +63,44 @@ def server() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser test cannot run on CI: {reason}")
         pytest.skip(reason)
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "RENTLAKE_BUCKET": BUCKET,
-    }
-    mp = pytest.MonkeyPatch()
-    for k, v in env.items():
-        mp.setenv(k, v)
-    mp.delenv("AWS_ENDPOINT_URL", raising=False)
-    try:
-        with mock_aws():
-            boto3.client("s3", region_name=REGION).create_bucket(
-                Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-            )
-            from types import SimpleNamespace
+    with applied_env(fake_aws_env(bucket=BUCKET)), mock_aws():
+        boto3.client("s3", region_name=REGION).create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        from types import SimpleNamespace
 
-            from rentlake.cli.cmd_estimate import predict_handler
-            from rentlake.cli.cmd_serve import make_server
-            from rentlake.lake import Lake
-            from rentlake.runtime.testing import (
-                expected_rent,
-                make_card,
-                make_onnx_model,
-                publish_champion,
-                sample_surfaces,
-            )
+        from rentlake.cli.cmd_estimate import predict_handler
+        from rentlake.lake import Lake
+        from rentlake.runtime.testing import (
+            expected_rent,
+            make_card,
+            make_onnx_model,
+            publish_champion,
+            sample_surfaces,
+        )
 
-            lake = Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
-            surfaces = sample_surfaces(300, seed=3)
-            # Training-like points scattered around the model's curve, for the plot.
-            points = [
-                [round(float(s), 1), round(expected_rent(float(s)) * (0.8 + 0.4 * ((i * 37) % 100) / 100))]
-                for i, s in enumerate(surfaces)
-            ]
-            publish_champion(
-                lake,
-                "v1",
-                make_onnx_model(),
-                make_card("v1", plot_sample=points),
-                legal=compile_legal_sample(),
-            )
-            ctx = SimpleNamespace(lake=lake, functions_dir=ROOT / "functions")
-            srv = make_server(predict_handler(ctx), "127.0.0.1", 0)
-            srv.RequestHandlerClass.log_message = lambda *a, **k: None  # type: ignore[method-assign]
-            thread = threading.Thread(target=srv.serve_forever, daemon=True)
-            thread.start()
-            try:
-                yield f"http://127.0.0.1:{srv.server_address[1]}"
-            finally:
-                srv.shutdown()
-                srv.server_close()
-                from rentlake.legal import lookup
+        lake = Lake(BUCKET, boto3_session=boto3.Session(region_name=REGION))
+        surfaces = sample_surfaces(300, seed=3)
+        # Training-like points scattered around the model's curve, for the plot.
+        points = [
+            [round(float(s), 1), round(expected_rent(float(s)) * (0.8 + 0.4 * ((i * 37) % 100) / 100))]
+            for i, s in enumerate(surfaces)
+        ]
+        publish_champion(
+            lake,
+            "v1",
+            make_onnx_model(),
+            make_card("v1", plot_sample=points),
+            legal=compile_legal_sample(),
+        )
+        ctx = SimpleNamespace(lake=lake, functions_dir=ROOT / "functions")
+        try:
+            with serve(predict_handler(ctx)) as (host, port):
+                yield f"http://{host}:{port}"
+        finally:
+            from rentlake.legal import lookup
 
-                lookup._CACHE.clear()  # the process-wide table cache: leave none to later tests
-    finally:
-        mp.undo()
+            lookup._CACHE.clear()  # the process-wide table cache: leave none to later tests
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES, FakeContext
 from tests.infra.conftest import (
     BUCKET,
     FUNCTIONS,
@@ -27,6 +26,7 @@ from tests.infra.conftest import (
     check_accesses,
     role_policy,
 )
+from tests.support import SAMPLES, FakeContext
 
 # What each function reads and writes (prefixes), derived from the code (rentlake.stages, modeling_jobs,
 # registry, scoring, runtime.model) and checked against it by the recorded runs below.
@@ -276,7 +276,7 @@ def test_predict_and_score_on_moto_touch_only_what_their_roles_allow(
 
     from rentlake.runtime.testing import make_card, make_onnx_model, publish_champion
 
-    from tests.conftest import load_event
+    from tests.support import load_event
 
     publish_champion(
         lake, "v1", make_onnx_model(district_factors={"75006": 1.3}), make_card("v1", districts=["75006"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 COURSE = (SAMPLES / "house_intact.csv").read_bytes()
 DAY0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, SAMPLES
+from tests.support import ROOT, SAMPLES
 
 RENTLAKE = [sys.executable, "-m", "rentlake.cli.main"]
 

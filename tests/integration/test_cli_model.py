@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES
+from tests.support import ROOT, SAMPLES
 
 ANSCOMBE = SAMPLES / "anscombe.csv"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 TABLE = "encadrement_loyers_paris_lille_2015_2017.csv"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES, load_event
+from tests.support import SAMPLES, load_event
 
 
 def run_ingest(function: Any, event: dict[str, Any], ctx: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 COURSE = SAMPLES / "house_intact.csv"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES, load_event
+from tests.support import SAMPLES, load_event
 
 POINTER_FIELDS = {"version", "model_key", "sha256", "card_key", "promoted_at"}
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES, reference_rows, row_of
+from tests.support import SAMPLES, reference_rows, row_of
 
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 PARIS_2025 = SAMPLES / "encadrement_loyers_paris_2025.csv"

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES
 from tests.infra.conftest import FUNCTIONS, STATEMACHINE, Recorder, Resolver, check_accesses, load_template
 from tests.infra.conftest import recorder as recorder  # noqa: F401 - fixture
+from tests.support import SAMPLES
 
 ARN = "arn:aws:lambda:eu-west-3:123456789012:function:rentlake-{}"
 STATE_MACHINE_ARN = "arn:aws:states:eu-west-3:123456789012:stateMachine:rentlake-test-retrain"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EVENTS, ROOT, SAMPLES, load_event
+from tests.support import EVENTS, ROOT, SAMPLES, load_event
 
 # function -> its sample events; the retrain_* files are the state machine's inputs (tests/infra).
 EVENT_FILES = {

@@ -16,7 +16,7 @@ def any_lake(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "local":
         return open_lake(tmp_path / "lake")
     request.getfixturevalue("bucket")  # moto bucket, created after the fake credentials
-    from tests.conftest import BUCKET
+    from tests.support import BUCKET
 
     address = f"s3://{BUCKET}" if request.param == "s3" else f"s3://{BUCKET}/team/lake"
     return open_lake(address, database="rentlake")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.lake.test_lake_backends import LISTINGS_DTYPE, listings_frame
+from tests.support import ROOT
 
 
 def test_open_lake_reads_both_kinds_of_address(tmp_path: Path, aws_credentials: None) -> None:

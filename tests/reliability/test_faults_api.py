@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import leaks_in, publish, served_api
+from tests.support import leaks_in, publish, served_api
 
 LISTING = {"surface_m2": 30.0}
 

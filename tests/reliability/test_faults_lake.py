@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import REGION, SAMPLES
 from tests.reliability.conftest import FaultInjector, glue_throttle
+from tests.support import REGION, SAMPLES
 
 DATASET = "listings"
 COURSE = SAMPLES / "house_intact.csv"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import ServedApi, leaks_in
+from tests.support import ServedApi, leaks_in
 
 pytestmark = pytest.mark.slow
 

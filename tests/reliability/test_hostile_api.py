@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import ServedApi
+from tests.support import ServedApi
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON_CT = {"Content-Type": "application/json"}

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES, FakeContext
+from tests.support import SAMPLES, FakeContext
 
 CTX = FakeContext()
 Ingest = Callable[..., dict[str, Any]]

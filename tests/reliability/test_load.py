@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.conftest import ServedApi
 from tests.reliability.loadgen import MIX, run_load
+from tests.support import ServedApi
 
 pytestmark = pytest.mark.slow
 

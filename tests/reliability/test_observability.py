@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 SECRET = "SENTINEL-SECRET-KEY-7f3a9c"
 TOKEN = "SENTINEL-SESSION-TOKEN-51be02"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLES
 from tests.integration.test_cli_model import rentlake
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.slow
 

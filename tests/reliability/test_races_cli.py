@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLES
+from tests.support import ROOT, SAMPLES
 
 RENTLAKE = [sys.executable, "-m", "rentlake.cli.main", "-q"]
 COURSE = SAMPLES / "house_intact.csv"

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 COURSE = (SAMPLES / "house_intact.csv").read_bytes()
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

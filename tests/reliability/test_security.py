@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.reliability.conftest import ServedApi, leaks_in
+from tests.support import ServedApi, leaks_in
 
 JSON_CT = {"Content-Type": "application/json"}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FakeContext
+from tests.support import FakeContext
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SAMPLES, FakeContext, reference_rows, row_of
+from tests.support import SAMPLES, FakeContext, reference_rows, row_of
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"

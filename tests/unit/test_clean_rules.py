@@ -255,7 +255,7 @@ def test_bounds_from_sketches_are_within_the_stated_error_of_the_exact_bounds() 
 def test_the_course_file_has_the_same_outliers_with_sketched_bounds() -> None:
     from rentlake.summaries import sketch_bounds, sketch_error, sketch_groups
 
-    from tests.conftest import SAMPLES
+    from tests.support import SAMPLES
 
     # GIVEN the course's listings, typed as the clean stage types them, without their exact duplicates
     source = pd.read_csv(SAMPLES / "house_intact.csv", dtype="string").drop_duplicates()

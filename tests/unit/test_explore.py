@@ -14,7 +14,7 @@ from rentlake.explore import analyse
 from rentlake.model import InsufficientDataError
 from rentlake.reporting import exploration_files
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 SAMPLE = SAMPLES / "house_intact.csv"
 

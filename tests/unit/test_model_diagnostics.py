@@ -11,7 +11,7 @@ from rentlake.model import InsufficientDataError
 from rentlake.model.diagnostics import diagnose
 from rentlake.reporting import residual_plots
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 ANSCOMBE = SAMPLES / "anscombe.csv"
 PUBLISHED = {  # Anscombe (1973), "Graphs in statistical analysis", table 1

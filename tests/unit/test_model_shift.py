@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from rentlake.model.shift import MAX_SHIFT, check_batch
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 
 def course() -> pd.DataFrame:

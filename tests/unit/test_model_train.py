@@ -13,7 +13,7 @@ from rentlake.model.evaluate import metrics, score_onnx
 from rentlake.model.intervals import conformal_quantile, fit_ols, ols_intervals
 from rentlake.model.train import CANDIDATES, TrainResult, train
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 SAMPLE = SAMPLES / "house_intact.csv"
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -328,3 +328,18 @@ def test_gate_accepts_the_sample_model(sample_result: TrainResult) -> None:
     champ_m = metrics(sample_result.test_set["rent_eur"], champ["rent_eur"], champ["low"], champ["high"])
     assert champ_m["mae"] == pytest.approx(sample_result.metrics["mae"])
     assert decide(sample_result.metrics, champ_m, sample_result.diagnostics).passed
+
+
+def test_a_line_in_euros_decided_by_one_point_leaves_the_linear_family_out() -> None:
+    # GIVEN 80 flats of 20-40 m² and one of 400 m² let at 3 000 €: in euros, that one flat decides the line
+    rng = np.random.default_rng(8)
+    s = np.r_[rng.uniform(20, 40, 80), 400.0]
+    rent = np.r_[32 * s[:80] * np.exp(rng.normal(0, 0.15, 80)), 3_000.0]
+    # WHEN trained
+    r = train(pd.DataFrame({"surface_m2": s, "rent_eur": rent}), seed=1, trained_at=T0, make_files=False)
+    # THEN the diagnosis flags it, and no linear-scale candidate competes (the gate would refuse it)
+    assert "influential_point" in r.diagnostics["reference"]["flags"]
+    assert "linear" not in r.selection["cv"] and "linear" not in r.candidates
+    assert (
+        "linear-scale candidates left out: the line in euros is decided by one point" in r.selection["reason"]
+    )

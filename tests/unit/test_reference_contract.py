@@ -11,7 +11,7 @@ from rentlake import contracts
 from rentlake.cleaning import coerce_bool, type_chunk
 from rentlake.parsing import parse_object
 
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 OLD_HEADER = [
     "ville",

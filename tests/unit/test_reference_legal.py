@@ -29,7 +29,7 @@ from rentlake.legal.lookup import (
     period_of_year,
 )
 
-from tests.conftest import SAMPLES, compile_legal_sample, reference_rows, row_of
+from tests.support import SAMPLES, compile_legal_sample, reference_rows, row_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import FakeContext
+from tests.support import FakeContext
 
 BUCKET = "rentlake-test"
 REGION = "eu-west-3"
