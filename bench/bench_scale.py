@@ -6,7 +6,11 @@ four weeks before its batch (5 % undated), 1 % of each batch copies of the week 
 zone with their ingestion record, then through the clean stage's commit path (``clean_batch``: decide,
 write, commit, index, summary), in a process of its own. Then, each in a fresh process whose peak RSS is
 its own (``ru_maxrss``), the new batch (landed as a CSV, like an upload) goes through the real ingest
-handler, then the real clean handler: those are the figures.
+handler, then the real clean handler: those are the figures. The new batch is the same whatever the
+history (its copies of last week's listings are duplicates only where last week is in the lake). Every
+lake is built first, then the batch is cleaned ``--repeat`` times in each, round-robin (what a clean
+wrote is removed before the next), and the medians are reported: this machine is shared, and a busy
+spell then falls on every size alike.
 
 Usage::
 
