@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.support import FakeContext
+from tests.support import ROOT, FakeContext, load_function
 
-BUCKET = "rentlake-test"
-REGION = "eu-west-3"
-ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "tests" / "events"
+EVENTS = ROOT / "tests" / "events"  # API Gateway events, beside the tests (infra/events has the batch ones)
 CONTEXT = FakeContext()  # Lambda's context: the handler's Powertools logger reads it
 
 
 # `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
-def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("predict_app_under_test", ROOT / "functions/predict/app.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture
 def predict(lake: Any) -> ModuleType:
     """A fresh predict module (one per test = one container), configured from the environment."""
-    return _load_app()
+    return load_function("predict")
 
 
 @pytest.fixture

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import io
 import json
-from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.support import SAMPLES, FakeContext, reference_rows, row_of
+from tests.support import ROOT, FakeContext, load_function, reference_rows, row_of
 
-BUCKET = "rentlake-test"
-REGION = "eu-west-3"
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 NOT_ADVICE = "not legal advice"
 CONTEXT = FakeContext()  # Lambda's context: the handler's Powertools logger reads it
 
@@ -50,13 +44,7 @@ def champion(lake: Any, artifact: bytes) -> dict[str, Any]:
 @pytest.fixture
 def predict(lake: Any) -> ModuleType:
     """A fresh predict module: one container."""
-    spec = importlib.util.spec_from_file_location(
-        "predict_legal_under_test", ROOT / "functions/predict/app.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_function("predict")
 
 
 def call(

@@ -8,9 +8,6 @@ import threading
 import numpy as np
 import pytest
 
-BUCKET = "rentlake-test"
-REGION = "eu-west-3"
-
 
 # `lake`: tests/conftest.py's chain (fake credentials -> mock_aws() -> bucket -> Lake).
 class Clock:
