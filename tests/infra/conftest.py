@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 TEMPLATE = ROOT / "template.yaml"
 STATEMACHINE = ROOT / "infra" / "statemachine" / "retrain.asl.json"
 
@@ -32,6 +33,7 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
     "AWS::NoValue": None,
 }
+# The lake bucket as the template names it under PSEUDO (tests.support.BUCKET is the moto test bucket).
 BUCKET = "rentlake-test-lake-123456789012-eu-west-3"
 
 # The functions of the cycle: template logical id -> folder under functions/.

@@ -15,14 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import ServedApi
+from tests.support import ROOT, ServedApi
 
-ROOT = Path(__file__).resolve().parents[2]
 JSON_CT = {"Content-Type": "application/json"}
 NOT_AN_OBJECT = 'the body must be a JSON object: a listing or {"listings": [...]}'
 SURFACE_RANGE = "must be between 9 and 1000 m²"

@@ -29,10 +29,9 @@ from rentlake.legal.lookup import (
     period_of_year,
 )
 
-from tests.support import SAMPLES, compile_legal_sample, reference_rows, row_of
+from tests.support import REFERENCE_SAMPLE as SAMPLE
+from tests.support import ROOT, SAMPLES, compile_legal_sample, reference_rows, row_of
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = SAMPLES / "encadrement_loyers_paris_lille_2015_2017.csv"
 PARIS_2025 = SAMPLES / "encadrement_loyers_paris_2025.csv"
 TODAY = dt.date(2026, 6, 1)
 

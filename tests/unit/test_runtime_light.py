@@ -13,15 +13,11 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.support import REGION, ROOT, fake_aws_env
+
+# Its own bucket: the module's moto server shares moto's in-process backends with other tests' mock_aws().
 BUCKET = "rentlake-light"
-REGION = "eu-west-3"
-ROOT = Path(__file__).resolve().parents[2]
-CREDS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-}
+CREDS = fake_aws_env()
 
 
 @pytest.fixture(scope="module")

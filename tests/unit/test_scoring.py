@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
@@ -13,11 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.support import FakeContext
+from tests.support import BUCKET, ROOT, FakeContext, load_function
 
-BUCKET = "rentlake-test"
-REGION = "eu-west-3"
-ROOT = Path(__file__).resolve().parents[2]
 CTX = FakeContext()  # Lambda's context, as the batch handler's logger reads it
 
 
@@ -33,11 +29,7 @@ def lake(lake: Any) -> Any:
 
 @pytest.fixture
 def score_app(lake: Any) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("score_app_under_test", ROOT / "functions/score/app.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_function("score")
 
 
 CSV = (
