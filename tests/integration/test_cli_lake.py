@@ -61,9 +61,9 @@ def test_pipeline_json_counts_this_run_only(tmp_path: Path) -> None:
     bad = tmp_path / "empty.csv"
     bad.write_bytes(b"")
     # WHEN the pipeline runs on a good and an empty file, then again on the good one
-    first = json.loads(
-        rentlake("pipeline", str(SAMPLES / "house_intact.csv"), str(bad), "--json", lake=lake).stdout
-    )
+    run = rentlake("pipeline", str(SAMPLES / "house_intact.csv"), str(bad), "--json", lake=lake, check=False)
+    assert run.returncode == 1  # a rejected file fails the command (the other stages still ran)
+    first = json.loads(run.stdout)
     again = json.loads(rentlake("pipeline", str(SAMPLES / "house_intact.csv"), "--json", lake=lake).stdout)
     # THEN the counts are integers for this run; the empty file is rejected with its reason
     assert first["rows"] == {"ingested": 545, "clean": 481, "quarantined": 64}
