@@ -74,16 +74,17 @@ class Spec:
     heavy: bool  # fitted on the subsample when n is large
 
 
-def specs(use_district: bool) -> list[Spec]:
-    """The candidates for a dataset, in :data:`CANDIDATES` order."""
-    out = [
-        Spec("ols", "log", "log", False, False),
-        Spec("linear", "linear", "identity", False, False),
-        Spec("huber", "log", "log", False, True),
-    ]
+def specs(use_district: bool, *, linear: bool = True) -> list[Spec]:
+    """The candidates for a dataset, in :data:`CANDIDATES` order (``linear``: with the linear-scale ones)."""
+    out = [Spec("ols", "log", "log", False, False)]
+    if linear:
+        out.append(Spec("linear", "linear", "identity", False, False))
+    out.append(Spec("huber", "log", "log", False, True))
     if use_district:
         out.append(Spec("ols_district", "log", "log", True, False))
-        out.append(Spec("linear_district", "linear", "identity", True, False))
+    if use_district and linear:
+        # Its spread model needs no more rows than the cross-validation's: fitted on that subsample.
+        out.append(Spec("linear_district", "linear", "identity", True, True))
     # Trees are invariant to monotone transforms: keep the raw surface so float32 thresholds match exactly.
     out.append(Spec("gbr", "log", "identity", use_district, True))
     return out
@@ -132,7 +133,7 @@ def district_of(df: pd.DataFrame) -> np.ndarray:
     """District as strings, missing values as the empty string (what the runtime feeds)."""
     if "district" not in df.columns:
         return np.full(len(df), MISSING_DISTRICT, dtype=object)
-    return np.asarray(pd_strings(df["district"].to_numpy(dtype=object)), dtype=object)
+    return pd_strings(df["district"])
 
 
 @dataclass

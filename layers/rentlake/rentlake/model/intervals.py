@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 from rentlake.model import InsufficientDataError
@@ -229,11 +230,8 @@ class BandTable:
         if district is None or not self.groups:
             return np.zeros(n, dtype=np.int64)
         index = {g: i + 1 for i, g in enumerate(self.groups)}
-        return np.fromiter(
-            (index.get(str(d), 0) for d in np.asarray(district, dtype=object).ravel()),
-            dtype=np.int64,
-            count=n,
-        )
+        found = pd.Series(pd_strings(district)).map(index)
+        return found.fillna(0).to_numpy(dtype=np.int64)
 
     def lookup(self, surface: ArrayLike, district: ArrayLike | None = None) -> np.ndarray:
         """The half-width of each listing."""
@@ -325,9 +323,9 @@ def fit_bands(
     q = np.array([conformal_quantile(sc[b == i], level) for i in range(len(edges) + 1)])
     factors, names = [1.0], []
     if groups is not None:
-        g = np.asarray(pd_strings(groups), dtype=object)
+        g = pd_strings(groups)
         normalised = sc / np.maximum(q[b], 1e-12)
-        for name in sorted({x for x in g if x}):
+        for name in sorted(x for x in pd.unique(g) if x):
             mine = normalised[g == name]
             if mine.size >= rows_per_group:
                 names.append(name)
@@ -337,13 +335,10 @@ def fit_bands(
     return BandTable(edges, tuple(names), table, level, counts)
 
 
-def pd_strings(values: ArrayLike) -> list[str]:
-    """Districts as strings, missing values (None, NaN, NA) as the empty string."""
-    out = []
-    for v in np.asarray(values, dtype=object).ravel():
-        missing = v is None or (isinstance(v, float) and math.isnan(v)) or str(v) in ("<NA>", "nan")
-        out.append("" if missing else str(v))
-    return out
+def pd_strings(values: ArrayLike) -> np.ndarray:
+    """Districts as strings (object array), missing values (None, NaN, NA) as the empty string."""
+    col = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object).ravel())
+    return col.astype("object").where(col.notna(), "").astype(str).to_numpy(dtype=object)
 
 
 def winkler(y: ArrayLike, low: ArrayLike, high: ArrayLike, level: float = 0.9) -> np.ndarray:
@@ -401,8 +396,8 @@ def coverage_cells(
             }
         )
     if groups is not None:
-        g = np.asarray(pd_strings(groups), dtype=object)
-        for name in sorted({x for x in g if x}):
+        g = pd_strings(groups)
+        for name in sorted(x for x in pd.unique(g) if x):
             m = g == name
             out["groups"].append(
                 {
