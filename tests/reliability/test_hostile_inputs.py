@@ -306,7 +306,7 @@ def test_score_csv_neutralises_formulas_and_keeps_negative_numbers(lake: Any, sc
     assert out["note"].tolist() == ["'=1+1", "'@SUM(A1)", "'+33 1 23"]
     assert out['\'=HYPERLINK("x")'].tolist() == ["a", "b", "'-x"]
     assert out["surface_m2"].tolist() == ["30", "-3", "40"]
-    assert out["problem"][1] == "surface_m2 must be greater than 0"
+    assert out["problem"][1] == "surface_m2 must be between 9 and 1000 m²"
     parquet = pd.read_parquet(io.BytesIO(lake.get_bytes(item["outputs"][0])))
     assert parquet["note"].tolist() == ["=1+1", "@SUM(A1)", "+33 1 23"]
 

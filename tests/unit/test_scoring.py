@@ -74,11 +74,11 @@ def test_csv_rows_come_back_with_estimates_and_problems(lake: Any, score_app: Mo
         None,
         "surface_m2 is missing",
         "surface_m2 is not a number",
-        "surface_m2 must be greater than 0",
+        "surface_m2 must be between 9 and 1000 m²",
         "surface_m2 is NaN",
         "surface_m2 is not finite",
-        "surface_m2 is over 10000 m²",
-        "surface_m2 must be greater than 0",
+        "surface_m2 must be between 9 and 1000 m²",
+        "surface_m2 must be between 9 and 1000 m²",
     ]
     assert df.loc[2:, ["rent_eur", "low", "high"]].isna().all().all()
     # AND the CSV output has the same rows, empty estimates for bad rows
@@ -121,7 +121,7 @@ def test_parquet_input_is_chunked_and_written_as_parquet_only(lake: Any, score_a
     df = _read_parquet(lake, res["outputs"][0])
     assert df["n"].tolist() == list(range(25))
     assert df.loc[7, "problem"] == "surface_m2 is missing"
-    assert df.loc[11, "problem"] == "surface_m2 must be greater than 0"
+    assert df.loc[11, "problem"] == "surface_m2 must be between 9 and 1000 m²"
     assert df.loc[24, "rent_eur"] == pytest.approx(expected_rent(34.0), abs=0.5)
 
 

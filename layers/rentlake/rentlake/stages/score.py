@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from rentlake.cleaning import coerce_number
 from rentlake.contracts import HeaderMapping
+from rentlake.contracts.ranges import SURFACE_RANGE
 from rentlake.events import ScoreRequest
 from rentlake.lake import Lake, LakeError, ObjectNotFound, keys, safe_name
 from rentlake.parsing import Rejected, Source, SourceChunk, Wanted, open_source
@@ -53,7 +54,8 @@ from rentlake.runtime.errors import ModelUnavailable
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 100_000
-MAX_SURFACE_M2 = 10_000.0
+MIN_SURFACE_M2, MAX_SURFACE_M2 = SURFACE_RANGE
+OUT_OF_RANGE = f"surface_m2 must be between {MIN_SURFACE_M2:g} and {MAX_SURFACE_M2:g} m²"
 MAX_OBJECT_BYTES = 512 << 20
 ESTIMATE_COLUMNS = ("rent_eur", "low", "high", "problem")
 EXTENSIONS = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
@@ -195,8 +197,8 @@ def surface_problems(
         problem[missing] = "surface_m2 is missing"
         problem[nan_word] = "surface_m2 is NaN"
         problem[np.isinf(num)] = "surface_m2 is not finite"
-        problem[num <= 0] = "surface_m2 must be greater than 0"
-        problem[np.isfinite(num) & (num > MAX_SURFACE_M2)] = f"surface_m2 is over {MAX_SURFACE_M2:g} m²"
+        # The contract's domain, as cleaning and the API apply it: a surface they refuse is not estimated.
+        problem[np.isfinite(num) & ((num < MIN_SURFACE_M2) | (num > MAX_SURFACE_M2))] = OUT_OF_RANGE
     bad = problem != None  # noqa: E711 - elementwise on an object array
     num[bad] = np.nan
     return num, problem
