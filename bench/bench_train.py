@@ -55,12 +55,14 @@ def synthetic_clean(n: int, seed: int = 0) -> pd.DataFrame:
     rent = np.round(surface * 30 * np.exp(rng.normal(0, 0.2, n)) * (1 + (20 - district) / 40), 2)
     start = np.datetime64("2024-01-01T00:00:00")
     listed = start + rng.integers(0, 730 * 86400, n).astype("timedelta64[s]")
-    return pd.DataFrame({
-        "rent_eur": rent,
-        "surface_m2": surface,
-        "district": pd.Series([f"750{d:02d}" for d in district], dtype="string"),
-        "listed_at": pd.to_datetime(listed, utc=True),
-    })
+    return pd.DataFrame(
+        {
+            "rent_eur": rent,
+            "surface_m2": surface,
+            "district": pd.Series([f"750{d:02d}" for d in district], dtype="string"),
+            "listed_at": pd.to_datetime(listed, utc=True),
+        }
+    )
 
 
 def peak_rss_mib() -> float:
@@ -69,8 +71,14 @@ def peak_rss_mib() -> float:
 
 def run(rows: int) -> dict[str, float | str | int]:
     """Time each step; returns the figures."""
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "eu-west-3", "AWS_REGION": "eu-west-3"})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "eu-west-3",
+            "AWS_REGION": "eu-west-3",
+        }
+    )
     for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         os.environ.pop(var, None)
     import boto3
@@ -93,8 +101,9 @@ def run(rows: int) -> dict[str, float | str | int]:
 
     FittedCandidate.to_onnx = timed_to_onnx  # type: ignore[method-assign]
     with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="bench",
-                                         CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        boto3.client("s3").create_bucket(
+            Bucket="bench", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
+        )
         lake = Lake("bench")
         # A champion trained on other data, so that evaluate scores two models on the same rows.
         small = train(synthetic_clean(20_000, seed=1), seed=1, trained_at=T0, make_files=False)
@@ -141,53 +150,69 @@ def write_clean_batch(lake: Lake, df: pd.DataFrame, part_rows: int = 250_000) ->
     prefix = keys.batch_prefix("clean", "listings", day, iid)
     for part, start in enumerate(range(0, len(df), part_rows)):
         buf = io.BytesIO()
-        df.iloc[start:start + part_rows].to_parquet(buf, index=False)
+        df.iloc[start : start + part_rows].to_parquet(buf, index=False)
         lake.put_bytes(f"{prefix}part-{part:05d}.parquet", buf.getvalue())
-    lake.put_json(keys.clean_batch_record("listings", iid), {
-        "dataset": "listings", "ingestion_id": iid, "ingest_date": day, "cleaned_at": T0.isoformat(),
-        "source_key": "landing/bench.csv", "source_sha256": "0" * 64,
-        "rows": {"in": len(df), "clean": len(df), "quarantined": 0},
-    })
+    lake.put_json(
+        keys.clean_batch_record("listings", iid),
+        {
+            "dataset": "listings",
+            "ingestion_id": iid,
+            "ingest_date": day,
+            "cleaned_at": T0.isoformat(),
+            "source_key": "landing/bench.csv",
+            "source_sha256": "0" * 64,
+            "rows": {"in": len(df), "clean": len(df), "quarantined": 0},
+        },
+    )
 
 
 def table(r: dict[str, float | str | int]) -> str:
     ok_time = "yes" if float(r["total_s"]) < 60 else "**no**"
     ok_rss = "yes" if float(r["peak_rss_mib"]) * 1.048576 < 2000 else "**no**"
-    return "\n".join([
-        "| measure | value | target | met |",
-        "| --- | --- | --- | --- |",
-        f"| read the clean zone ({int(r['rows']):,} rows, Parquet from S3), timed alone | "
-        f"{float(r['read_s']):.1f} s | | |",
-        f"| train stage: read + fit (chose {r['model']}; CV and heavy fits on {int(r['cv_rows']):,} rows) + "
-        f"export + held-out scoring + plots + card + registry version ({int(r['test_rows']):,} held-out "
-        f"rows as Parquet) | {float(r['train_s']):.1f} s | | |",
-        f"| of which ONNX export of the chosen model | {float(r['export_s']) * 1000:.0f} ms "
-        f"({float(r['onnx_kib']):.1f} KiB) | | |",
-        f"| evaluate stage: challenger + champion scored on the same held-out rows, gate, pointer | "
-        f"{float(r['evaluate_s']):.1f} s | | |",
-        f"| **train + evaluate stages, wall** | **{float(r['total_s']):.1f} s** | < 60 s | {ok_time} |",
-        f"| peak RSS of the process (data generation included) | {float(r['peak_rss_mib']):.0f} MiB | < 2 GB "
-        f"| {ok_rss} |",
-        f"| held-out MAE / 90 % coverage / gate | {float(r['mae']):.0f} € / {float(r['coverage']):.3f} / "
-        f"{r['gate']} | | |",
-    ])
+    return "\n".join(
+        [
+            "| measure | value | target | met |",
+            "| --- | --- | --- | --- |",
+            f"| read the clean zone ({int(r['rows']):,} rows, Parquet from S3), timed alone | "
+            f"{float(r['read_s']):.1f} s | | |",
+            f"| train stage: read + fit (chose {r['model']}; CV and heavy fits on "
+            f"{int(r['cv_rows']):,} rows) + "
+            f"export + held-out scoring + plots + card + registry version ({int(r['test_rows']):,} held-out "
+            f"rows as Parquet) | {float(r['train_s']):.1f} s | | |",
+            f"| of which ONNX export of the chosen model | {float(r['export_s']) * 1000:.0f} ms "
+            f"({float(r['onnx_kib']):.1f} KiB) | | |",
+            f"| evaluate stage: challenger + champion scored on the same held-out rows, gate, pointer | "
+            f"{float(r['evaluate_s']):.1f} s | | |",
+            f"| **train + evaluate stages, wall** | **{float(r['total_s']):.1f} s** | < 60 s | {ok_time} |",
+            f"| peak RSS of the process (data generation included) | {float(r['peak_rss_mib']):.0f} MiB "
+            f"| < 2 GB | {ok_rss} |",
+            f"| held-out MAE / 90 % coverage / gate | {float(r['mae']):.0f} € / {float(r['coverage']):.3f} / "
+            f"{r['gate']} | | |",
+        ]
+    )
 
 
 def record(command: str, body: str) -> None:
     """Replace (or append) this benchmark's section of RESULTS.md; other sections are left as they are."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = (f"## {TITLE}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}, Python "
-               f"{platform.python_version()}, {os.cpu_count()} cores ({platform.machine()}), one fresh "
-               f"process, S3 = moto in process.\n\n{body.strip()}\n")
+    section = (
+        f"## {TITLE}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}, Python "
+        f"{platform.python_version()}, {os.cpu_count()} cores ({platform.machine()}), one fresh "
+        f"process, S3 = moto in process.\n\n{body.strip()}\n"
+    )
     pattern = re.compile(rf"^## {re.escape(TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + section)
+    text = (
+        pattern.sub(lambda _: section + "\n", text)
+        if pattern.search(text)
+        else (text.rstrip() + "\n\n" + section)
+    )
     RESULTS.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args(argv)

@@ -22,7 +22,11 @@ def rentlake(lake_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RENTLAKE_"))}
     return subprocess.run(
         [sys.executable, "-m", "rentlake.cli.main", "--lake-dir", str(lake_dir), "-q", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
 
 
@@ -62,7 +66,8 @@ def test_pipeline_json_shows_rows_model_and_report_then_a_rerun_changes_nothing(
     # AND the registry commands see one champion, and refuse what cannot be done, without a traceback
     listed = rentlake(lake_dir, "models", "list", "--json")
     assert [(r["version"], r["champion"], r["gate"]) for r in json.loads(listed.stdout)] == [
-        (model["version"], True, "promote")]
+        (model["version"], True, "promote")
+    ]
     rollback = rentlake(lake_dir, "models", "rollback")
     assert rollback.returncode == 2 and "Traceback" not in rollback.stderr
     assert "cannot roll back" in rollback.stderr and "no previous one" in rollback.stderr
@@ -204,8 +209,9 @@ def test_diagnose_human_output_has_one_line_per_group(capsys: pytest.CaptureFixt
         (["--where", "dataset"], "--where expects COL=VALUE"),
     ],
 )
-def test_diagnose_bad_arguments_are_clear_errors(capsys: pytest.CaptureFixture[str], args: list[str],
-                                                 message: str) -> None:
+def test_diagnose_bad_arguments_are_clear_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     code, _, err = diagnose(capsys, *args)
     assert code == 2 and message in err
 

@@ -40,11 +40,13 @@ def test_report_adds_reference_rents_per_arrondissement(function, put_landing, l
     assert "Legal reference rents" in page and "not legal advice" in page
 
 
-def test_card_carries_a_sample_of_listings_for_the_tenant_plot(function, put_landing, lake,
-                                                               lambda_context) -> None:
+def test_card_carries_a_sample_of_listings_for_the_tenant_plot(
+    function, put_landing, lake, lambda_context
+) -> None:
     # GIVEN the course listings cleaned in the lake
-    function("ingest").handler(put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()),
-                               lambda_context)
+    function("ingest").handler(
+        put_landing("house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()), lambda_context
+    )
     function("clean").handler({}, lambda_context)
     # WHEN a model is trained
     out = function("train").handler({}, lambda_context)
@@ -53,4 +55,5 @@ def test_card_carries_a_sample_of_listings_for_the_tenant_plot(function, put_lan
     clean = lake.read_clean("listings")
     assert len(card["plot_sample"]) == len(clean) == 481
     assert sorted(map(tuple, card["plot_sample"])) == sorted(
-        zip(clean["surface_m2"].round(1), clean["rent_eur"].round(1), strict=True))
+        zip(clean["surface_m2"].round(1), clean["rent_eur"].round(1), strict=True)
+    )

@@ -20,8 +20,9 @@ from tests.support import SAMPLES, load_event
 POINTER_FIELDS = {"version", "model_key", "sha256", "card_key", "promoted_at"}
 
 
-def ingest_and_clean(function: Callable[[str], Any], put_landing: Any, ctx: Any, name: str,
-                     data: bytes) -> dict[str, Any]:
+def ingest_and_clean(
+    function: Callable[[str], Any], put_landing: Any, ctx: Any, name: str, data: bytes
+) -> dict[str, Any]:
     """Land a file, ingest and clean it through the handlers; returns the clean function's answer."""
     function("ingest").handler(put_landing(name, data), ctx)
     return function("clean").handler({}, ctx)
@@ -34,8 +35,9 @@ def csv_bytes(rows: dict[str, list[Any]]) -> bytes:
 @pytest.fixture
 def course_lake(function: Callable[[str], Any], put_landing: Any, lake: Any, lambda_context: Any) -> Any:
     """A lake whose clean zone holds house_intact.csv (481 clean rows)."""
-    cleaned = ingest_and_clean(function, put_landing, lambda_context, "house_intact.csv",
-                               (SAMPLES / "house_intact.csv").read_bytes())
+    cleaned = ingest_and_clean(
+        function, put_landing, lambda_context, "house_intact.csv", (SAMPLES / "house_intact.csv").read_bytes()
+    )
     assert cleaned["rows"]["clean"] == 481
     return lake
 
@@ -54,8 +56,9 @@ def snapshot(lake: Any, prefix: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ happy path
-def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion: dict[str, Any],
-                                                                       course_lake: Any) -> None:
+def test_course_data_gives_a_report_and_a_champion_with_every_artifact(
+    champion: dict[str, Any], course_lake: Any
+) -> None:
     lake = course_lake
     from rentlake.lake import keys
 
@@ -76,8 +79,16 @@ def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion:
     trained = champion["train"]
     v = trained["version"]
     assert trained["trained"] is True and trained["metrics"]["n"] == trained["sizes"]["test"]
-    for name in ("model.onnx", "model.onnx.sha256", "metrics.json", "card.json", "card.html",
-                 "test_set.parquet", "fit_bands.png", "evaluation.json"):
+    for name in (
+        "model.onnx",
+        "model.onnx.sha256",
+        "metrics.json",
+        "card.json",
+        "card.html",
+        "test_set.parquet",
+        "fit_bands.png",
+        "evaluation.json",
+    ):
         assert lake.exists(f"models/{v}/{name}"), name
     onnx = lake.get_bytes(f"models/{v}/model.onnx")
     digest = hashlib.sha256(onnx).hexdigest()
@@ -115,8 +126,13 @@ def test_course_data_gives_a_report_and_a_champion_with_every_artifact(champion:
     pointer = lake.get_json("models/champion.json")
     legal = {"legal_key", "legal_sha256"} & set(pointer)
     assert set(pointer) - legal == POINTER_FIELDS
-    assert pointer == {"version": v, "model_key": f"models/{v}/model.onnx", "sha256": digest,
-                       "card_key": f"models/{v}/card.json", "promoted_at": pointer["promoted_at"]}
+    assert pointer == {
+        "version": v,
+        "model_key": f"models/{v}/model.onnx",
+        "sha256": digest,
+        "card_key": f"models/{v}/card.json",
+        "promoted_at": pointer["promoted_at"],
+    }
     assert datetime.fromisoformat(pointer["promoted_at"]).tzinfo is not None
     history = lake.get_json("models/champion_history.json")
     assert [(h["action"], h["version"]) for h in history] == [("promote", v)]
@@ -139,8 +155,9 @@ def test_the_predict_side_loads_the_promoted_champion(champion: dict[str, Any], 
     assert 0 < low[0] < rent[0] < high[0]
 
 
-def test_second_run_with_no_new_data_changes_nothing(champion: dict[str, Any], function: Any,
-                                                      course_lake: Any, lambda_context: Any) -> None:
+def test_second_run_with_no_new_data_changes_nothing(
+    champion: dict[str, Any], function: Any, course_lake: Any, lambda_context: Any
+) -> None:
     # GIVEN a lake with a champion
     before = {p: snapshot(course_lake, p) for p in ("models/", "reports/")}
     # WHEN the three stages run again with no new clean data
@@ -150,22 +167,28 @@ def test_second_run_with_no_new_data_changes_nothing(champion: dict[str, Any], f
     # THEN the report is reused, training is skipped naming the champion, nothing is promoted or written
     v = champion["train"]["version"]
     assert explored["reused"] is True and explored["run_id"] == champion["explore"]["run_id"]
-    assert trained == {"trained": False, "skipped": True, "version": v,
-                       "reason": f"no new clean data since version {v} (the champion)",
-                       "held": [], "newly_held": []}
+    assert trained == {
+        "trained": False,
+        "skipped": True,
+        "version": v,
+        "reason": f"no new clean data since version {v} (the champion)",
+        "held": [],
+        "newly_held": [],
+    }
     assert evaluated["promoted"] is False and evaluated["skipped"] is True
     assert {p: snapshot(course_lake, p) for p in ("models/", "reports/")} == before
 
 
-def test_new_clean_data_trains_a_challenger_judged_on_the_same_rows(champion: dict[str, Any], function: Any,
-                                                                     put_landing: Any, course_lake: Any,
-                                                                     lambda_context: Any) -> None:
+def test_new_clean_data_trains_a_challenger_judged_on_the_same_rows(
+    champion: dict[str, Any], function: Any, put_landing: Any, course_lake: Any, lambda_context: Any
+) -> None:
     # GIVEN a second batch of plausible listings (same price level as the course data)
     rng = np.random.default_rng(7)
     surface = rng.uniform(15, 90, 120).round()
     rent = (surface * rng.uniform(25, 35, 120)).round()
-    ingest_and_clean(function, put_landing, lambda_context, "more.csv",
-                     csv_bytes({"loyer": rent, "surface": surface}))
+    ingest_and_clean(
+        function, put_landing, lambda_context, "more.csv", csv_bytes({"loyer": rent, "surface": surface})
+    )
     # WHEN train and evaluate run
     trained = function("train").handler({}, lambda_context)
     evaluated = function("evaluate").handler(trained, lambda_context)
@@ -179,8 +202,9 @@ def test_new_clean_data_trains_a_challenger_judged_on_the_same_rows(champion: di
     assert pointer["version"] == expected
 
 
-def test_worse_challenger_is_refused_and_the_champion_stays(champion: dict[str, Any], function: Any,
-                                                             course_lake: Any, lambda_context: Any) -> None:
+def test_worse_challenger_is_refused_and_the_champion_stays(
+    champion: dict[str, Any], function: Any, course_lake: Any, lambda_context: Any
+) -> None:
     from rentlake import registry
     from rentlake.model.train import train
 
@@ -191,8 +215,12 @@ def test_worse_challenger_is_refused_and_the_champion_stays(champion: dict[str, 
     # GIVEN a challenger trained on deliberately corrupted rents (×1.6), stored with the champion's held-out
     # rows so that both are scored on the same, true, rents
     df = lake.read_clean("listings")
-    bad = train(df.assign(rent_eur=df["rent_eur"] * 1.6), seed=1, make_files=False,
-                trained_at=datetime(2031, 1, 1, tzinfo=UTC))
+    bad = train(
+        df.assign(rent_eur=df["rent_eur"] * 1.6),
+        seed=1,
+        make_files=False,
+        trained_at=datetime(2031, 1, 1, tzinfo=UTC),
+    )
     bad.test_set = registry.read_test_set(lake, v1)
     registry.save_version(lake, bad, lineage={"batches": []})
     # WHEN the evaluate function judges it
@@ -207,8 +235,9 @@ def test_worse_challenger_is_refused_and_the_champion_stays(champion: dict[str, 
     assert lake.get_json(f"models/{bad.version}/evaluation.json")["gate"]["passed"] is False
 
 
-def test_corrupted_model_file_is_never_promoted(champion: dict[str, Any], function: Any, course_lake: Any,
-                                                lambda_context: Any) -> None:
+def test_corrupted_model_file_is_never_promoted(
+    champion: dict[str, Any], function: Any, course_lake: Any, lambda_context: Any
+) -> None:
     from rentlake import registry
     from rentlake.events import TrainRequest
     from rentlake.stages import train as train_stage
@@ -225,8 +254,9 @@ def test_corrupted_model_file_is_never_promoted(champion: dict[str, Any], functi
     assert lake.get_bytes("models/champion.json") == pointer_before
 
 
-def test_evaluating_an_unknown_version_names_the_known_ones(champion: dict[str, Any], function: Any,
-                                                            lambda_context: Any) -> None:
+def test_evaluating_an_unknown_version_names_the_known_ones(
+    champion: dict[str, Any], function: Any, lambda_context: Any
+) -> None:
     from rentlake.registry import RegistryError
 
     with pytest.raises(RegistryError, match=f"no model version 'nope'.*{champion['train']['version']}"):
@@ -246,7 +276,8 @@ def test_malformed_events_are_refused_by_name(function: Any, lambda_context: Any
 
 # -------------------------------------------------------------------------------------- legal lookup
 def test_promotion_attaches_the_legal_lookup_when_the_reference_module_provides_it(
-        function: Any, course_lake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    function: Any, course_lake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake.lake import keys
 
     # GIVEN a fake reference module that writes models/<v>/legal.json
@@ -259,8 +290,9 @@ def test_promotion_attaches_the_legal_lookup_when_the_reference_module_provides_
         lake.put_bytes(key, data)
         return {"legal_key": key, "legal_sha256": hashlib.sha256(data).hexdigest(), "years": [2017]}
 
-    monkeypatch.setitem(sys.modules, "rentlake.legal.compile",
-                        types.SimpleNamespace(attach_to_model=attach_to_model))
+    monkeypatch.setitem(
+        sys.modules, "rentlake.legal.compile", types.SimpleNamespace(attach_to_model=attach_to_model)
+    )
     # WHEN a model is trained and promoted
     trained = function("train").handler({}, lambda_context)
     evaluated = function("evaluate").handler(trained, lambda_context)
@@ -275,7 +307,8 @@ def test_promotion_attaches_the_legal_lookup_when_the_reference_module_provides_
 
 
 def test_promotion_without_a_reference_module_serves_without_legal(
-        function: Any, course_lake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    function: Any, course_lake: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN no rentlake.legal.compile module at all (None in sys.modules makes the import fail as missing)
     monkeypatch.setitem(sys.modules, "rentlake.legal.compile", None)
     trained = function("train").handler({}, lambda_context)
@@ -315,9 +348,9 @@ def test_empty_clean_zone_is_a_clear_refusal(function: Any, lake: Any, lambda_co
     ],
     ids=["tiny", "single_surface", "constant_rent"],
 )
-def test_degenerate_clean_data_is_refused_with_its_reason(rows: dict[str, list[Any]], message: str,
-                                                          function: Any, put_landing: Any, lake: Any,
-                                                          lambda_context: Any) -> None:
+def test_degenerate_clean_data_is_refused_with_its_reason(
+    rows: dict[str, list[Any]], message: str, function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
     # GIVEN a clean zone that cannot support a model
     cleaned = ingest_and_clean(function, put_landing, lambda_context, "bad.csv", csv_bytes(rows))
     assert cleaned["rows"]["clean"] == len(rows["loyer"])
@@ -330,11 +363,17 @@ def test_degenerate_clean_data_is_refused_with_its_reason(rows: dict[str, list[A
     assert_nothing_trained(lake)
 
 
-def test_all_nan_surface_column_is_refused(function: Any, put_landing: Any, lake: Any,
-                                           lambda_context: Any) -> None:
+def test_all_nan_surface_column_is_refused(
+    function: Any, put_landing: Any, lake: Any, lambda_context: Any
+) -> None:
     # GIVEN a file whose surface column is empty: every row is quarantined, the clean batch has no rows
-    cleaned = ingest_and_clean(function, put_landing, lambda_context, "nan.csv",
-                               csv_bytes({"loyer": list(range(700, 1300, 20)), "surface": [np.nan] * 30}))
+    cleaned = ingest_and_clean(
+        function,
+        put_landing,
+        lambda_context,
+        "nan.csv",
+        csv_bytes({"loyer": list(range(700, 1300, 20)), "surface": [np.nan] * 30}),
+    )
     assert cleaned["rows"]["clean"] == 0
     # WHEN the model stages run THEN both refuse, saying there is nothing usable
     explored = function("explore").handler({}, lambda_context)
@@ -358,7 +397,8 @@ def test_exploration_report_describes_the_listings_not_their_lineage(course_lake
 
 
 def test_a_challenger_whose_champion_changed_while_it_was_judged_is_not_promoted(
-        course_lake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    course_lake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
     from rentlake.events import TrainRequest
     from rentlake.stages import evaluate
@@ -367,8 +407,9 @@ def test_a_challenger_whose_champion_changed_while_it_was_judged_is_not_promoted
     lake = course_lake
     # GIVEN two versions of the course data (two seeds) and no champion yet
     first = train_stage.run(lake, TrainRequest(), now=lambda: datetime(2031, 1, 1, tzinfo=UTC))["version"]
-    second = train_stage.run(lake, TrainRequest(force=True, seed=7),
-                             now=lambda: datetime(2031, 1, 2, tzinfo=UTC))["version"]
+    second = train_stage.run(
+        lake, TrainRequest(force=True, seed=7), now=lambda: datetime(2031, 1, 2, tzinfo=UTC)
+    )["version"]
     real_replace = lake.replace_json
     others: list[str] = []
 

@@ -60,8 +60,9 @@ def test_only_complete_versions_are_listed(lake: Any) -> None:
     assert card.version == v1 and card.feature_ranges["district"] == [] and card.districts == ()
 
 
-def test_promotion_writes_the_history_then_the_whole_pointer_last(lake: Any, monkeypatch: pytest.MonkeyPatch
-                                                                  ) -> None:
+def test_promotion_writes_the_history_then_the_whole_pointer_last(
+    lake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
 
     v1 = new_version(lake, 1)
@@ -81,15 +82,24 @@ def test_promotion_writes_the_history_then_the_whole_pointer_last(lake: Any, mon
     # WHEN the version is promoted
     pointer = registry.promote(lake, v1, reason="test", now=clock(0))
     # THEN the pointer is written once, last, right after the history entry, both by compare-and-swap
-    assert puts[-2:] == ["models/champion_history.json (compare-and-swap)",
-                         "models/champion.json (compare-and-swap)"]
+    assert puts[-2:] == [
+        "models/champion_history.json (compare-and-swap)",
+        "models/champion.json (compare-and-swap)",
+    ]
     assert puts.count("models/champion.json (compare-and-swap)") == 1
     assert "models/champion.json" not in puts
     digest = hashlib.sha256(lake.get_bytes(f"models/{v1}/model.onnx")).hexdigest()
-    assert lake.get_json("models/champion.json") == pointer.to_json() == {
-        "version": v1, "model_key": f"models/{v1}/model.onnx", "sha256": digest,
-        "card_key": f"models/{v1}/card.json", "promoted_at": (T0 + timedelta(hours=1)).isoformat(),
-    }
+    assert (
+        lake.get_json("models/champion.json")
+        == pointer.to_json()
+        == {
+            "version": v1,
+            "model_key": f"models/{v1}/model.onnx",
+            "sha256": digest,
+            "card_key": f"models/{v1}/card.json",
+            "promoted_at": (T0 + timedelta(hours=1)).isoformat(),
+        }
+    )
     [entry] = registry.read_history(lake)
     assert entry.action == "promote" and entry.reason == "test" and entry.pointer == pointer
 
@@ -107,7 +117,10 @@ def test_rollback_undoes_the_last_promotion_then_refuses(lake: Any, two_versions
     assert pointer.promoted_at == clock(2)().isoformat()
     history = registry.read_history(lake)
     assert [(h.action, h.version, h.previous) for h in history] == [
-        ("promote", v1, None), ("promote", v2, v1), ("rollback", v1, v2)]
+        ("promote", v1, None),
+        ("promote", v2, v1),
+        ("rollback", v1, v2),
+    ]
     assert [r["version"] for r in registry.describe(lake) if r["champion"]] == [v1]
     # AND a second rollback has nowhere to go: clear refusal, pointer unchanged
     with pytest.raises(registry.RegistryError, match="first champion: there is no previous one"):
@@ -135,8 +148,9 @@ def test_unknown_version_is_refused_and_the_pointer_unchanged(lake: Any) -> None
     assert len(registry.read_history(lake)) == 1
 
 
-def test_a_model_that_does_not_match_its_digest_is_never_promoted(lake: Any,
-                                                                   two_versions: tuple[str, str]) -> None:
+def test_a_model_that_does_not_match_its_digest_is_never_promoted(
+    lake: Any, two_versions: tuple[str, str]
+) -> None:
     from rentlake import registry
 
     v1, v2 = two_versions
@@ -159,8 +173,9 @@ def test_promoting_the_champion_again_changes_nothing(lake: Any) -> None:
     assert len(registry.read_history(lake)) == 1
 
 
-def test_legal_lookup_follows_promotion_and_rollback(lake: Any, two_versions: tuple[str, str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_legal_lookup_follows_promotion_and_rollback(
+    lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
     from rentlake.lake import keys
 
@@ -184,7 +199,8 @@ def test_legal_lookup_follows_promotion_and_rollback(lake: Any, two_versions: tu
 
 
 def test_reference_module_absent_is_skipped_but_other_import_errors_propagate(
-        lake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
 
     v1 = new_version(lake, 1)
@@ -270,8 +286,10 @@ def test_two_promotions_at_once_are_both_recorded_in_order(race: Any) -> None:
 
     lake, switch_race, (v1, v2) = race
     # GIVEN no champion WHEN two writers promote v1 and v2 at the same time (both decided on "no champion")
-    p1, p2 = switch_race.run(lambda lk: registry.promote(lk, v1, reason="one", now=clock(1)),
-                             lambda lk: registry.promote(lk, v2, reason="two", now=clock(2)))
+    p1, p2 = switch_race.run(
+        lambda lk: registry.promote(lk, v1, reason="one", now=clock(1)),
+        lambda lk: registry.promote(lk, v2, reason="two", now=clock(2)),
+    )
     # THEN neither failed: the writer whose history swap lost decided again on the new champion
     assert (p1.version, p2.version) == (v1, v2)
     history = registry.read_history(lake)
@@ -279,7 +297,9 @@ def test_two_promotions_at_once_are_both_recorded_in_order(race: Any) -> None:
     assert {first, second} == {v1, v2}
     # AND the history has both switches, in order: the second replaced the first
     assert [(h.action, h.version, h.previous) for h in history] == [
-        ("promote", first, None), ("promote", second, first)]
+        ("promote", first, None),
+        ("promote", second, first),
+    ]
     # AND the pointer names the later switch, whose files exist and match its digest
     pointer = registry.read_pointer(lake)
     assert pointer == history[-1].pointer and pointer.version == second
@@ -295,8 +315,10 @@ def test_two_gate_promotions_against_the_same_champion_one_wins_the_other_report
 
     lake, switch_race, (v1, v2) = race
     # GIVEN no champion WHEN both challengers, each judged against "no champion", are promoted at once
-    out = switch_race.run(lambda lk: registry.promote(lk, v1, reason="gate", expected=None, now=clock(1)),
-                          lambda lk: registry.promote(lk, v2, reason="gate", expected=None, now=clock(2)))
+    out = switch_race.run(
+        lambda lk: registry.promote(lk, v1, reason="gate", expected=None, now=clock(1)),
+        lambda lk: registry.promote(lk, v2, reason="gate", expected=None, now=clock(2)),
+    )
     # THEN exactly one is promoted and the other says which champion won instead of switching
     [winner] = [r for r in out if not isinstance(r, Exception)]
     [lost] = [r for r in out if isinstance(r, Exception)]
@@ -310,7 +332,8 @@ def test_two_gate_promotions_against_the_same_champion_one_wins_the_other_report
 
 
 def test_a_switch_that_keeps_losing_gives_up_and_changes_nothing(
-        lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
     from rentlake.lake import PreconditionFailed
 
@@ -333,7 +356,8 @@ def test_a_switch_that_keeps_losing_gives_up_and_changes_nothing(
 
 
 def test_a_pointer_left_behind_by_a_dead_writer_is_published_by_the_next_switch(
-        lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
 
     v1, v2 = two_versions
@@ -361,7 +385,8 @@ def test_a_pointer_left_behind_by_a_dead_writer_is_published_by_the_next_switch(
 
 
 def test_a_legal_refresh_that_loses_to_a_promotion_decides_again_on_the_new_champion(
-        lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lake: Any, two_versions: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rentlake import registry
 
     v1, v2 = two_versions

@@ -35,8 +35,13 @@ def register(sub: Any) -> None:
     p.add_argument("file", metavar="FILE", help="CSV file with a header row")
     p.add_argument("--x", required=True, metavar="COL", help="predictor column (e.g. surface_m2)")
     p.add_argument("--y", required=True, metavar="COL", help="response column (e.g. rent_eur)")
-    p.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
-                   help="keep only rows where COL equals VALUE (repeatable), e.g. --where dataset=IV")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COL=VALUE",
+        help="keep only rows where COL equals VALUE (repeatable), e.g. --where dataset=IV",
+    )
     p.add_argument("--group", metavar="COL", help="diagnose each value of COL separately")
     p.add_argument("--json", action="store_true", help="print JSON (see the description)")
     p.set_defaults(run=run, needs_lake=False)
@@ -117,9 +122,11 @@ def diagnose_frame(df: Any, x: str, y: str) -> dict[str, Any]:
 
 
 def _line(label: str, r: dict[str, Any], x: str, y: str) -> str:
-    head = (f"{label}{y} = {r['intercept']:.4g} + {r['slope']:.4g} × {x}   R² {r['r2']:.3f}, n {r['n']}"
-            + (f" ({r['rows_dropped']} rows dropped)" if r["rows_dropped"] else "")
-            + f": {r['verdict']}")
+    head = (
+        f"{label}{y} = {r['intercept']:.4g} + {r['slope']:.4g} × {x}   R² {r['r2']:.3f}, n {r['n']}"
+        + (f" ({r['rows_dropped']} rows dropped)" if r["rows_dropped"] else "")
+        + f": {r['verdict']}"
+    )
     return "\n".join([head] + [f"    {flag}: {why}" for flag, why in r["reasons"].items()])
 
 

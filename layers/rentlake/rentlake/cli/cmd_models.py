@@ -24,8 +24,11 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(run=lambda args, ctx: _help(p), needs_lake=False)
     msub = p.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
-    lp = msub.add_parser("list", help="versions, training dates, held-out metrics, gate decision, champion",
-                         description="One line per registry version, oldest first; '*' marks the champion.")
+    lp = msub.add_parser(
+        "list",
+        help="versions, training dates, held-out metrics, gate decision, champion",
+        description="One line per registry version, oldest first; '*' marks the champion.",
+    )
     lp.add_argument("--json", action="store_true", help="print a JSON list")
     lp.set_defaults(run=run_list, needs_lake=True)
     pp = msub.add_parser(
@@ -40,9 +43,12 @@ def register(sub: Any) -> None:
     pp.add_argument("version", metavar="VERSION")
     pp.add_argument("--json", action="store_true", help="print the new pointer")
     pp.set_defaults(run=run_promote, needs_lake=True)
-    rp = msub.add_parser("rollback", help="go back to the champion before the last promotion",
-                         description="Undo the last promotion: the previous champion in the history serves "
-                         "again (a new history entry records the rollback).")
+    rp = msub.add_parser(
+        "rollback",
+        help="go back to the champion before the last promotion",
+        description="Undo the last promotion: the previous champion in the history serves "
+        "again (a new history entry records the rollback).",
+    )
     rp.add_argument("--json", action="store_true", help="print the new pointer")
     rp.set_defaults(run=run_rollback, needs_lake=True)
 
@@ -61,15 +67,22 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     if not rows:
         print("no model version yet: run 'rentlake train' or 'rentlake pipeline FILE'", file=ctx.out)
         return 0
-    print(f"  {'version':32} {'trained at':20} {'model':13} {'MAE €':>7} {'R²':>5} {'cover':>5}  gate",
-          file=ctx.out)
+    print(
+        f"  {'version':32} {'trained at':20} {'model':13} {'MAE €':>7} {'R²':>5} {'cover':>5}  gate",
+        file=ctx.out,
+    )
     for r in rows:
         m = r["metrics"]
         mark = "*" if r["champion"] else " "
-        cells = (f"{_num(m.get('mae'), '.0f'):>7} {_num(m.get('r2'), '.2f'):>5} "
-                 f"{_num(m.get('coverage'), '.2f'):>5}")
-        print(f"{mark} {r['version']:32} {str(r['trained_at'])[:19]:20} {str(r['model_name']):13} {cells}"
-              f"  {r['gate'] or 'not evaluated'}", file=ctx.out)
+        cells = (
+            f"{_num(m.get('mae'), '.0f'):>7} {_num(m.get('r2'), '.2f'):>5} "
+            f"{_num(m.get('coverage'), '.2f'):>5}"
+        )
+        print(
+            f"{mark} {r['version']:32} {str(r['trained_at'])[:19]:20} {str(r['model_name']):13} {cells}"
+            f"  {r['gate'] or 'not evaluated'}",
+            file=ctx.out,
+        )
     champion = next((r["version"] for r in rows if r["champion"]), None)
     print(f"champion: {champion or 'none'} ({ctx.where(keys.champion())})", file=ctx.out)
     return 0
