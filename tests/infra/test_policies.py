@@ -46,7 +46,7 @@ ACCESS: dict[str, dict[str, list[str]]] = {
             "reports/quality/",
         ],
     },
-    "explore": {"read": ["clean/", "reports/"], "write": ["reports/run-1/"]},
+    "explore": {"read": ["clean/", "quarantine/listings/", "reports/"], "write": ["reports/run-1/"]},
     "train": {"read": ["clean/", "models/"], "write": ["models/v-1/"]},
     "evaluate": {"read": ["models/", "clean/"], "write": ["models/champion.json", "models/v-1/"]},
     "predict": {"read": ["models/"], "write": []},
@@ -124,7 +124,8 @@ SCOPE: dict[str, dict[str, list[str]]] = {
     "ingest": {"get": ["landing/", "raw/_ingestions/"], "put": ["raw/", "quarantine/objects/"]},
     # quarantine/<dataset>/ only: quarantine/objects/ (objects rejected whole) is ingest's.
     "clean": {"get": ["raw/", "clean/"], "put": ["clean/", "quarantine/listings/", "reports/quality/"]},
-    "explore": {"get": ["clean/", "reports/"], "put": ["reports/"]},
+    # quarantine/listings/: the course line keeps the duplicates that cleaning quarantines.
+    "explore": {"get": ["clean/", "quarantine/listings/", "reports/"], "put": ["reports/"]},
     "train": {
         "get": ["clean/", "models/"],
         "put": ["models/"],
