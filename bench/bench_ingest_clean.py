@@ -178,12 +178,16 @@ def main() -> int:
         for r in results
     ]
     slowest = min(r["rows_per_s"] for r in results)
-    lines.append(f"\nTargets (2-core machine): >= 100,000 rows/s end to end (slowest here: {slowest:,}); "
-                 f"peak RSS < 1,500 MB at 1 M rows.")
+    lines.append(
+        f"\nTargets (2-core machine): >= 100,000 rows/s end to end (slowest here: {slowest:,}); "
+        f"peak RSS < 1,500 MB at 1 M rows."
+    )
     if len(results) >= 2:
         ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
-        lines.append(f"Peak RSS ratio {results[-1]['rows']:,} / {results[0]['rows']:,} rows: {ratio:.2f} "
-                     f"(target <= 1.3: chunks of RENTLAKE_CHUNK_ROWS = 250,000 rows).")
+        lines.append(
+            f"Peak RSS ratio {results[-1]['rows']:,} / {results[0]['rows']:,} rows: {ratio:.2f} "
+            f"(target <= 1.3: chunks of RENTLAKE_CHUNK_ROWS = 250,000 rows)."
+        )
     lines.append(
         "\nThrough the real handlers (`functions/ingest`, `functions/clean`, S3 event in), each size in a "
         "fresh "

@@ -23,8 +23,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("function", help="folder name under functions/ (ingest, clean, predict, ...)")
     p.add_argument("event", help="JSON event file ('-' for stdin)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="replace ${KEY} in the event by VALUE (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace ${KEY} in the event by VALUE (repeatable)",
+    )
     p.set_defaults(run=run)
 
 
@@ -59,8 +64,10 @@ def substitutions(ctx: Context, pairs: list[str], text: str) -> dict[str, str]:
         out[key] = value
     missing = sorted({k for k in _placeholders(text) if k not in out})
     if missing:
-        raise CliError(f"the event uses {', '.join('${' + k + '}' for k in missing)}: "
-                       f"give a value with --set {missing[0]}=...")
+        raise CliError(
+            f"the event uses {', '.join('${' + k + '}' for k in missing)}: "
+            f"give a value with --set {missing[0]}=..."
+        )
     return out
 
 
