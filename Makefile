@@ -51,7 +51,7 @@ demo: $(STAMP)  ## run the whole cycle on the sample data in the embedded local 
 		data/samples/encadrement_loyers_paris_lille_2015_2017.csv \
 		data/samples/encadrement_loyers_paris_2025.csv
 
-test: $(STAMP) system-deps py313  ## the full test suite (what CI runs)
+test: $(STAMP) system-deps py313 lint  ## lint, then the full test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the suite without the slow tier (network wheel checks, browser, fuzzing)
