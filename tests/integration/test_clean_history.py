@@ -251,7 +251,7 @@ def test_a_writer_that_loses_its_slot_rereads_the_winner_from_its_index(
     if not winner_indexed:  # A's writer died before writing its index and summary
         lake.delete_keys(list(history_objects(lake)))
     record_b = ingest(lake, "b.csv", b)
-    stale = iter([CommitLog(Summary(), (), frozenset(), 1)])
+    stale = iter([CommitLog(Summary(), (), 1)])
     real = clean_stage.read_commit_log
     monkeypatch.setattr(clean_stage, "read_commit_log", lambda lk, c: next(stale, None) or real(lk, c))
     # WHEN B commits: it loses slot 1 to A, reads A's index and summary, decides again, takes slot 2

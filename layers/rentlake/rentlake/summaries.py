@@ -39,7 +39,7 @@ BIN_WIDTH = 0.001
 """Sketch bin width, in the checked value's units: 0.001 in log €/m² is 0.1 % of a rent per m²."""
 MAD_SCALE = 1.4826
 """1.4826 · MAD estimates the standard deviation of normal data (the "scaled MAD")."""
-SUMMARY_FORMAT = 2
+SUMMARY_FORMAT = 3
 SEEN_ON_ROW_DATE = "row_date"
 SEEN_ON_INGEST_DATE = "ingest_date"
 _EPOCH = np.datetime64("1970-01-01", "D")
@@ -349,13 +349,15 @@ def index_parts(
 @dataclass(frozen=True)
 class Summary:
     """What the clean zone of a dataset holds up to one commit: its clean rows, the sketch of the checked
-    value per group label and the ingestion ids of the batches committed (both cumulative over the
-    commits), and the index parts of that commit alone."""
+    value per group label, the ingestion ids of the batches committed and which commits have an index
+    part in each partition (``seen_on/month``), all cumulative over the commits; and the index parts of
+    that commit alone."""
 
     rows: int = 0
     groups: dict[str, Sketch] = field(default_factory=dict)
     index_parts: tuple[str, ...] = ()
     committed: tuple[str, ...] = ()
+    partitions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     width: float = BIN_WIDTH
 
     def to_json(self, about: Mapping[str, Any]) -> dict[str, Any]:
@@ -368,6 +370,7 @@ class Summary:
             "index_parts": list(self.index_parts),
             "groups": {label: sketch.to_json() for label, sketch in sorted(self.groups.items())},
             "committed": list(self.committed),
+            "partitions": {k: list(v) for k, v in sorted(self.partitions.items())},
         }
 
     @classmethod
@@ -378,4 +381,5 @@ class Summary:
         width = float(doc["bin_width"])
         groups = {str(k): Sketch.from_json(v, width) for k, v in dict(doc["groups"]).items()}
         parts, committed = (tuple(str(k) for k in doc[name]) for name in ("index_parts", "committed"))
-        return cls(int(doc["rows"]), groups, parts, committed, width)
+        partitions = {str(k): tuple(str(n) for n in v) for k, v in dict(doc["partitions"]).items()}
+        return cls(int(doc["rows"]), groups, parts, committed, partitions, width)

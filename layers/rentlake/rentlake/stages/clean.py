@@ -57,7 +57,7 @@ from rentlake.parsing import LINEAGE
 from rentlake.progress import report as report_progress
 from rentlake.records import CleanCommit, IngestedBatch, RecordError, ingestion_record_from_json
 from rentlake.stages import discard_uncommitted
-from rentlake.stages.clean_history import CleanHistory, group_labels, read_commit_log
+from rentlake.stages.clean_history import CleanHistory, CommitLog, group_labels, read_commit_log
 from rentlake.summaries import seen_column, seen_days
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,11 @@ def clean_pending(
     wanted = set(ingestion_ids) if ingestion_ids is not None else None
     result = CleanResult()
     lake.ensure_database()
-    for record in pending_batches(lake, dataset, only=wanted):
-        commit = clean_batch(lake, record, params, progress=progress)
+    records, logs = _pending(lake, dataset, wanted)
+    for record in records:
+        # The log read to find the pending batches serves the first batch of its dataset; the next ones
+        # read it again (a commit made meanwhile by another writer is met at its slot either way).
+        commit = clean_batch(lake, record, params, progress=progress, commits=logs.pop(record.dataset, None))
         if commit is None:
             result.already_committed.append(record.ingestion_id)
         else:
@@ -172,8 +175,16 @@ def pending_batches(
     entry that is not a valid record is logged and left out: it names no batch anyone can clean, and must
     not hold up the others.
     """
+    return _pending(lake, dataset, only)[0]
+
+
+def _pending(
+    lake: Lake, dataset: str | None, only: set[str] | None
+) -> tuple[list[IngestedBatch], dict[str, CommitLog]]:
+    """:func:`pending_batches`, and the commit log of each dataset it read."""
     # Committed batches come from the summaries: their ledger entries need not be opened.
-    committed = set().union(*(read_commit_log(lake, c).committed_ids for c in contracts.all_contracts()))
+    logs = {c.name: read_commit_log(lake, c) for c in contracts.all_contracts()}
+    committed = set().union(*(commit_log.committed_ids for commit_log in logs.values()))
     out = []
     for key in lake.list_keys(keys.ingestion_records_prefix()):
         name = key.rsplit("/", 1)[-1].removesuffix(".json")
@@ -188,7 +199,7 @@ def pending_batches(
             continue
         if record.ingestion_id not in committed and (only is None or record.ingestion_id in only):
             out.append(record)
-    return sorted(out, key=lambda r: (r.ingested_at, r.ingestion_id))
+    return sorted(out, key=lambda r: (r.ingested_at, r.ingestion_id)), logs
 
 
 def clean_batch(
@@ -198,6 +209,7 @@ def clean_batch(
     *,
     progress: Progress = report_progress,
     now: Callable[[], datetime] = _now,
+    commits: CommitLog | None = None,
 ) -> CleanCommit | None:
     """Clean one ingested batch: raw → clean + quarantine, then its numbered commit.
 
@@ -216,6 +228,8 @@ def clean_batch(
         Called with short progress messages.
     now
         Clock (injectable for tests).
+    commits
+        The dataset's commit log, when just read (:func:`rentlake.stages.clean_history.read_commit_log`).
 
     Returns
     -------
@@ -229,7 +243,7 @@ def clean_batch(
         When the rows written do not add up to the rows read (nothing is committed then).
     """
     cleaner = _BatchCleaner(lake, record, params, contracts.get(record.dataset), progress, now)
-    commits = read_commit_log(lake, cleaner.contract)
+    commits = commits or read_commit_log(lake, cleaner.contract)
     if record.ingestion_id in commits.committed_ids:
         return None
     batch = cleaner.scan()

@@ -15,9 +15,10 @@ once). Their content depends only on the commit, so two writers of one part writ
 commit's summary is written after its index parts and after the previous commit's summary: a summary that
 exists says that its commit's index, and every earlier one's, is complete.
 
-The summary also lists the ingestion ids committed so far, so the clean stage learns which batches are
-committed, and under which number the next commit goes, from one listing of the commit keys and one
-summary (:func:`read_commit_log`), not by opening every commit.
+The summary also lists, cumulatively, the ingestion ids committed and which commits have an index part
+in each partition. So the clean stage learns which batches are committed, and under which number the
+next commit goes, from one listing of the commit keys and one summary (:func:`read_commit_log`), not by
+opening every commit; and it finds the index parts it needs without listing them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ class CommitLog:
 
     summary: Summary
     after: tuple[CleanCommit, ...]
-    names: frozenset[str]
     next_seq: int
 
     @property
@@ -104,8 +104,7 @@ def read_commit_log(lake: Lake, contract: Contract) -> CommitLog:
             summary = _read_summary(lake, contract, commit_name(older[-1]))
             if summary is None:
                 after.insert(0, older.pop())
-    all_names = frozenset(f"{n:010d}" for n in numbered) | {f"batch-{n}" for n in names if not _numbered(n)}
-    return CommitLog(summary or Summary(), tuple(after), all_names, max(numbered, default=0) + 1)
+    return CommitLog(summary or Summary(), tuple(after), max(numbered, default=0) + 1)
 
 
 def _numbered(name: str) -> bool:
@@ -178,8 +177,8 @@ class CleanHistory:
     def load(self, commits: CommitLog, batch: BatchChecks) -> History:
         """The history of ``batch`` against every commit of the dataset.
 
-        Indexes the commits that have no summary yet, then reads the latest summary and the index parts
-        the batch's valid rows can match in.
+        Indexes the commits that have no summary yet, then reads the index parts the batch's valid rows
+        can match in (the latest summary says which commits have a part in which month).
         """
         summary = commits.summary
         for commit in commits.after:
@@ -187,8 +186,7 @@ class CleanHistory:
             summary = self._build(commit, summary)
         self.summary = summary
         lookup = self._lookup(batch)
-        parts = [k for k in self._parts_for(lookup) if _part_commit(k) in commits.names]
-        return self._matched(parts, lookup).extend(self._coded(summary))
+        return self._matched(self._parts_for(lookup, summary), lookup).extend(self._coded(summary))
 
     def catch_up(self, history: History, other: CleanCommit, batch: BatchChecks) -> History:
         """``history`` followed by ``other``, the commit that took the slot after it (for re-deciding)."""
@@ -234,14 +232,17 @@ class CleanHistory:
             self.params.duplicate_window_days,
         )
 
-    def _parts_for(self, lookup: BatchLookup) -> list[str]:
-        """The index parts to read: the months the batch can match in; every part when keys are compared."""
+    def _parts_for(self, lookup: BatchLookup, summary: Summary) -> list[str]:
+        """The index parts to read: those of the months the batch can match in (every part when keys are
+        compared), as the summary names them: no listing."""
         if not len(lookup.hashes):
             return []
-        if self.contract.key:
-            return self.lake.list_keys(keys.clean_index_prefix(self.dataset))
-        prefixes = [keys.clean_index_prefix(self.dataset, *where) for where in lookup.partitions()]
-        return [key for prefix in prefixes for key in self.lake.list_keys(prefix)]
+        wanted = summary.partitions if self.contract.key else [f"{on}/{m}" for on, m in lookup.partitions()]
+        return [
+            keys.clean_index_part(self.dataset, *where.split("/"), name)
+            for where in wanted
+            for name in summary.partitions.get(where, ())
+        ]
 
     def _matched(self, parts: list[str], lookup: BatchLookup) -> History:
         """The hashes and keys of the index parts that concern the batch.
@@ -336,17 +337,17 @@ def _next(
     previous: Summary, rows: int, groups: dict[str, Sketch], parts: tuple[str, ...], commit: CleanCommit
 ) -> Summary:
     """The summary after ``previous``, with one more commit's rows, sketches and index parts."""
+    partitions = dict(previous.partitions)
+    for key in parts:  # clean/_index/<dataset>/seen_on=S/month=M/<commit>.parquet
+        seen_on, month = (segment.partition("=")[2] for segment in key.split("/")[-3:-1])
+        partitions[f"{seen_on}/{month}"] = (*partitions.get(f"{seen_on}/{month}", ()), commit_name(commit))
     return Summary(
         previous.rows + rows,
         merge_groups(previous.groups, groups),
         parts,
         (*previous.committed, commit.ingestion_id),
+        partitions,
     )
-
-
-def _part_commit(key: str) -> str:
-    """The commit name of an index part's key (its file name without ``.parquet``)."""
-    return key.rsplit("/", 1)[-1].removesuffix(".parquet")
 
 
 def _part_bytes(frame: pd.DataFrame) -> bytes:
