@@ -111,3 +111,21 @@ def put_landing(lake: Any) -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def sample_bytes() -> Callable[[str], bytes]:
     return lambda name: (SAMPLES / name).read_bytes()
+
+
+@pytest.fixture
+def atomic_s3_puts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's PutObject atomic, as S3's is: moto checks ``If-None-Match`` / ``If-Match`` and then
+    writes in two steps, so two threads can both pass the check. Race tests test our protocol, not moto."""
+    import threading
+
+    import moto.s3.responses as s3_responses
+
+    atomic = threading.Lock()
+    real_put = s3_responses.S3Response.put_object
+
+    def put_object(self: Any) -> Any:
+        with atomic:
+            return real_put(self)
+
+    monkeypatch.setattr(s3_responses.S3Response, "put_object", put_object)

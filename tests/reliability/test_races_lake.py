@@ -31,16 +31,7 @@ def make_lake(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], An
     if request.param == "local":
         return lambda: open_lake(tmp_path / "lake")
     bucket = request.getfixturevalue("bucket")
-    import moto.s3.responses as s3_responses
-
-    atomic = threading.Lock()
-    real_put = s3_responses.S3Response.put_object
-
-    def put_object(self: Any) -> Any:
-        with atomic:
-            return real_put(self)
-
-    request.getfixturevalue("monkeypatch").setattr(s3_responses.S3Response, "put_object", put_object)
+    request.getfixturevalue("atomic_s3_puts")
     return lambda: Lake(bucket, "rentlake")
 
 
