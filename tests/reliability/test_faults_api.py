@@ -117,12 +117,22 @@ def test_champion_switch_under_load_fails_no_request_and_versions_go_old_then_ne
         threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
         for t in threads:
             t.start()
+
+        def every_client_saw(version: str | None) -> None:
+            # Waits on what the clients saw, not on the clock: a loaded machine slows the answers, and a
+            # client that had no answer before a switch would never see the old version.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not failures:
+                if all(any(version in (None, v) for _, v in per) for per in seen):
+                    return
+                time.sleep(0.05)
+
         # WHEN v2 is promoted (pointer switched) while they run, then v3
-        time.sleep(1.0)
+        every_client_saw(None)
         publish(api.lake, "v2", a=130.0)
-        time.sleep(1.0)
+        every_client_saw("v2")
         publish(api.lake, "v3", a=140.0)
-        time.sleep(1.0)
+        every_client_saw("v3")
         stop.set()
         for t in threads:
             t.join(30)
