@@ -147,8 +147,9 @@ def sketch_groups(
     if groups is None:
         return {"*": Sketch.of(values, width)}
     out = {}
-    # factorize, not np.unique: labels are Python strings, which numpy sorts slowly.
-    inverse, labels = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
+    # factorize, not np.unique: labels may be Python strings, which numpy sorts slowly. Group codes
+    # (integers) stay integers: as Python objects they would cost ~40 bytes a row.
+    inverse, labels = pd.factorize(np.asarray(groups), use_na_sentinel=False)
     for i, label in enumerate(labels.tolist()):
         out[label] = Sketch.of(values[inverse == i], width)
     return {k: v for k, v in out.items() if v.n}
@@ -249,11 +250,16 @@ def seen_days(dates: pd.Series | None, ingest_date: str, n: int) -> tuple[np.nda
     return days.astype(np.int32), dated
 
 
+def month_numbers(days: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of each day number (8 bytes a row; :func:`month_of` names them)."""
+    return (_EPOCH + days.astype(np.int64)).astype("datetime64[M]").astype(np.int64)
+
+
 def month_of(days: np.ndarray) -> np.ndarray:
     """``YYYY-MM`` of each day number (the index's partition)."""
-    # Formatting dates is slow: format each distinct day once.
-    unique, inverse = np.unique(days.astype(np.int64), return_inverse=True)
-    text = np.datetime_as_string((_EPOCH + unique).astype("datetime64[M]"), unit="M")
+    # Formatting dates is slow and wide: format each distinct month once, as 7 characters.
+    unique, inverse = np.unique(month_numbers(days), return_inverse=True)
+    text = np.datetime_as_string(unique.astype("datetime64[M]"), unit="M").astype("U7")
     return text[inverse.reshape(-1)]
 
 
@@ -269,13 +275,14 @@ class BatchLookup:
     """The batch's valid rows as the seen index is searched for them: hashes, keys and seen days.
 
     Rows with equal hashes are seen the same day: dated rows hash their date, undated rows of one batch
-    all have its ingestion day. So one seen day per distinct hash says it all.
+    all have its ingestion day. So one seen day per distinct hash says it all. Hashes and keys are kept
+    sorted and searched (13 bytes a row), not in a hash table (several times that).
     """
 
-    hashes: pd.Index
+    hashes: np.ndarray
     seen: np.ndarray
     dated: np.ndarray
-    keys: pd.Index | None
+    keys: np.ndarray | None
     window_days: int
 
     @classmethod
@@ -288,9 +295,9 @@ class BatchLookup:
         window_days: int,
     ) -> BatchLookup:
         """Build the lookup from the batch's valid rows (their hashes, seen days and keys)."""
-        first = ~pd.Series(row_hash).duplicated().to_numpy()
-        keys = None if key_hash is None else pd.Index(pd.unique(key_hash))
-        return cls(pd.Index(row_hash[first]), seen[first], dated[first], keys, window_days)
+        hashes, first = np.unique(np.asarray(row_hash, dtype=np.int64), return_index=True)
+        keys = None if key_hash is None else np.unique(np.asarray(key_hash, dtype=np.int64))
+        return cls(hashes, seen[first], dated[first], keys, window_days)
 
     def partitions(self) -> list[tuple[str, str]]:
         """The index partitions (seen on, month) a clean row must be in to match a batch row.
@@ -321,15 +328,22 @@ class BatchLookup:
             Row hashes of the batch seen within the window, and the (key hash, row hash) pairs of the
             clean rows that share a key with the batch.
         """
-        position = self.hashes.get_indexer(row_hash)
-        hit = position >= 0
+        position, hit = _search(self.hashes, row_hash)
         within = hit.copy()
         gap = np.abs(seen[hit].astype(np.int64) - self.seen[position[hit]].astype(np.int64))
         within[hit] = gap <= self.window_days
         if key_hash is None or self.keys is None:
             return row_hash[within], _empty_int64(), _empty_int64()
-        same_key = self.keys.get_indexer(key_hash) >= 0
+        same_key = _search(self.keys, key_hash)[1]
         return row_hash[within], key_hash[same_key], row_hash[same_key]
+
+
+def _search(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` is in ``sorted_values`` (unique), and whether it is there at all."""
+    if not sorted_values.size:
+        return np.zeros(len(wanted), dtype=np.intp), np.zeros(len(wanted), dtype=bool)
+    position = np.minimum(np.searchsorted(sorted_values, wanted), sorted_values.size - 1)
+    return position, sorted_values[position] == wanted
 
 
 def index_parts(
@@ -339,10 +353,11 @@ def index_parts(
     frame = pd.DataFrame({"row_hash": row_hash.astype(np.int64), "seen": seen.astype(np.int32)})
     if key_hash is not None:
         frame["key_hash"] = key_hash.astype(np.int64)
-    months = month_of(frame["seen"].to_numpy())
+    months = month_numbers(frame["seen"].to_numpy())
     for seen_on, rows in ((SEEN_ON_ROW_DATE, dated), (SEEN_ON_INGEST_DATE, ~dated)):
-        for month in sorted(set(months[rows].tolist())):
-            yield seen_on, month, frame.loc[rows & (months == month)].reset_index(drop=True)
+        for month in np.unique(months[rows]).tolist():
+            name = str(np.datetime64(month, "M"))
+            yield seen_on, name, frame.loc[rows & (months == month)].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------ the summary record
