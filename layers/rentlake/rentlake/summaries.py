@@ -12,7 +12,7 @@ decisions need far less (:mod:`rentlake.stages.clean_history` reads and writes t
   what it was seen on (its own date, or its ingestion day: equal rows are seen on the same) and the month
   seen. A batch reads only the partitions its valid rows can match in (:meth:`BatchLookup.partitions`:
   a dated row the month of its date, an undated one the months within the window of its ingestion) and
-  streams them, one part at a time, against its own hashes (:meth:`BatchLookup.match`).
+  streams them, a few parts at a time, against its own hashes (:meth:`BatchLookup.match`).
 * **Conflicting keys** need the clean rows of the batch's keys, whatever their age: a key is an identity,
   it does not expire. Datasets with a key (the reference rents, a few thousand rows a table) read the
   whole index, streamed; a clean row of the same key and values is a duplicate there, without window.
