@@ -24,14 +24,18 @@ class Item:
     current_rent_eur: float | None = None
 
 
-def _model(districts: dict[str, float] | None = None, scale: str = "log") -> LoadedModel:
+def _model(
+    districts: dict[str, float] | None = None,
+    scale: str = "log",
+    surface_range: tuple[float, float] = (9.0, 250.0),
+) -> LoadedModel:
     data = make_onnx_model(k=K, district_factors=districts)
     pointer = {
         "version": "v7",
         "model_key": "models/v7/model.onnx",
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    card = make_card("v7", surface_range=(9.0, 250.0), districts=sorted(districts or {}), scale=scale)
+    card = make_card("v7", surface_range=surface_range, districts=sorted(districts or {}), scale=scale)
     return build_model(pointer, data, card)
 
 
@@ -142,6 +146,17 @@ def test_surface_outside_trained_range_is_answered_with_a_warning_naming_the_ran
     ]
     assert "(9–250 m²)" in big["warnings"][0]
     assert ok["warnings"] == []
+
+
+def test_surfaces_at_the_trained_bounds_are_not_extrapolations() -> None:
+    # GIVEN a model trained on 9.7–250.3 m²
+    model = _model(surface_range=(9.7, 250.3))
+    # WHEN listings at both bounds and just beyond are estimated together (250.30001 and 250.3 are the
+    # same float32: the range check must use the surfaces as given, not the model's float32 input)
+    answers = estimates_for(model, [Item(9.7), Item(250.3), Item(250.30001), Item(9.69)])
+    # THEN only the two beyond the bounds carry the extrapolation warning
+    flagged = [any("extrapolation" in w for w in a["warnings"]) for a in answers]
+    assert flagged == [False, False, True, True]
 
 
 def test_districts_known_unknown_missing() -> None:

@@ -11,6 +11,7 @@ The champion's legal reference table (:mod:`rentlake.legal.lookup`) is loaded an
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -471,6 +472,11 @@ class ChampionCache:
         old = self._current
         self._current = model  # one reference assignment: atomic for concurrent readers
         self.loads += 1
+        # What exists now (modules, schemas, this model and its legal table) lives until the next switch:
+        # out of the cyclic collector's generations, a collection during a request walks only that
+        # request's objects (the p99 of 100-listing requests, bench/bench_predict.py). The old model is
+        # still freed by reference counting when the last request using it ends.
+        gc.freeze()
         logger.info(
             "champion loaded",
             extra={"model_version": model.version, "previous": old.version if old else None},

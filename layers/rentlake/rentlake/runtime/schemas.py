@@ -140,6 +140,11 @@ class Listing(BaseModel):
     furnished: Furnished | None = None
     year: LegalYear | None = None
 
+    def __repr__(self) -> str:
+        # Powertools formats the route arguments into a debug f-string on every request (see ListingBatch):
+        # the fields set, without pydantic's generic repr machinery.
+        return f"Listing({', '.join(f'{k}={getattr(self, k)!r}' for k in sorted(self.model_fields_set))})"
+
 
 class ListingBatch(BaseModel):
     """Up to 1 000 listings estimated in one call."""
