@@ -49,6 +49,8 @@ LEGAL_BUCKET = "rentlake-bench-legal"  # the same champion, promoted with the le
 LEGAL_SAMPLE = ROOT / "data" / "samples" / "encadrement_loyers_paris_lille_2015_2017.csv"
 PLAIN_BODY = {"surface_m2": 30.0, "current_rent_eur": 1200.0}
 LEGAL_BODY = {**PLAIN_BODY, "quartier": "Belleville", "rooms": 2, "built": 1965}
+#: The plain p50 (µs) measured when "legal adds ≤ 20 µs" was set (2026-11-30, this benchmark).
+LEGAL_P50_OF_RECORD = 107.3
 REGION = "eu-west-3"
 PREDICT_APP = ROOT / "functions" / "predict" / "app.py"
 BASELINE_APP = ROOT / "bench" / "baseline_sklearn.py"
@@ -359,6 +361,12 @@ def main() -> int:
         f"| warm p50, 1 listing (champion with its table; the answer without fields carries the hint) | "
         f"{legal_warm['plain']:.1f} µs | {legal_warm['legal']:.1f} µs | legal adds ≤ 20 µs "
         f"(adds {added:.1f} µs) | {ok(added <= 20)} |",
+        # The 20 µs were set where the plain p50 was 107 µs; on a slower machine the same code adds more
+        # microseconds, so the share of the plain p50 is the figure that compares across machines.
+        f"| what the legal fields add, as a share of the p50 without them | | "
+        f"{100 * added / legal_warm['plain']:.1f} % | ≤ {100 * 20 / LEGAL_P50_OF_RECORD:.1f} % "
+        f"(20 µs of the {LEGAL_P50_OF_RECORD} µs where the target was set) | "
+        f"{ok(added / legal_warm['plain'] <= 20 / LEGAL_P50_OF_RECORD)} |",
         f"| cold start, fresh process -> first response (wall; without: champion without a table) | "
         f"{lc_p['wall_s'] * 1e3:.0f} ms | {lc_l['wall_s'] * 1e3:.0f} ms | within 5 % "
         f"({(lc_l['wall_s'] / lc_p['wall_s'] - 1) * 100:+.1f} %) | "

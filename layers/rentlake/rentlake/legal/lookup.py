@@ -33,12 +33,13 @@ import difflib
 import functools
 import hashlib
 import json
+import operator
 import re
 import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 FORMAT = "rentlake-legal/1"
 CITIES = ("PARIS", "LILLE")
@@ -481,12 +482,12 @@ def _rents(cell: list[float], surface_m2: float, current_rent_eur: float | None)
 
 
 # ------------------------------------------------------------------------------------------ requests
-@dataclass(frozen=True)
-class LegalRequest:
+class LegalRequest(NamedTuple):
     """The legal fields of one dwelling, as the API body and ``rentlake estimate`` give them (unchecked).
 
     ``quartier``, ``rooms`` and ``built`` together (:attr:`REQUIRED`) add a ``legal`` block to an
-    estimate; ``city``, ``furnished`` and ``year`` have defaults (see the module docstring).
+    estimate; ``city``, ``furnished`` and ``year`` have defaults (see the module docstring). A named
+    tuple, not a frozen dataclass: one is built per listing of every estimate, and a tuple is built in C.
     """
 
     city: Any = None
@@ -496,14 +497,18 @@ class LegalRequest:
     furnished: Any = None
     year: Any = None
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("quartier", "rooms", "built")
+    # Not annotated: a class attribute, not a field.
+    REQUIRED = ("quartier", "rooms", "built")
 
     @classmethod
     def of(cls, source: Any) -> LegalRequest:
         """The legal fields of a mapping (a JSON body) or of an object with attributes (a listing)."""
         if isinstance(source, Mapping):
-            return cls(**{f: source.get(f) for f in REQUEST_FIELDS})
-        return cls(**{f: getattr(source, f, None) for f in REQUEST_FIELDS})
+            return cls._make(map(source.get, cls._fields))
+        try:
+            return cls._make(_FIELD_VALUES(source))
+        except AttributeError:  # an object without every optional field
+            return cls._make(getattr(source, f, None) for f in cls._fields)
 
     def missing(self) -> list[str]:
         """The :attr:`REQUIRED` fields not given (None or empty counts as absent)."""
@@ -564,7 +569,8 @@ class LegalRequest:
         }
 
 
-REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LegalRequest))
+REQUEST_FIELDS: tuple[str, ...] = LegalRequest._fields
+_FIELD_VALUES = operator.attrgetter(*REQUEST_FIELDS)
 
 
 def hint(missing: Sequence[str] = LegalRequest.REQUIRED) -> str:
@@ -575,6 +581,11 @@ def hint(missing: Sequence[str] = LegalRequest.REQUIRED) -> str:
     missing
         The fields the request lacks (see :meth:`LegalRequest.missing`).
     """
+    return _hint(tuple(missing))
+
+
+@functools.lru_cache(maxsize=16)  # at most 7 distinct sentences (subsets of REQUIRED)
+def _hint(missing: tuple[str, ...]) -> str:
     return (
         f"add {', '.join(missing)} (and optionally city, furnished, year) to get the legal reference "
         "rent (encadrement des loyers) of Paris or Lille beside the estimate"
