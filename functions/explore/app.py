@@ -9,20 +9,15 @@ from typing import Any
 
 from rentlake.events import parse_explore
 from rentlake.handlers import BatchFunction
-from rentlake.model import InsufficientDataError
 from rentlake.stages import explore
 
-FUNCTION = BatchFunction("explore")
+FUNCTION = BatchFunction("explore", insufficient={"explored": False})
 
 
 @FUNCTION.handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Write (or reuse) the report of the clean data; returns the run id and the report's keys."""
     request = parse_explore(event)
-    try:
-        result = explore.run(FUNCTION.lake(), request)
-    except InsufficientDataError as exc:
-        FUNCTION.log.warning("nothing to explore: %s", exc)
-        return {"explored": False, "reason": str(exc)}
+    result = explore.run(FUNCTION.lake(), request)
     FUNCTION.count("RowsExplored", int(result.get("rows") or 0))
     return result

@@ -21,21 +21,16 @@ from typing import Any
 
 from rentlake.events import parse_train
 from rentlake.handlers import BatchFunction
-from rentlake.model import InsufficientDataError
 from rentlake.stages import review, train
 
-FUNCTION = BatchFunction("train")
+FUNCTION = BatchFunction("train", insufficient={"trained": False, "skipped": False})
 
 
 @FUNCTION.handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Train on the clean zone unless it has not changed; returns the version and its held-out metrics."""
     request = parse_train(event)
-    try:
-        result = train.run(FUNCTION.lake(), request)
-    except InsufficientDataError as exc:
-        FUNCTION.log.warning("cannot train: %s", exc)
-        return {"trained": False, "skipped": False, "reason": str(exc)}
+    result = train.run(FUNCTION.lake(), request)
     newly_held = result.get("newly_held") or []
     FUNCTION.count("BatchesHeld", len(newly_held))
     review.notify_held(request.dataset, newly_held, os.environ.get(review.TOPIC_ENV))

@@ -15,17 +15,20 @@ The wrapper adds, in Powertools' own shape, the Lambda context and a correlation
 (``inject_lambda_context``) and flushes the metrics once per invocation (``log_metrics``). A malformed event
 (:class:`~rentlake.events.BadEvent`) is logged as one line naming the problem and re-raised: the invocation
 fails, as it must for Lambda's retries and the state machine's error branch, without a stack trace in the log.
+Too little data for a stage (:class:`~rentlake.model.InsufficientDataError`) is an answer, not a failure, for
+the functions that say so (``insufficient=``): explore and train then answer that answer with the reason.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rentlake.config import Settings, load, open_lake
 from rentlake.events import BadEvent
 from rentlake.lake import Lake
+from rentlake.model import InsufficientDataError
 from rentlake.observability import logger, metrics
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -45,11 +48,21 @@ class BatchFunction:
         The function's name (``ingest``, ``clean``...): the logger's and the metrics' service.
     settings
         The deployment's settings; read from the environment once, at cold start, when omitted.
+    insufficient
+        The answer when the stage finds too little data (``InsufficientDataError``), with ``"reason"``
+        added; None: the invocation fails.
     """
 
-    def __init__(self, service: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        settings: Settings | None = None,
+        *,
+        insufficient: Mapping[str, Any] | None = None,
+    ) -> None:
         self.service = service
         self.settings = settings if settings is not None else load()
+        self.insufficient = None if insufficient is None else dict(insufficient)
         self.log = logger(service)
         self.metrics = metrics(service)
 
@@ -71,6 +84,11 @@ class BatchFunction:
             except BadEvent as exc:
                 self.log.error("malformed event: %s", exc)
                 raise
+            except InsufficientDataError as exc:
+                if self.insufficient is None:
+                    raise
+                self.log.warning("%s: too little data: %s", self.service, exc)
+                return {**self.insufficient, "reason": str(exc)}
 
         logged = self.log.inject_lambda_context(correlation_id_path=BATCH_CORRELATION_PATH)(body)
         return self.metrics.log_metrics(logged)
