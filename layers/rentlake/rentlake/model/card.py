@@ -16,7 +16,7 @@ from rentlake.reporting import jsonable
 if TYPE_CHECKING:  # pragma: no cover
     from rentlake.model.train import TrainResult
 
-__all__ = ["model_card", "limits"]
+__all__ = ["model_card", "limits", "sampling_limit"]
 
 
 def limits(r: TrainResult) -> list[str]:
@@ -29,6 +29,8 @@ def limits(r: TrainResult) -> list[str]:
     ]
     if r.small_sample is not None:
         out.append(r.small_sample["message"])
+    if r.sampling is not None and not r.sampling["all_rows"]:
+        out.append(sampling_limit(r.sampling))
     cells = r.diagnostics["conditional_coverage"]
     bad = cells_outside(cells, COVERAGE_RANGE)
     n_cells = len(cells["terciles"]) + len(cells["groups"])
@@ -62,6 +64,17 @@ def limits(r: TrainResult) -> list[str]:
     return out
 
 
+def sampling_limit(sampling: dict[str, Any]) -> str:
+    """The card's sentence on a model trained on a hash sample of the lake (the stage's ``sampling``)."""
+    t, h = sampling["train"], sampling["heldout"]
+    return (
+        f"trained on a hash sample of {t['sampled']:,} of the lake's {t['rows']:,} training rows "
+        f"(stratified by district: each keeps all its rows or at least {t['floor']:,}; at most "
+        f"{t['max_rows']:,} in all) and judged on {h['sampled']:,} of its {h['rows']:,} held-out rows "
+        f"(at most {h['max_rows']:,}); the same rows for the same lake, whatever the order they are read in"
+    )
+
+
 def model_card(
     r: TrainResult, split: str, params: dict[str, Any], lineage: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -78,7 +91,12 @@ def model_card(
             },
             "intended_use": "estimate the monthly rent (€) of a Paris flat from its surface, with a 90 "
             "% interval",
-            "data": {**r.sizes, "split": split, "lineage": lineage},
+            "data": {
+                **r.sizes,
+                "split": split,
+                "lineage": lineage,
+                **({"sampling": r.sampling} if r.sampling is not None else {}),
+            },
             "features": r.features,
             "feature_ranges": r.feature_ranges,
             "interval": r.interval,

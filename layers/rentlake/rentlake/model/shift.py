@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ShiftCheck", "check_batch", "MAX_SHIFT", "MAX_SHARE_BEYOND", "MIN_GROUP", "MIN_HISTORY"]
+__all__ = [
+    "ShiftCheck",
+    "HistorySample",
+    "check_batch",
+    "MAX_SHIFT",
+    "MAX_SHARE_BEYOND",
+    "MIN_GROUP",
+    "MIN_HISTORY",
+]
 
 #: Largest shift of a group's median log €/m², in robust standard deviations of the history.
 MAX_SHIFT = 1.0
@@ -45,6 +53,12 @@ MIN_SCALE = 0.05
 MIN_BATCH_GROUP = 5
 #: The binomial test of the share beyond is at this level.
 SHARE_ALPHA = 1e-3
+#: Rows of the history a batch is compared with, at most (a hash sample beyond): the median, MAD and 1st
+#: and 99th percentiles of a million rows are within a few thousandths of a robust SD of the whole's.
+HISTORY_SAMPLE_ROWS = 1_000_000
+#: Every district keeps this many rows of the history sample (or all its rows), so that a small district
+#: stays its own group (:data:`MIN_GROUP`) however large the others.
+HISTORY_GROUP_FLOOR = 1_000
 
 
 @dataclass
@@ -64,6 +78,78 @@ class ShiftCheck:
             "share of rows beyond the history's 1st-99th percentiles",
             "thresholds": {"max_shift_sd": MAX_SHIFT, "max_share_beyond": MAX_SHARE_BEYOND},
             "groups": self.groups,
+        }
+
+
+@dataclass
+class HistorySample:
+    """A bounded sample of the clean history, the same whatever order its batches are added in.
+
+    It holds the ``max_rows`` rows of smallest hash ``u`` (:func:`rentlake.model.sample.uniform_of`)
+    and, per district, that district's ``floor`` rows of smallest ``u``: a "bottom-k" sample, uniform and
+    mergeable (a row dropped from a part's bottom k can never be in the whole's). Up to ``max_rows`` rows
+    it is the whole history, so the review decides exactly as on every row.
+
+    Attributes
+    ----------
+    max_rows : int
+        Rows kept overall (plus the districts' floors).
+    floor : int
+        Rows kept per district at least (or all its rows).
+    rows : int
+        History rows added (sampled or not).
+    """
+
+    max_rows: int = HISTORY_SAMPLE_ROWS
+    floor: int = HISTORY_GROUP_FLOOR
+    rows: int = 0
+    _kept: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            {"rent_eur": [], "surface_m2": [], "district": pd.Series([], dtype=object), "u": []}
+        ),
+        repr=False,
+    )
+
+    def add(self, batch: pd.DataFrame, u: np.ndarray) -> None:
+        """Add a batch's rows (``rent_eur``, ``surface_m2``, optional ``district``) with their ``u``."""
+        district = (
+            batch["district"].astype("object").where(batch["district"].notna(), "").astype(str)
+            if "district" in batch.columns
+            else pd.Series("", index=batch.index, dtype=object)
+        )
+        new = pd.DataFrame(
+            {
+                "rent_eur": pd.to_numeric(batch["rent_eur"], errors="coerce").to_numpy(dtype=float),
+                "surface_m2": pd.to_numeric(batch["surface_m2"], errors="coerce").to_numpy(dtype=float),
+                "district": district.to_numpy(dtype=object),
+                "u": np.asarray(u, dtype=float),
+            }
+        )
+        self.rows += len(new)
+        kept = pd.concat([self._kept, new], ignore_index=True) if len(self._kept) else new
+        if len(kept) > self.max_rows:
+            kept = kept.iloc[np.argsort(kept["u"].to_numpy(), kind="stable")]
+            rank = np.arange(len(kept))
+            in_group = kept.groupby("district", sort=False).cumcount().to_numpy()
+            kept = kept[(rank < self.max_rows) | (in_group < self.floor)].reset_index(drop=True)
+        self._kept = kept
+
+    def frame(self) -> pd.DataFrame:
+        """The sampled rows: ``rent_eur``, ``surface_m2``, ``district`` (missing as ``""``)."""
+        return self._kept[["rent_eur", "surface_m2", "district"]]
+
+    @property
+    def sampled(self) -> bool:
+        """Whether rows were left out (the history is larger than the sample)."""
+        return len(self._kept) < self.rows
+
+    def to_json(self) -> dict[str, Any]:
+        """``rows`` (history rows), ``compared_with`` (rows of the sample) and the bounds."""
+        return {
+            "rows": self.rows,
+            "compared_with": len(self._kept),
+            "max_rows": self.max_rows,
+            "floor": self.floor,
         }
 
 

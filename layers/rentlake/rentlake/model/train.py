@@ -43,6 +43,7 @@ from rentlake.model.diagnostics import Diagnosis, diagnose
 from rentlake.model.evaluate import metrics, score_onnx
 from rentlake.model.intervals import coverage_cells, fit_ols, normal_quantile, ols_intervals
 from rentlake.model.reference import REFERENCE_SURFACE, at_reference_surface, course_reference
+from rentlake.model.sample import row_identity
 
 __all__ = [
     "train",
@@ -101,6 +102,8 @@ class TrainResult:
         Row counts (train, test, CV subsample, heavy-fit subsample, dropped rows).
     small_sample : dict or None
         Set when the held-out rows are fewer than :data:`~rentlake.model.MIN_HELDOUT_ROWS`.
+    sampling : dict or None
+        How the rows were sampled from the lake (the caller's description; see :func:`train`).
     card : dict
         JSON-serialisable model card.
     files : dict
@@ -126,6 +129,7 @@ class TrainResult:
     sizes: dict[str, int]
     card: dict[str, Any]
     small_sample: dict[str, Any] | None = None
+    sampling: dict[str, Any] | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     candidates: dict[str, FittedCandidate] = field(default_factory=dict, repr=False)
 
@@ -216,17 +220,13 @@ def _check_size(df: pd.DataFrame, usable: pd.DataFrame, n: int) -> None:
 def holdout_mask(df: pd.DataFrame, share: float) -> np.ndarray:
     """Rows held out by their hash: the same rows for every version trained on them.
 
-    The hash is the clean zone's ``row_hash`` when present (else one of rent, surface, district and
-    date), re-hashed with a fixed key into 1 000 buckets; buckets below ``share × 1000`` are held out.
+    The hash is the clean zone's ``row_hash`` where present (else one of rent, surface, district and
+    date: :func:`rentlake.model.sample.row_identity`), re-hashed into 1 000 buckets; buckets below
+    ``share × 1000`` are held out.
     A row held out once is held out by every later version, so a champion was never trained on the
     rows of earlier batches its challenger is judged on.
     """
-    if "row_hash" in df.columns and df["row_hash"].notna().all():
-        base = df["row_hash"].to_numpy(dtype=np.int64).view(np.uint64)
-    else:
-        cols = [c for c in ("rent_eur", "surface_m2", "district", "listed_at") if c in df.columns]
-        base = pd.util.hash_pandas_object(df[cols], index=False).to_numpy()
-    bucket = pd.util.hash_array(base, hash_key=HOLDOUT_KEY) % np.uint64(1000)
+    bucket = pd.util.hash_array(row_identity(df), hash_key=HOLDOUT_KEY) % np.uint64(1000)
     return bucket < np.uint64(round(share * 1000))
 
 
@@ -363,6 +363,7 @@ def train(
     diagnostics_max_rows: int = 5_000,
     make_files: bool = True,
     split: str = "auto",
+    sampling: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train the candidates, select one, export it to ONNX and document it.
 
@@ -397,6 +398,10 @@ def train(
         ``"hash"``: the rows whose hash falls in the held-out share (:func:`holdout_mask`), the same for
         every version (what the train stage uses); ``"auto"``: the latest listings when dated, a seeded
         random share otherwise.
+    sampling : dict, optional
+        How ``df`` was drawn from a larger lake (the train stage's hash sample: rows in the lake, rows
+        kept, the rule and the caps, for the training and the held-out rows); copied into the card's
+        ``data.sampling`` and named in its limits.
 
     Returns
     -------
@@ -463,6 +468,7 @@ def train(
         sizes=_sizes(info, data, train_df, test_df, cv_df, diag_df),
         card={},
         small_sample=_small_sample(len(test_df)),
+        sampling=sampling,
         candidates=choice.fitted,
     )
     result.card = model_card(result, how, params, lineage)

@@ -1,10 +1,11 @@
 """Evaluate stage: a version against the champion on the same held-out rows → the gate → promotion.
 
-The held-out rows are the version's (chosen by row hash, the same for every version): those of the
-batches the champion was trained on form the *reference holdout*, on which the champion never trained
-either; the gate compares both models there too, and compares their estimates at the reference surfaces
-(20, 30, 50, 80 m²). A version judged on too few held-out rows is a *small sample*: promoted only when
-there is no champion (:mod:`rentlake.model.gate`).
+The held-out rows are the version's (chosen by row hash, the same for every version; past a cap, a hash
+sample of them stratified by district, as the card says): those of the batches the champion was trained
+on form the *reference holdout*, on which the champion never trained either; the gate compares both
+models there too, and compares their estimates at the reference surfaces (20, 30, 50, 80 m²). A version
+judged on too few held-out rows is a *small sample*: promoted only when there is no champion
+(:mod:`rentlake.model.gate`).
 
 :func:`run` is what the evaluate function calls: it judges the version (:func:`judge`), then brings the
 champion's legal lookup up to date with the newest reference table, whatever the gate said. The gate is
@@ -313,6 +314,8 @@ def _evaluation(
             "version": version,
             "evaluated_at": at.astimezone(UTC).isoformat(),
             "heldout_rows": scores.heldout_rows,
+            # Past its cap, the held-out set is a hash sample of the lake's held-out rows (the card's).
+            "heldout_sampling": (card.data.get("sampling") or {}).get("heldout"),
             "metrics": scores.challenger,
             "champion": scores.champion,
             "reference_holdout": scores.reference,

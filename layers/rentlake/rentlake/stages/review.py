@@ -1,7 +1,8 @@
 """Which clean batches train models: the review of each batch against the clean history.
 
 The train stage reviews every committed batch it has not seen yet (:func:`review_batches`), in commit
-order, against the rows of the earlier batches that train (:func:`rentlake.model.shift.check_batch`). A
+order, against the rows of the earlier batches that train (:func:`rentlake.model.shift.check_batch`; a
+hash sample of them beyond a million rows, :class:`rentlake.model.shift.HistorySample`). A
 batch that departs from them is *held*: it stays in the clean zone (the report and scoring see it) but no
 model is trained on it until a person accepts it (:func:`accept`, ``rentlake batches accept ID``).
 
@@ -19,17 +20,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-
 from rentlake.lake import Lake, LakeError, PreconditionFailed, keys
+from rentlake.model.shift import HISTORY_SAMPLE_ROWS
 from rentlake.records import BatchReview, CleanCommit, RecordError
+from rentlake.stages.clean_rows import batch_rows
 
 log = logging.getLogger(__name__)
 
 #: Environment variable naming the SNS topic told about held batches (none: no notification).
 TOPIC_ENV = "RENTLAKE_REVIEW_TOPIC_ARN"
-#: The columns a review reads.
-COLUMNS = ["rent_eur", "surface_m2", "district"]
+#: The columns a review reads (``row_hash``: each row's identity, for the history's hash sample).
+COLUMNS = ("rent_eur", "surface_m2", "district", "row_hash")
 
 
 def review_prefix(dataset: str) -> str:
@@ -54,14 +55,11 @@ class Reviews:
         ``ingestion_id -> BatchReview`` for every committed batch.
     new : list of BatchReview
         Reviews decided by this call.
-    frames : dict
-        Clean rows read while reviewing (``ingestion_id -> DataFrame``), reused for training.
     """
 
     commits: list[CleanCommit]
     reviews: dict[str, BatchReview]
     new: list[BatchReview] = field(default_factory=list)
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
     def training(self) -> list[CleanCommit]:
@@ -103,18 +101,19 @@ def read_reviews(lake: Lake, dataset: str) -> dict[str, BatchReview]:
     return out
 
 
-def batch_rows(lake: Lake, commit: CleanCommit, columns: list[str] | None = None) -> pd.DataFrame:
-    """The clean rows of one committed batch, tagged with its ``ingestion_id``."""
-    frames = list(lake.iter_keys(lake.committed_files(commit, "clean"), columns))
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or COLUMNS)
-    df["ingestion_id"] = commit.ingestion_id
-    return df
-
-
 def review_batches(
-    lake: Lake, dataset: str, *, now: Callable[[], datetime], columns: list[str] | None = None
+    lake: Lake,
+    dataset: str,
+    *,
+    now: Callable[[], datetime],
+    history_rows: int = HISTORY_SAMPLE_ROWS,
 ) -> Reviews:
     """Review the committed batches that have no review yet; returns every batch's review.
+
+    The batches are read one at a time, up to the last one to review: each batch to review is compared
+    with a hash sample of the earlier training batches (:class:`~rentlake.model.shift.HistorySample`, the
+    whole history up to ``history_rows`` rows), then joins it when it trains. Memory is one batch plus the
+    sample, whatever the lake holds.
 
     Parameters
     ----------
@@ -124,31 +123,34 @@ def review_batches(
         Dataset name.
     now
         Clock (``decided_at``).
-    columns
-        Columns to read from each batch (None: all); the rows read are kept in ``frames``.
+    history_rows
+        Rows of the history sample (beyond them, each district keeps its floor and the rest is sampled).
     """
-    from rentlake.model.shift import check_batch
+    from rentlake.model.sample import row_identity, uniform_of
+    from rentlake.model.shift import HistorySample, check_batch
 
     commits = lake.committed_batches(dataset)
     reviews = read_reviews(lake, dataset)
     out = Reviews(commits, reviews)
-    if all(c.ingestion_id in reviews for c in commits):
+    pending = [i for i, c in enumerate(commits) if c.ingestion_id not in reviews]
+    if not pending:
         return out
-    history: list[pd.DataFrame] = []
-    for commit in commits:
+    history = HistorySample(max_rows=history_rows)
+    for commit in commits[: pending[-1] + 1]:
         review = reviews.get(commit.ingestion_id)
-        if review is None or review.trains:
-            out.frames[commit.ingestion_id] = batch_rows(lake, commit, columns)
+        if review is not None and not review.trains:
+            continue
+        rows = batch_rows(lake, commit, COLUMNS)
         if review is None:
-            past = pd.concat(history, ignore_index=True) if history else pd.DataFrame(columns=COLUMNS)
-            verdict = check_batch(past, out.frames[commit.ingestion_id])
-            review = _record(lake, commit, verdict.held, verdict.reason, verdict.to_json(), now())
+            verdict = check_batch(history.frame(), rows)
+            check = {**verdict.to_json(), "history": history.to_json()}
+            review = _record(lake, commit, verdict.held, verdict.reason, check, now())
             reviews[commit.ingestion_id] = review
             out.new.append(review)
             if review.status == "held":
                 log.info("batch %s of %s held for review: %s", commit.ingestion_id, dataset, review.reason)
         if review.trains:
-            history.append(out.frames[commit.ingestion_id])
+            history.add(rows, uniform_of(row_identity(rows)))
     return out
 
 
