@@ -19,6 +19,18 @@ Usage::
     .venv/bin/python bench/bench_train.py [--rows 1000000] [--record]
 
 Targets (issue 3, 2-core machine): train + evaluate + export < 60 s and peak RSS < 2 GB at 1 M rows.
+
+Training at scale (``--batches B``, with ``--rows`` in all): a local-folder lake
+(:mod:`rentlake.lake.local`) of B committed clean batches (Parquet with ``row_hash``, numbered commits,
+as the clean stage leaves them) and a champion trained on other data are built first; then the train
+stage (review of the B batches, the two-pass hash sample, fit, version) runs in one fresh process and the
+evaluate stage in another, as the two functions do. Each reports wall time, CPU time (user + sys) and
+peak RSS (``ru_maxrss``), compared with the functions' memory in template.yaml. Usage::
+
+    .venv/bin/python bench/bench_train.py --rows 20000000 --batches 40 [--lake DIR] [--record]
+
+Targets: peak RSS within the train function's 6 144 MB and the evaluate function's 3 008 MB, train +
+evaluate < 15 min.
 """
 
 from __future__ import annotations
@@ -43,6 +55,9 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 TITLE = "Training, evaluation and ONNX export (bench/bench_train.py)"
+SCALE_TITLE = "Training at scale: a lake of many batches, hash-sampled (bench/bench_train.py --batches)"
+#: The functions' memory (template.yaml, MB): the peaks measured are compared with them.
+TRAIN_MEMORY_MB, EVALUATE_MEMORY_MB = 6144, 3008
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
@@ -192,21 +207,169 @@ def table(r: dict[str, float | str | int]) -> str:
     )
 
 
-def record(command: str, body: str) -> None:
-    """Replace (or append) this benchmark's section of RESULTS.md; other sections are left as they are."""
+def record(command: str, body: str, *, title: str = TITLE, level: str = "##", backend: str = "") -> None:
+    """Replace (or add) one section of RESULTS.md: ``title`` at ``level`` (``##``, or ``###`` inside the
+    training section), up to the next heading of the same or a higher level; the rest is left as it is."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    where = backend or "one fresh process, S3 = moto in process"
     section = (
-        f"## {TITLE}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}, Python "
-        f"{platform.python_version()}, {os.cpu_count()} cores ({platform.machine()}), one fresh "
-        f"process, S3 = moto in process.\n\n{body.strip()}\n"
+        f"{level} {title}\n\nRun: `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}, Python "
+        f"{platform.python_version()}, {os.cpu_count()} cores ({platform.machine()}), "
+        f"{where}.\n\n{body.strip()}\n"
     )
-    pattern = re.compile(rf"^## {re.escape(TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = (
-        pattern.sub(lambda _: section + "\n", text)
-        if pattern.search(text)
-        else (text.rstrip() + "\n\n" + section)
-    )
+    # The training section ends at its first subsection; a subsection at the next heading.
+    stop = r"^##+ |\Z"
+    pattern = re.compile(rf"^{level} {re.escape(title)}\n.*?(?={stop})", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text)
+    elif level == "###":
+        # A new subsection goes at the end of the training section.
+        parent = re.compile(rf"^## {re.escape(TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
+        text = parent.sub(lambda m: m.group(0).rstrip() + "\n\n" + section + "\n", text)
+    else:
+        text = text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)
+
+
+# ----------------------------------------------------------------------------------- training at scale
+def build_lake(folder: Path, rows: int, batches: int) -> dict[str, float]:
+    """A local lake of ``batches`` committed clean batches of ``rows`` in all, and a promoted champion."""
+    import io
+
+    from rentlake import registry
+    from rentlake.lake import keys, open_lake
+    from rentlake.model.train import train
+
+    t = time.perf_counter()
+    lake = open_lake(folder)
+    small = train(synthetic_clean(20_000, seed=10_001), seed=1, trained_at=T0, make_files=False)
+    registry.save_version(lake, small)
+    registry.promote(lake, small.version, reason="bench champion")
+    per = -(-rows // batches)
+    for b in range(batches):
+        n = min(per, rows - b * per)
+        df = synthetic_clean(n, seed=b)
+        df["row_hash"] = pd.util.hash_pandas_object(df, index=False).to_numpy().view("int64")
+        iid, day = f"bench{b:015d}", str((T0 + timedelta(days=b)).date())
+        files = []
+        for part, start in enumerate(range(0, n, 250_000)):
+            key = keys.batch_prefix("clean", "listings", day, iid) + f"part-{part:05d}.parquet"
+            buf = io.BytesIO()
+            df.iloc[start : start + 250_000].to_parquet(buf, index=False)
+            lake.put_bytes(key, buf.getvalue())
+            files.append(key)
+        lake.create_json(
+            keys.clean_commit("listings", b + 1),
+            {
+                "dataset": "listings",
+                "ingestion_id": iid,
+                "ingest_date": day,
+                "seq": b + 1,
+                "cleaned_at": (T0 + timedelta(days=b)).isoformat(),
+                "source_key": f"landing/bench{b}.csv",
+                "rows": {"in": n, "clean": n, "quarantined": 0},
+                "clean_files": files,
+                "quarantine_files": [],
+            },
+        )
+    return {"build_s": time.perf_counter() - t}
+
+
+def measure_stage(stage: str, folder: Path, version: str | None) -> dict[str, object]:
+    """Run one stage in this (fresh) process; wall, CPU and peak RSS, and what the stage answered."""
+    from rentlake.events import TrainRequest
+    from rentlake.lake import open_lake
+    from rentlake.stages import evaluate as evaluate_stage
+    from rentlake.stages import train as train_stage
+
+    lake = open_lake(folder)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    steps: list[tuple[str, float, float]] = []
+
+    def progress(message: str) -> None:
+        # The stage's progress lines mark its steps: when each began, and the peak RSS until then.
+        steps.append((message.split(": ", 1)[1].split(" ")[0], time.perf_counter() - t, peak_rss_mib()))
+
+    if stage == "train":
+        out = train_stage.run(lake, TrainRequest(), now=lambda: T0 + timedelta(days=400), progress=progress)
+        answer = {k: out.get(k) for k in ("version", "model_name", "sizes", "sampling", "trained")}
+        answer["steps"] = steps
+    else:
+        out = evaluate_stage.judge(lake, str(version))
+        answer = {
+            "mae": float(out["metrics"]["mae"]),
+            "coverage": float(out["metrics"]["coverage"]),
+            "n": int(out["metrics"]["n"]),
+            "gate": out["gate"]["decision"],
+        }
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_rss_mib(), **answer}
+
+
+def fresh_process(stage: str, folder: Path, version: str | None = None) -> dict[str, object]:
+    """:func:`measure_stage` in a new Python process (its peak RSS is the stage's alone)."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--measure", stage, "--lake", str(folder)]
+    if version:
+        cmd += ["--version", version]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_scale(rows: int, batches: int, folder: Path) -> dict[str, object]:
+    """Build the lake, then train and evaluate in two fresh processes."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    built = build_lake(folder, rows, batches)
+    trained = fresh_process("train", folder)
+    evaluated = fresh_process("evaluate", folder, str(trained["version"]))
+    return {"rows": rows, "batches": batches, **built, "train": trained, "evaluate": evaluated}
+
+
+def scale_table(r: dict[str, object]) -> str:
+    tr, ev = r["train"], r["evaluate"]
+    assert isinstance(tr, dict) and isinstance(ev, dict)
+    t, h = tr["sampling"]["train"], tr["sampling"]["heldout"]
+    wall = float(tr["wall_s"]) + float(ev["wall_s"])
+    tr_mb, ev_mb = float(tr["peak_rss_mib"]) * 1.048576, float(ev["peak_rss_mib"]) * 1.048576
+    yes = {True: "yes", False: "**no**"}
+    at = {name: float(sec) for name, sec, _ in tr["steps"]}
+    rss = {name: float(mib) for name, _, mib in tr["steps"]}
+    review, sample = at["sampling"], at["fitting"] - at["sampling"]
+    fit, write = at["writing"] - at["fitting"], float(tr["wall_s"]) - at["writing"]
+    return "\n".join(
+        [
+            "| measure | value | target | met |",
+            "| --- | --- | --- | --- |",
+            f"| lake: {int(r['rows']):,} clean rows in {r['batches']} committed batches (local folder), "
+            f"built in | {float(r['build_s']):.0f} s | | |",
+            f"| training sample: {t['sampled']:,} of {t['rows']:,} training rows (cap {t['max_rows']:,}, "
+            f"floor {t['floor']:,} per district, base rate {t['base_rate']:.3f}) | | | |",
+            f"| held-out sample: {h['sampled']:,} of {h['rows']:,} held-out rows (cap {h['max_rows']:,}) "
+            "| | | |",
+            f"| train stage (review of {r['batches']} batches against a history sample, two-pass hash "
+            f"sample, fit: chose {tr['model_name']}, version) wall / CPU | {float(tr['wall_s']):.0f} s / "
+            f"{float(tr['cpu_s']):.0f} s | | |",
+            f"| of which: review {review:.0f} s (peak {rss['sampling']:.0f} MiB), hash sample (two passes) "
+            f"{sample:.0f} s (peak {rss['fitting']:.0f} MiB), fit + export + held-out scoring {fit:.0f} s, "
+            f"version written {write:.0f} s | | | |",
+            f"| train stage peak RSS (fresh process) | {float(tr['peak_rss_mib']):.0f} MiB | "
+            f"< {TRAIN_MEMORY_MB:,} MB | {yes[tr_mb < TRAIN_MEMORY_MB]} |",
+            f"| evaluate stage (challenger + champion on {int(ev['n']):,} held-out rows, gate) wall / CPU | "
+            f"{float(ev['wall_s']):.1f} s / {float(ev['cpu_s']):.1f} s | | |",
+            f"| evaluate stage peak RSS (fresh process) | {float(ev['peak_rss_mib']):.0f} MiB | "
+            f"< {EVALUATE_MEMORY_MB:,} MB | {yes[ev_mb < EVALUATE_MEMORY_MB]} |",
+            f"| **train + evaluate, wall** | **{wall:.0f} s** | < 900 s | {yes[wall < 900]} |",
+            f"| held-out MAE / 90 % coverage / gate | {float(ev['mae']):.0f} € / "
+            f"{float(ev['coverage']):.3f} / {ev['gate']} | | |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,8 +377,31 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batches", type=int, default=0, help="a local lake of this many batches")
+    parser.add_argument("--lake", type=Path, default=Path("/tmp/rentlake-bench-train"))
+    parser.add_argument("--measure", choices=["train", "evaluate"], help=argparse.SUPPRESS)
+    parser.add_argument("--version", help=argparse.SUPPRESS)
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args(argv)
+    if args.measure:
+        import json
+
+        print(json.dumps(measure_stage(args.measure, args.lake, args.version), default=str))
+        return 0
+    if args.batches:
+        figures = run_scale(args.rows, args.batches, args.lake)
+        body = scale_table(figures)
+        print(body)
+        if args.record:
+            cmd = f".venv/bin/python bench/bench_train.py --rows {args.rows} --batches {args.batches}"
+            record(
+                cmd + " --record",
+                body,
+                title=SCALE_TITLE,
+                level="###",
+                backend="lake = local folder, each stage in its own fresh process",
+            )
+        return 0
     figures = run(args.rows)
     body = table(figures)
     print(body)
