@@ -21,13 +21,18 @@ Usage::
 Targets (issue 3, 2-core machine): train + evaluate + export < 60 s and peak RSS < 2 GB at 1 M rows.
 
 Training at scale (``--batches B``, with ``--rows`` in all): a local-folder lake
-(:mod:`rentlake.lake.local`) of B committed clean batches (Parquet with ``row_hash``, numbered commits,
-as the clean stage leaves them) and a champion trained on other data are built first; then the train
-stage (review of the B batches, the two-pass hash sample, fit, version) runs in one fresh process and the
-evaluate stage in another, as the two functions do. Each reports wall time, CPU time (user + sys) and
-peak RSS (``ru_maxrss``), compared with the functions' memory in template.yaml. Usage::
+(:mod:`rentlake.lake.local`, or ``--backend moto``) of B committed clean batches (Parquet with
+``row_hash``, numbered commits, as the clean stage leaves them) and a champion trained on other data
+are built first; then the train stage (review of the B batches, the two-pass hash sample, fit, version)
+runs in one fresh process and the evaluate stage in another, as the two functions do. Each reports wall
+time, CPU time (user + sys) and peak RSS (``ru_maxrss``), compared with the functions' memory in
+template.yaml. Usage::
 
     .venv/bin/python bench/bench_train.py --rows 20000000 --batches 40 [--lake DIR] [--record]
+    .venv/bin/python bench/bench_train.py --rows 20000000 --batches 40 --backend moto [--record]
+
+``--backend moto`` puts the lake in a bucket of a moto S3 server running in its own process (closer to
+S3: every read is an HTTP GET; the server's memory is not the stages').
 
 Targets: peak RSS within the train function's 6 144 MB and the evaluate function's 3 008 MB, train +
 evaluate < 15 min.
@@ -44,7 +49,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -232,7 +237,7 @@ def record(command: str, body: str, *, title: str = TITLE, level: str = "##", ba
 
 
 # ----------------------------------------------------------------------------------- training at scale
-def build_lake(folder: Path, rows: int, batches: int) -> dict[str, float]:
+def build_lake(folder: Path | str, rows: int, batches: int) -> dict[str, float]:
     """A local lake of ``batches`` committed clean batches of ``rows`` in all, and a promoted champion."""
     import io
 
@@ -275,7 +280,7 @@ def build_lake(folder: Path, rows: int, batches: int) -> dict[str, float]:
     return {"build_s": time.perf_counter() - t}
 
 
-def measure_stage(stage: str, folder: Path, version: str | None) -> dict[str, object]:
+def measure_stage(stage: str, folder: Path | str, version: str | None) -> dict[str, object]:
     """Run one stage in this (fresh) process; wall, CPU and peak RSS, and what the stage answered."""
     from rentlake.events import TrainRequest
     from rentlake.lake import open_lake
@@ -309,7 +314,7 @@ def measure_stage(stage: str, folder: Path, version: str | None) -> dict[str, ob
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_rss_mib(), **answer}
 
 
-def fresh_process(stage: str, folder: Path, version: str | None = None) -> dict[str, object]:
+def fresh_process(stage: str, folder: Path | str, version: str | None = None) -> dict[str, object]:
     """:func:`measure_stage` in a new Python process (its peak RSS is the stage's alone)."""
     import json
     import subprocess
@@ -321,15 +326,71 @@ def fresh_process(stage: str, folder: Path, version: str | None = None) -> dict[
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_scale(rows: int, batches: int, folder: Path) -> dict[str, object]:
-    """Build the lake, then train and evaluate in two fresh processes."""
+def run_scale(rows: int, batches: int, folder: Path, backend: str = "local") -> dict[str, object]:
+    """Build the lake (a local folder, or a bucket of a moto S3 server in another process), then train and
+    evaluate in two fresh processes."""
     import shutil
 
-    shutil.rmtree(folder, ignore_errors=True)
-    built = build_lake(folder, rows, batches)
-    trained = fresh_process("train", folder)
-    evaluated = fresh_process("evaluate", folder, str(trained["version"]))
-    return {"rows": rows, "batches": batches, **built, "train": trained, "evaluate": evaluated}
+    server = None
+    if backend == "moto":
+        server, endpoint = start_moto()
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "eu-west-3",
+                "AWS_REGION": "eu-west-3",
+                "AWS_ENDPOINT_URL": endpoint,
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        import boto3
+
+        boto3.client("s3").create_bucket(
+            Bucket="bench-train", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
+        )
+        address: Path | str = "s3://bench-train"
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        address = folder
+    try:
+        built = build_lake(address, rows, batches)
+        trained = fresh_process("train", address)
+        evaluated = fresh_process("evaluate", address, str(trained["version"]))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+    return {
+        "rows": rows,
+        "batches": batches,
+        "backend": backend,
+        **built,
+        "train": trained,
+        "evaluate": evaluated,
+    }
+
+
+def start_moto() -> tuple[Any, str]:
+    """A moto S3 server in its own process (its memory is not the measured process's)."""
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from moto.server import ThreadedMotoServer as S; import time; "
+            f"s=S('127.0.0.1',{port},verbose=False); s.start(); time.sleep(1e9)",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(3)
+    return server, f"http://127.0.0.1:{port}"
 
 
 def scale_table(r: dict[str, object]) -> str:
@@ -339,6 +400,7 @@ def scale_table(r: dict[str, object]) -> str:
     wall = float(tr["wall_s"]) + float(ev["wall_s"])
     tr_mb, ev_mb = float(tr["peak_rss_mib"]) * 1.048576, float(ev["peak_rss_mib"]) * 1.048576
     yes = {True: "yes", False: "**no**"}
+    where = "moto S3 server" if r["backend"] == "moto" else "local folder"
     at = {name: float(sec) for name, sec, _ in tr["steps"]}
     rss = {name: float(mib) for name, _, mib in tr["steps"]}
     review, sample = at["sampling"], at["fitting"] - at["sampling"]
@@ -347,7 +409,7 @@ def scale_table(r: dict[str, object]) -> str:
         [
             "| measure | value | target | met |",
             "| --- | --- | --- | --- |",
-            f"| lake: {int(r['rows']):,} clean rows in {r['batches']} committed batches (local folder), "
+            f"| lake: {int(r['rows']):,} clean rows in {r['batches']} committed batches ({where}), "
             f"built in | {float(r['build_s']):.0f} s | | |",
             f"| training sample: {t['sampled']:,} of {t['rows']:,} training rows (cap {t['max_rows']:,}, "
             f"floor {t['floor']:,} per district, base rate {t['base_rate']:.3f}) | | | |",
@@ -377,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batches", type=int, default=0, help="a local lake of this many batches")
-    parser.add_argument("--lake", type=Path, default=Path("/tmp/rentlake-bench-train"))
+    parser.add_argument("--batches", type=int, default=0, help="a lake of this many batches")
+    parser.add_argument("--backend", choices=["local", "moto"], default="local", help="with --batches")
+    parser.add_argument("--lake", default="/tmp/rentlake-bench-train", help="the local lake's folder")
     parser.add_argument("--measure", choices=["train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--version", help=argparse.SUPPRESS)
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
@@ -389,17 +452,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_stage(args.measure, args.lake, args.version), default=str))
         return 0
     if args.batches:
-        figures = run_scale(args.rows, args.batches, args.lake)
+        figures = run_scale(args.rows, args.batches, Path(args.lake), args.backend)
         body = scale_table(figures)
         print(body)
         if args.record:
             cmd = f".venv/bin/python bench/bench_train.py --rows {args.rows} --batches {args.batches}"
+            moto = args.backend == "moto"
             record(
-                cmd + " --record",
+                cmd + (" --backend moto" if moto else "") + " --record",
                 body,
-                title=SCALE_TITLE,
+                title=SCALE_TITLE + (", moto S3 server" if moto else ""),
                 level="###",
-                backend="lake = local folder, each stage in its own fresh process",
+                backend=("lake = a moto S3 server in its own process" if moto else "lake = local folder")
+                + ", each stage in its own fresh process",
             )
         return 0
     figures = run(args.rows)
