@@ -202,3 +202,60 @@ def test_write_batch_then_read_back(any_lake: Any) -> None:
     # AND deleting the batch's prefix removes its files
     assert lake.delete_prefix(keys.batch_prefix("clean", "listings", **where)) == 2
     assert lake.batch_files("clean", "listings", **where) == []
+
+
+def test_an_arrow_table_is_written_as_the_frame_it_holds(any_lake: Any) -> None:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    lake = any_lake
+    lake.ensure_database()
+    where = {"ingest_date": "2024-03-01", "ingestion_id": "i2"}
+    dtype = {"city": "string", "source_key": "string", "source_row": "bigint"}
+    # GIVEN an Arrow table whose constant column is a dictionary of one string, and a column of nulls
+    n = 50
+    table = pa.table(
+        {
+            "city": pa.array([None if i % 7 == 0 else f"Paris {i % 20}" for i in range(n)], pa.string()),
+            "extra": pa.nulls(n, pa.string()),
+            "source_row": pa.array(np.arange(1, n + 1)),
+            "source_key": pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, dtype=np.int32)), ["landing/a.csv"]
+            ),
+        }
+    )
+    # WHEN it is written in two chunks
+    paths = [
+        *lake.write_batch(table.slice(0, 30), "raw", "listings", part=0, dtype=dtype, **where),
+        *lake.write_batch(table.slice(30), "raw", "listings", part=1, dtype=dtype, **where),
+    ]
+    written = [lake.key_of(p) for p in paths]
+    assert lake.batch_files("raw", "listings", **where) == written
+    # THEN it reads back as the same rows as pandas frames give, the dictionary as plain strings
+    back = pd.concat(lake.iter_keys(written), ignore_index=True)
+    assert back["source_key"].tolist() == ["landing/a.csv"] * n and back["source_row"].tolist() == [
+        *range(1, n + 1)
+    ]
+    assert str(back["source_key"].dtype) == str(back["city"].dtype) == str(back["extra"].dtype)
+    assert (
+        back["city"].isna().sum() == 8
+        and back["extra"].isna().all()
+        and str(back["source_row"].dtype) == "Int64"
+    )
+    # AND the catalog gives its columns' Athena types, the dictionary's as a string
+    assert "raw_listings" in lake.glue_tables()
+    if lake.address.startswith("s3://"):
+        import awswrangler as wr
+
+        types = wr.catalog.get_table_types(
+            database=lake.database, table="raw_listings", boto3_session=lake.session
+        )
+    else:
+        types = lake.get_json("_catalog/raw_listings.json")["columns"]
+    assert {c: types[c] for c in table.column_names} == {
+        "city": "string",
+        "extra": "string",
+        "source_row": "bigint",
+        "source_key": "string",
+    }

@@ -53,6 +53,26 @@ def test_keys_are_plain_files_and_hidden_names_are_never_keys(local_lake: Any) -
             lake.put_bytes(bad, b"x")
 
 
+def test_the_etag_kept_with_a_file_is_used_only_while_the_file_is_unchanged(local_lake: Any) -> None:
+    import hashlib
+
+    lake = local_lake
+    # GIVEN an object the lake wrote (its MD5 kept on the file), and one put in the folder by hand
+    etag = lake.put_bytes("landing/a.csv", b"rent,surface\n1000,30\n")
+    (lake.root / "landing" / "b.csv").write_bytes(b"by hand")
+    # THEN both HEADs give the MD5 of the content
+    assert lake.head("landing/a.csv")["etag"] == etag == hashlib.md5(b"rent,surface\n1000,30\n").hexdigest()
+    assert lake.head("landing/b.csv")["etag"] == hashlib.md5(b"by hand").hexdigest()
+    # WHEN the lake's file is changed in place, keeping its size
+    path = lake.root / "landing" / "a.csv"
+    with path.open("r+b") as fh:
+        fh.write(b"loyer")
+    before = path.stat().st_mtime_ns
+    os.utime(path, ns=(before + 1_000, before + 1_000))  # as a later write does, whatever the clock's step
+    # THEN its ETag is the new content's, not the one kept
+    assert lake.head("landing/a.csv")["etag"] == hashlib.md5(b"loyersurface\n1000,30\n").hexdigest()
+
+
 def test_delete_prunes_empty_folders_and_keeps_the_lock(local_lake: Any) -> None:
     lake = local_lake
     lake.put_bytes("raw/objects/ingest_date=D/ingestion_id=I/a.csv", b"a")

@@ -43,6 +43,7 @@ from rentlake.records import CleanCommit, IngestedBatch, RecordError
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
     import pandas as pd
+    import pyarrow as pa
 
 PARTITION_COLS = ["ingest_date", "ingestion_id"]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
@@ -290,6 +291,23 @@ class Lake(ABC):
     @abstractmethod
     def _write_table(self, frame: pd.DataFrame, zone: str, dataset: str, batch: BatchChunk) -> list[str]: ...
 
+    def _write_arrow(self, table: pa.Table, zone: str, dataset: str, batch: BatchChunk) -> list[str]:
+        """Write an Arrow table as :meth:`_write_table` writes a frame (a backend may skip pandas)."""
+        import pandas as pd
+        import pyarrow as pa
+
+        for i, kind in enumerate(table.schema.types):
+            if pa.types.is_dictionary(kind) and pa.types.is_string(
+                kind.value_type
+            ):  # strings, not categories
+                table = table.set_column(
+                    i, table.field(i).with_type(pa.string()), table.column(i).cast(pa.string())
+                )
+        strings = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+        frame = table.to_pandas(types_mapper=strings.get)
+        frame = frame.assign(ingest_date=batch.ingest_date, ingestion_id=batch.ingestion_id)
+        return self._write_table(frame, zone, dataset, batch)
+
     @abstractmethod
     def _read_table(self, key: str, columns: list[str] | None) -> pd.DataFrame: ...
 
@@ -331,7 +349,7 @@ class Lake(ABC):
 
     def write_batch(
         self,
-        df: pd.DataFrame,
+        df: pd.DataFrame | pa.Table,
         zone: str,
         dataset: str,
         *,
@@ -349,7 +367,8 @@ class Lake(ABC):
         Parameters
         ----------
         df
-            The chunk's rows.
+            The chunk's rows: a pandas frame, or an Arrow table (written without a pandas copy where the
+            backend can; a column of dictionary-encoded strings is written, and read back, as strings).
         zone
             ``raw``, ``clean`` or ``quarantine``.
         dataset
@@ -366,9 +385,13 @@ class Lake(ABC):
         list of str
             The paths written (:meth:`key_of` gives their keys).
         """
-        frame = df.assign(ingest_date=ingest_date, ingestion_id=ingestion_id)
+        import pyarrow as pa
+
         batch = BatchChunk(ingest_date=ingest_date, ingestion_id=ingestion_id, part=part, dtype=dtype or {})
         try:
+            if isinstance(df, pa.Table):
+                return self._write_arrow(df, zone, dataset, batch)
+            frame = df.assign(ingest_date=ingest_date, ingestion_id=ingestion_id)
             return self._write_table(frame, zone, dataset, batch)
         except LakeError:
             raise

@@ -10,7 +10,8 @@ see each other's writes as two Lambda functions on one bucket do.
   it is old.
 * Conditional writes (:meth:`~rentlake.lake.Lake.create_json`, :meth:`~rentlake.lake.Lake.replace_json`)
   check and rename under an exclusive ``flock`` on ``<root>/.lock``; the ETag is the MD5 of the content,
-  as S3 gives for a single-part upload.
+  as S3 gives for a single-part upload (an object the lake wrote keeps it in an extended attribute, so a
+  HEAD does not read the object again; a file changed since, or put there by hand, is read).
 * Tables are Parquet files written by pyarrow with awswrangler's conventions (same column types, file
   names ``part-<chunk>-<uuid>.snappy.parquet``, partition folders ``ingest_date=D/ingestion_id=I``, the
   partition columns in the path only), and read back as awswrangler reads them (nullable pandas dtypes).
@@ -54,14 +55,19 @@ TEMP_PREFIX = ".tmp-"
 """File names beginning with this are writes in progress (or left by a killed writer), never keys."""
 DEFAULT_SWEEP_HOURS = 6.0
 CATALOG_PREFIX = "_catalog/"
-# awswrangler's ParquetWriter settings (s3/_write_parquet.py), so that files read the same from both lakes.
+# The extended attribute holding the MD5 of a file the lake wrote: a HEAD of a large object (its ETag, as
+# S3 gives it without reading the object) then need not read it again.
+_MD5_ATTR = "user.rentlake.md5"
+# awswrangler's ParquetWriter settings (s3/_write_parquet.py), so that files read the same from both lakes;
+# only the encoding differs (see _encodings), which changes no value read back.
 _PARQUET_WRITER = {
     "compression": "snappy",
     "coerce_timestamps": "ms",
     "flavor": "spark",
     "version": "1.0",
-    "use_dictionary": True,
-    "write_statistics": True,
+    # A column of many distinct values gives up its dictionary sooner (256 KiB of it, not 1 MiB): the
+    # hashing of values that end up written plain anyway was a third of the write time of raw listings.
+    "dictionary_pagesize_limit": 256 << 10,
 }
 _ATHENA_TO_ARROW = {
     "tinyint": "int8",
@@ -87,6 +93,27 @@ def is_temp_name(name: str) -> bool:
 def md5_hex(data: bytes) -> str:
     """The ETag S3 gives a single-part upload of ``data``."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _remember_md5(fh: BinaryIO, digest: str) -> None:
+    """Keep ``digest``, the MD5 of what ``fh`` holds, on the file itself (an extended attribute, which
+    follows it through the rename into place), with the size and modification time it belongs to."""
+    fh.flush()
+    stat = os.fstat(fh.fileno())
+    try:
+        os.setxattr(fh.fileno(), _MD5_ATTR, f"{stat.st_size}:{stat.st_mtime_ns}:{digest}".encode())
+    except OSError:  # a file system without user attributes: the ETag is then computed by each HEAD
+        return
+
+
+def _remembered_md5(path: Path, stat: os.stat_result) -> str | None:
+    """The MD5 :func:`_remember_md5` kept on ``path``, if the file is still as it was then."""
+    try:
+        size, mtime, digest = os.getxattr(path, _MD5_ATTR).decode().split(":")
+        same = (int(size), int(mtime)) == (stat.st_size, stat.st_mtime_ns)
+    except (OSError, ValueError):  # none kept (a file put there by hand), or not ours
+        return None
+    return digest if same and len(digest) == 32 else None
 
 
 def _md5_file(path: Path) -> str:
@@ -191,11 +218,17 @@ class LocalLake(Lake):
     # ------------------------------------------------------------------ plain objects
     def _write(self, key: str, data: bytes, content_type: str) -> str:
         path = self.path(key)
+        etag = md5_hex(data)
+
+        def fill(fh: BinaryIO) -> None:
+            fh.write(data)
+            _remember_md5(fh, etag)
+
         try:
-            self._write_file(path, lambda fh: fh.write(data))
+            self._write_file(path, fill)
         except OSError as exc:
             raise LakeError(f"cannot write {path}: {exc}") from exc
-        return md5_hex(data)
+        return etag
 
     def _write_if_absent(self, key: str, data: bytes) -> str:
         path = self.path(key)
@@ -240,7 +273,7 @@ class LocalLake(Lake):
             stat = path.stat()
             if not path.is_file():
                 return None
-            etag = _md5_file(path)
+            etag = _remembered_md5(path, stat) or _md5_file(path)
         except (ObjectNotFound, FileNotFoundError, NotADirectoryError):
             return None
         return {
@@ -325,17 +358,17 @@ class LocalLake(Lake):
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _write_table(self, frame: pd.DataFrame, zone: str, dataset: str, batch: BatchChunk) -> list[str]:
-        import pyarrow.parquet as pq
-
-        prefix = keys.batch_prefix(zone, dataset, batch.ingest_date, batch.ingestion_id)
         table = arrow_table(frame.drop(columns=PARTITION_COLS), batch.dtype)
+        return self._write_parquet(table, zone, dataset, batch)
+
+    def _write_arrow(self, table: pa.Table, zone: str, dataset: str, batch: BatchChunk) -> list[str]:
+        table = table.drop_columns([c for c in PARTITION_COLS if c in table.column_names])
+        return self._write_parquet(cast_columns(table, batch.dtype), zone, dataset, batch)
+
+    def _write_parquet(self, table: pa.Table, zone: str, dataset: str, batch: BatchChunk) -> list[str]:
+        prefix = keys.batch_prefix(zone, dataset, batch.ingest_date, batch.ingestion_id)
         path = self.path(f"{prefix}part-{batch.part:05d}-{uuid.uuid4().hex}.snappy.parquet")
-
-        def fill(fh: BinaryIO) -> None:
-            with pq.ParquetWriter(fh, table.schema, **_PARQUET_WRITER) as writer:
-                writer.write_table(table)
-
-        self._write_file(path, fill)
+        self._write_file(path, lambda fh: write_parquet(fh, table))
         self._register(zone, dataset, table.schema)
         return [str(path)]
 
@@ -400,6 +433,99 @@ def arrow_table(frame: pd.DataFrame, dtype: dict[str, str]) -> pa.Table:
     return table
 
 
+def _encodings(schema: pa.Schema) -> dict[str, list[str]]:
+    """Which columns get a dictionary and which get statistics (min and max per row group).
+
+    Text gets a dictionary (a district, a date, the lineage columns repeat their values); numbers are
+    written plain: a row number or a price is mostly distinct, and its dictionary would be built only to
+    be dropped. Numbers and dates get statistics (a query engine skips row groups by them); text does not:
+    comparing every string cost a fifth of the write time of raw listings, and no reader filters raw text
+    by range.
+    """
+    import pyarrow as pa
+
+    def text(kind: pa.DataType) -> bool:
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
+
+    return {
+        "use_dictionary": [f.name for f in schema if text(f.type)],
+        "write_statistics": [f.name for f in schema if not text(f.type)],
+    }
+
+
+def write_parquet(sink: Any, table: pa.Table) -> None:
+    """Write ``table`` as one Parquet file to ``sink`` (a path or a binary file), as the lake writes tables:
+    awswrangler's settings, with the encodings of :func:`_encodings` and :func:`_string_dictionaries`."""
+    import pyarrow.parquet as pq
+
+    table, schema_options = _string_dictionaries(table)
+    options = {**_PARQUET_WRITER, **_encodings(table.schema), **schema_options}
+    with pq.ParquetWriter(sink, table.schema, **options) as writer:
+        writer.write_table(table)
+
+
+def _string_dictionaries(table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
+    """How to write a table's dictionary-of-string columns so that they read back as strings (as from the
+    S3 lake, where they are strings): as the dictionaries they are, without the Arrow schema (a reader
+    then takes each column's type from Parquet's own: string), when every other column reads back the
+    same without it; else decoded first.
+
+    Returns
+    -------
+    tuple
+        The table to write and the writer options it needs.
+    """
+    import pyarrow as pa
+
+    def string_dictionary(kind: pa.DataType) -> bool:
+        return pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type)
+
+    def plain(kind: pa.DataType) -> bool:  # read back the same from Parquet's types alone
+        return (
+            pa.types.is_string(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_floating(kind)
+            or (pa.types.is_integer(kind) and pa.types.is_signed_integer(kind))
+        )
+
+    kinds = [f.type for f in table.schema]
+    if not any(string_dictionary(k) for k in kinds):
+        return table, {}
+    if all(string_dictionary(k) or plain(k) for k in kinds):
+        return table, {"store_schema": False}
+    for i, kind in enumerate(kinds):
+        if string_dictionary(kind):
+            table = table.set_column(
+                i, table.field(i).with_type(pa.string()), table.column(i).cast(pa.string())
+            )
+    return table, {}
+
+
+def cast_columns(table: pa.Table, dtype: dict[str, str]) -> pa.Table:
+    """``table`` with the columns ``dtype`` names cast to the Arrow types of their Athena types.
+
+    Parameters
+    ----------
+    table
+        The rows.
+    dtype
+        Athena type of some columns; unknown types raise :class:`LakeError`.
+    """
+    import pyarrow as pa
+
+    for name, athena in dtype.items():
+        if name not in table.column_names:
+            continue
+        index = table.column_names.index(name)
+        kind = table.schema.field(index).type
+        target = arrow_type(athena, f"datetime64[{kind.unit}]" if pa.types.is_timestamp(kind) else "")
+        if pa.types.is_dictionary(kind) and kind.value_type == target:
+            continue  # written as its values' type (see _string_dictionaries)
+        if kind != target:
+            table = table.set_column(index, pa.field(name, target), table.column(index).cast(target))
+    return table
+
+
 def arrow_type(athena: str, pandas_dtype: str) -> pa.DataType:
     """The Arrow type awswrangler uses for an Athena type (a timestamp keeps the frame's unit)."""
     import pyarrow as pa
@@ -419,6 +545,8 @@ def athena_type(arrow: pa.DataType) -> str:
     """The Athena name of an Arrow type, for the catalog documents."""
     import pyarrow as pa
 
+    if pa.types.is_dictionary(arrow):  # written as its values (see _string_dictionaries)
+        arrow = arrow.value_type
     if pa.types.is_timestamp(arrow):
         return "timestamp"
     if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):

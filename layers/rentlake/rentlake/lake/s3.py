@@ -26,6 +26,7 @@ from rentlake.lake import (
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    import pyarrow as pa
 
 # S3 answers 503 SlowDown under load and throttles bursts: retry with backoff rather than fail a batch.
 # "standard" mode retries throttling and transient errors with jittered exponential backoff; awswrangler's
@@ -57,6 +58,8 @@ class S3Lake(Lake):
     boto3_session: boto3.Session | None = None
     prefix: str = ""
     _s3: Any = field(default=None, init=False, repr=False)
+    # Batches whose Glue partition (and table columns) this lake registered: their next chunks skip it.
+    _registered: set[tuple[Any, ...]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -220,6 +223,54 @@ class S3Lake(Lake):
             boto3_session=self.session,
         )
         return list(res["paths"])
+
+    def _write_arrow(self, table: pa.Table, zone: str, dataset: str, batch: BatchChunk) -> list[str]:
+        """An Arrow table written as the local lake writes it (no pandas copy, no awswrangler write), put as
+        one object, then registered as awswrangler registers a written file: the table created or its new
+        columns added, and the batch's partition, once per batch and lake (not once per chunk)."""
+        import io
+        import uuid
+
+        import awswrangler as wr
+
+        from rentlake.lake.local import athena_type, cast_columns, write_parquet
+
+        table = cast_columns(
+            table.drop_columns([c for c in PARTITION_COLS if c in table.column_names]), batch.dtype
+        )
+        prefix = keys.batch_prefix(zone, dataset, batch.ingest_date, batch.ingestion_id)
+        key = f"{prefix}part-{batch.part:05d}-{uuid.uuid4().hex}.snappy.parquet"
+        body = io.BytesIO()
+        write_parquet(body, table)
+        self.s3.put_object(Bucket=self.bucket, Key=self._k(key), Body=body.getvalue())
+        columns = {f.name: athena_type(f.type) for f in table.schema}
+        registered = (zone, dataset, batch.ingest_date, batch.ingestion_id, tuple(columns.items()))
+        if registered not in self._registered:
+            glue_table = keys.glue_table(zone, dataset)
+            try:
+                wr.catalog.create_parquet_table(
+                    database=self.database,
+                    table=glue_table,
+                    path=self.uri(keys.table_prefix(zone, dataset)),
+                    columns_types=columns,
+                    partitions_types=dict.fromkeys(PARTITION_COLS, "string"),
+                    compression="snappy",
+                    mode="append",  # new columns are added, as awswrangler's schema evolution does
+                    boto3_session=self.session,
+                )
+                wr.catalog.add_parquet_partitions(
+                    database=self.database,
+                    table=glue_table,
+                    partitions_values={self.uri(prefix): [batch.ingest_date, batch.ingestion_id]},
+                    compression="snappy",
+                    columns_types=columns,
+                    boto3_session=self.session,
+                )
+            except BaseException:
+                self._delete([key])  # as awswrangler does: a file the catalog does not know is not left
+                raise
+            self._registered.add(registered)
+        return [self.uri(key)]
 
     def _read_table(self, key: str, columns: list[str] | None) -> pd.DataFrame:
         import awswrangler as wr
