@@ -10,7 +10,6 @@ from typing import Any
 from rentlake.cli.context import Context
 from rentlake.cli.errors import CliError
 from rentlake.lake import LakeError
-from rentlake.stages import review
 
 
 def register(sub: Any) -> None:
@@ -52,6 +51,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def rows(ctx: Context, dataset: str) -> list[dict[str, Any]]:
     """One row per committed batch: id, rows, status (``not reviewed`` before the first training), reason."""
+    from rentlake.stages import review  # pandas: imported by the batch commands only
+
     reviews = review.read_reviews(ctx.lake, dataset)
     out = []
     for commit in ctx.lake.committed_batches(dataset):
@@ -88,6 +89,8 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_accept(args: argparse.Namespace, ctx: Context) -> int:
     """Accept a held batch; an unknown batch is refused with the held ones named."""
+    from rentlake.stages import review  # pandas: imported by the batch commands only
+
     try:
         accepted = review.accept(
             ctx.lake, args.dataset, args.ingestion_id, by=_who(), now=lambda: datetime.now(UTC)

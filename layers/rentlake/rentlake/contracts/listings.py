@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from rentlake.contracts import Alias, Column, Contract, RobustRule, register
 from rentlake.contracts.ranges import SURFACE_RANGE  # shared with the API (no pandas there)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd  # imported where a normaliser runs: ingest reads contracts without pandas
 
 # Rents outside 50–100 000 €/month are typing errors, not listings.
 RENT_RANGE = (50.0, 100_000.0)
@@ -23,6 +26,8 @@ _POSTCODE = re.compile(r"^75(\d{3})$")
 def normalise_district(values: pd.Series) -> pd.Series:
     """Paris arrondissements as postcodes (``"11"``, ``"11e"``, ``"Paris 11ème"`` → ``"75011"``);
     other districts are kept, trimmed, with inner white space collapsed."""
+    import pandas as pd
+
     text = values.astype("string").str.strip().str.replace(r"\s+", " ", regex=True)
     text = text.mask(text == "")
 
@@ -68,8 +73,9 @@ def _log_rent_per_m2(df: pd.DataFrame) -> np.ndarray:
         return np.log(rent / surface)
 
 
-def _district_group(df: pd.DataFrame) -> np.ndarray:
-    return df["district"].astype("string").fillna("(none)").to_numpy(dtype=object)
+def _district_group(df: pd.DataFrame) -> pd.Series:
+    # A Series, not an array of Python strings: its few distinct values are what the codes are made of.
+    return df["district"].astype("string").fillna("(none)")
 
 
 CONTRACT = register(

@@ -23,12 +23,15 @@ and ingestion keeps the number in ``extra``.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from rentlake.contracts import Alias, Column, Contract, register
 from rentlake.legal.lookup import CITIES, PERIODS, canonical_period
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd  # imported where a normaliser runs: ingest reads contracts without pandas
 
 # Reference rents in both cities lie within 8–40 €/m²; 100 €/m² is beyond any regulated value and
 # catches a rent per month typed instead of per m².
@@ -48,6 +51,8 @@ def normalise_code(values: pd.Series) -> pd.Series:
 def normalise_period(values: pd.Series) -> pd.Series:
     """Construction periods in the table's four spellings (``"après 1990"`` → ``"Apres 1990"``); an
     unknown value is kept as written, so the ``choices`` check quarantines it."""
+    import pandas as pd
+
     uniques = pd.unique(values.dropna())
     table = {u: (canonical_period(str(u)) or u) for u in uniques}
     return values.map(table).astype("string")
