@@ -348,3 +348,100 @@ def test_the_record_index_numbers_lines_as_pyarrow_splits_records(
         assert index.records == 1 + len(firsts) + len(bad)
         ordinals = [o for o in range(2, index.records + 1) if o not in bad]
         assert index.line_of(np.array(ordinals)).tolist() == [int(f[1:]) for f in firsts]
+
+
+@pytest.mark.parametrize("window", [5, 64, 1 << 20])
+def test_the_simple_index_is_the_record_index_of_files_laid_out_simply(
+    window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    import numpy as np
+    from rentlake import textscan
+
+    # GIVEN CSV files without quotes or blank lines: \n or \r\n line ends, a last line with or without its
+    # end, lines of many lengths, accented text, a byte order mark; scanned in windows of a
+    # few bytes, so that line ends straddle a window's edge
+    monkeypatch.setattr(textscan, "WINDOW", window)
+    rng = random.Random(window)
+    for case in range(40):
+        bom = textscan.BOM if case % 5 == 0 else b""
+        ends = [b"\n", b"\r\n"] if case % 2 else [b"\n"]
+        values = [b"1200", b"x" * rng.randint(1, 40), "é".encode(), b"y" * 300, b" "]
+        lines = [b"a,b,c"] + [b",".join(rng.choices(values, k=rng.randint(1, 4))) for _ in range(30)]
+        data = bom + b"".join(line + rng.choice(ends) for line in lines)
+        if case % 3 == 0:
+            data = data.rstrip(b"\r\n")
+        start = len(bom)
+        # WHEN indexed both ways
+        simple = textscan.simple_index(data, start)
+        full = textscan.index_records(data, ",", start)
+        # THEN they agree on every record, its line, the longest record and the encoding
+        assert simple is not None
+        ordinals = np.arange(1, full.records + 1)
+        assert (simple.records, simple.header_end_line, simple.longest, simple.non_ascii) == (
+            full.records,
+            full.header_end_line,
+            full.longest,
+            full.non_ascii,
+        )
+        assert simple.line_of(ordinals).tolist() == full.line_of(ordinals).tolist()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'a,b\n"1",2\n',  # a quote
+        b"a,b\n1,2\n\n3,4\n",  # a blank line
+        b"a,b\r\n1,2\r\n\r\n3,4\r\n",  # a blank line, Windows style
+        b"\na,b\n1,2\n",  # a blank first line
+        b"a,b\r1,2\r",  # lines ended by \r alone
+        b"a,b\n1,2\r3,4\n",  # one \r alone
+    ],
+)
+def test_the_simple_index_declines_what_needs_the_full_scan(data: bytes) -> None:
+    from rentlake import textscan
+
+    assert textscan.simple_index(data) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"loyer,surface,ville\n1000,30,Paris\n1200,40,oops,extra\n900,20,Lyon\n950,25\n",
+        b"loyer;surface;commentaire\n1 200,50;30;tr\xe8s clair\n950;25;\xc3\xa0 voir\n",
+        b"loyer,surface,note\r\n1000,30,\r\n1100,31," + b"z" * 10_050 + b"\r\n1200,32,ok",
+        b"\xef\xbb\xbfloyer,surface\n1000,30\n" + b"1100,31\n" * 30,
+    ],
+)
+def test_the_simple_path_reads_as_the_full_scan_does(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rentlake import textscan
+
+    # GIVEN files the simple index takes (too many or too few fields, Latin-1 and UTF-8 lines, a value over
+    # the 10 000-character cut, Windows line ends, a byte order mark), read in chunks of 4 rows
+    assert textscan.simple_index(data, textscan.bom_length(data)) is not None
+    fast = rows(data, chunk_rows=4)
+    # WHEN read again without it (the full scan of quotes and line ends)
+    monkeypatch.setattr(textscan, "simple_index", lambda data, start=0: None)
+    full = rows(data, chunk_rows=4)
+    # THEN every raw row is the same: values, cuts, problems and source rows
+    pd.testing.assert_frame_equal(fast, full)
+
+
+def test_raw_chunks_as_arrow_tables_are_the_frames_they_become() -> None:
+    import pyarrow as pa
+
+    # GIVEN a file with a malformed row, read in chunks of 2 rows
+    data = b"loyer,surface,ville\n1000,30,Paris\n1200,40,oops,extra\n900,20,Lyon\n"
+    tables = list(parse_object(data, "x.csv", chunk_rows=2).tables)
+    # THEN the raw columns come in the frame's order and types, the malformed row in a table of its own
+    names = ["rent_eur", "surface_m2", "district", "listed_at", "extra", "source_row", "raw_problem"]
+    assert [t.column_names for t in tables] == [names] * 2
+    assert all(t.schema.field("source_row").type == pa.int64() for t in tables)
+    assert [t.column("source_row").to_pylist() for t in tables] == [[1, 3], [2]]
+    assert tables[1].column("raw_problem").to_pylist() == ["malformed_row (line 3)"]
+    assert pd.concat([t.to_pandas() for t in tables])["extra"].tolist() == [
+        '{"ville": "Paris"}',
+        '{"ville": "Lyon"}',
+        '{"line": "1200,40,oops,extra"}',
+    ]

@@ -31,13 +31,16 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from rentlake import contracts, textscan
 from rentlake.contracts import HeaderMapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
 
 DELIMITERS = (",", ";", "\t", "|")
 # Lineage columns every raw (and clean) row carries back to its source object.
@@ -122,6 +125,9 @@ class Source:
     # Whether numbers are written with a decimal comma ("1 200,50"): decided here, from the file, and
     # recorded with the ingestion for the cleaning stage, which types the values.
     decimal_comma: bool = False
+    # No value is longer than this many characters (None: not known): a CSV record of L bytes holds no
+    # value of more than L characters, so values need not be measured for the MAX_FIELD_CHARS cut.
+    longest_value: int | None = None
 
     @property
     def dataset(self) -> str:
@@ -132,10 +138,16 @@ class Source:
 @dataclass
 class Parsed:
     """An object turned into raw rows (canonical columns as strings, ``extra``, ``source_row``,
-    ``raw_problem``), chunk by chunk."""
+    ``raw_problem``), chunk by chunk: ``tables`` as Arrow tables (what the ingest stage writes), or
+    ``chunks`` as pandas frames (one or the other: both read the same iterator)."""
 
     source: Source
-    chunks: Iterator[pd.DataFrame]
+    tables: Iterator[pa.Table]
+
+    @property
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """The raw chunks as pandas frames (strings as ``string`` dtype, ``source_row`` int64)."""
+        return (_frame(table) for table in self.tables)
 
     @property
     def dataset(self) -> str:
@@ -265,20 +277,20 @@ def parse_object(
         When the object as a whole cannot be ingested (see :func:`open_source`).
     """
     source = open_source(data, name, Wanted(dataset, column_map), chunk_rows=chunk_rows, max_bytes=max_bytes)
-    return Parsed(source, _raw_chunks(source, chunk_rows))
+    return Parsed(source, _raw_tables(source, chunk_rows))
 
 
-def _raw_chunks(source: Source, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _raw_tables(source: Source, chunk_rows: int) -> Iterator[pa.Table]:
     malformed: list[tuple[int, str]] = []
     for chunk in source.chunks:
         if chunk.table.num_rows:
-            yield raw_frame(chunk, source)
+            yield raw_table(chunk, source)
         malformed += chunk.malformed
         if len(malformed) >= chunk_rows:
-            yield malformed_frame(malformed, source.mapping)
+            yield malformed_table(malformed, source.mapping)
             malformed = []
     if malformed:
-        yield malformed_frame(malformed, source.mapping)
+        yield malformed_table(malformed, source.mapping)
 
 
 def _check_binary(data: bytes, name: str) -> None:
@@ -352,32 +364,82 @@ def _header_message(found: list[str], dataset: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ raw frames
-def raw_frame(chunk: SourceChunk, source: Source) -> pd.DataFrame:
+def raw_table(chunk: SourceChunk, source: Source) -> pa.Table:
     """Raw rows of a chunk: mapped columns renamed, unknown ones packed into ``extra`` (JSON), every value
-    as a string; a value over :data:`MAX_FIELD_CHARS` is cut and its row says so in ``raw_problem``."""
+    as a string; a value over :data:`MAX_FIELD_CHARS` is cut and its row says so in ``raw_problem``.
+
+    Columns: the contract's, ``extra``, ``source_row`` (int64) and ``raw_problem``, in that order.
+    """
     import pyarrow as pa
 
     mapping = source.mapping
     table = chunk.table
     n = table.num_rows
-    problems = np.full(n, None, dtype=object)
+    problems = _Problems(n)
+    # Values are measured only when one may be too long (a CSV's longest record says none can).
+    measure = source.longest_value is None or source.longest_value > MAX_FIELD_CHARS
     out: dict[str, Any] = {}
     for src, canon in mapping.columns.items():
         if src in table.schema.names:
-            out[canon] = _cut(_as_text(table.column(src)), canon, problems, "field_too_long")
+            text = _as_text(table.column(src))
+            out[canon] = _cut(text, canon, problems, "field_too_long") if measure else text
     for col in contracts.get(mapping.dataset).column_names:
         out.setdefault(col, pa.nulls(n, pa.string()))
     index = {name: i for i, name in enumerate(table.column_names)}  # by name: a lookup per column
     extra = {c: _as_text(table.column(index[c])) for c in mapping.unknown if c in index}
-    if extra and _longest(extra.values()) > MAX_FIELD_CHARS:
+    if extra and measure and _longest(extra.values()) > MAX_FIELD_CHARS:
         extra = {c: _cut(col, c, problems, "extra_value_cut") for c, col in extra.items()}
     # JSON records of many keys are sparse: the absent ones are left out rather than written as null.
     sparse = source.format in ("json", "jsonl") and len(extra) > SPARSE_EXTRA_KEYS
     out["extra"] = _extra_json(extra, n, sparse=sparse)
-    out["source_row"] = pa.array(np.asarray(chunk.rows, dtype="int64"))
-    out["raw_problem"] = pa.array(problems.tolist(), pa.string())
+    out["source_row"] = int64_array(chunk.rows)
+    out["raw_problem"] = problems.array()
+    return pa.table(out)
+
+
+def raw_frame(chunk: SourceChunk, source: Source) -> pd.DataFrame:
+    """:func:`raw_table` as a pandas frame (strings as ``string`` dtype, ``source_row`` int64)."""
+    return _frame(raw_table(chunk, source))
+
+
+def int64_array(values: np.ndarray) -> pa.Array:
+    """An Arrow int64 array of numpy values, sharing their memory (``pa.array`` would import pandas to
+    check for a pandas object, a quarter of a second the ingest of a CSV does not need otherwise)."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+
     strings = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
-    return pa.table(out).to_pandas(types_mapper=strings.get)
+    return table.to_pandas(types_mapper=strings.get)
+
+
+class _Problems:
+    """The ``raw_problem`` of each row of a chunk; held only once a row has one (most chunks have none)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.values: np.ndarray | None = None
+
+    def note(self, rows: np.ndarray, problem: str, *, first_only: bool = False) -> None:
+        """Set ``problem`` on the rows of the boolean mask ``rows`` (``first_only``: where none is set)."""
+        if self.values is None:
+            self.values = np.full(self.n, None, dtype=object)
+        if first_only:
+            rows = rows & (self.values == None)  # noqa: E711 - elementwise
+        self.values[rows] = problem
+
+    def array(self) -> pa.Array:
+        import pyarrow as pa
+
+        if self.values is None:
+            return pa.nulls(self.n, pa.string())
+        return pa.array(self.values.tolist(), pa.string())
 
 
 def _as_text(column: Any) -> Any:
@@ -386,11 +448,13 @@ def _as_text(column: Any) -> Any:
 
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column
+    import pandas as pd
+
     text = column.to_pandas(types_mapper=pd.ArrowDtype).astype("string")
     return pa.array(text.array, pa.string())
 
 
-def _cut(column: Any, label: str, problems: np.ndarray, code: str) -> Any:
+def _cut(column: Any, label: str, problems: _Problems, code: str) -> Any:
     """``column`` with values over :data:`MAX_FIELD_CHARS` cut, each such row noted in ``problems``.
 
     A value cut in a contract column makes the row unusable (cleaning quarantines it, whatever else is
@@ -402,8 +466,7 @@ def _cut(column: Any, label: str, problems: np.ndarray, code: str) -> Any:
     mask = np.asarray(too_long.to_numpy(zero_copy_only=False), dtype=bool)
     if not mask.any():
         return column
-    note = mask if code == "field_too_long" else mask & (problems == None)  # noqa: E711 - elementwise
-    problems[note] = f"{code} ({label})"
+    problems.note(mask, f"{code} ({label})", first_only=code != "field_too_long")
     return pc.if_else(too_long, pc.utf8_slice_codeunits(column, 0, MAX_FIELD_CHARS), column)
 
 
@@ -468,16 +531,24 @@ def _present(extra: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pd.DataFrame:
-    """Raw rows for records the parser could not split: ``rows`` holds (source_row, problem, text)."""
+def malformed_table(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pa.Table:
+    """Raw rows for records the parser could not split: ``rows`` holds (source_row, problem and text);
+    the columns of :func:`raw_table`, the contract's all null and the record's text in ``extra``."""
+    import pyarrow as pa
+
     contract = contracts.get(mapping.dataset)
     n = len(rows)
-    out = pd.DataFrame({c: pd.Series([pd.NA] * n, dtype="string") for c in contract.column_names})
+    out: dict[str, Any] = {c: pa.nulls(n, pa.string()) for c in contract.column_names}
     texts = [text.split("\n", 1) for _, text in rows]
-    out["extra"] = pd.array([json.dumps({"line": t[-1][:MAX_FIELD_CHARS]}) for t in texts], dtype="string")
-    out["source_row"] = np.array([r for r, _ in rows], dtype="int64")
-    out["raw_problem"] = pd.array([t[0] for t in texts], dtype="string")
-    return out
+    out["extra"] = pa.array([json.dumps({"line": t[-1][:MAX_FIELD_CHARS]}) for t in texts], pa.string())
+    out["source_row"] = int64_array(np.array([r for r, _ in rows], dtype="int64"))
+    out["raw_problem"] = pa.array([t[0] for t in texts], pa.string())
+    return pa.table(out)
+
+
+def malformed_frame(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pd.DataFrame:
+    """:func:`malformed_table` as a pandas frame."""
+    return _frame(malformed_table(rows, mapping))
 
 
 def malformed(position: int, text: str, why: str = "", *, where: str = "line") -> str:
@@ -543,10 +614,15 @@ def _open_csv(data: bytes, name: str, wanted: Wanted, chunk_rows: int, start: in
     delim, header, mapping = _choose_delimiter(line, wanted, name)
     if len(set(header)) != len(header):
         raise Rejected("ambiguous_header", f"{name} repeats a column name in its header: {header[:12]}")
-    index = textscan.index_records(data, delim, start)
-    utf8 = textscan.is_utf8(data, start)
+    # Most files have no quote, no blank line and one line per record: their index needs no scan.
+    index = textscan.simple_index(data, start)
+    simple = index is not None
+    if index is None:
+        index = textscan.index_records(data, delim, start)
+    utf8 = not index.non_ascii or textscan.is_utf8(data, start)
     details: dict[str, Any] = {"encoding": "utf-8", "delimiter": delim, "header": header}
-    reader = _CsvReader(data, start, delim, _split_header(line, delim, strip=False), index, utf8, details)
+    as_written = _split_header(line, delim, strip=False)
+    reader = _CsvReader(data, start, delim, as_written, index, utf8, details, simple=simple)
     return Source(
         "csv",
         header,
@@ -555,6 +631,7 @@ def _open_csv(data: bytes, name: str, wanted: Wanted, chunk_rows: int, start: in
         details,
         # A semicolon-separated file is how spreadsheets that write decimals with a comma export CSV.
         decimal_comma=delim == ";",
+        longest_value=index.longest,
     )
 
 
@@ -570,8 +647,11 @@ class _CsvReader:
         index: textscan.RecordIndex,
         utf8: bool,
         details: dict[str, Any],
+        *,
+        simple: bool = False,
     ) -> None:
         self.index = index
+        self.simple = simple  # no quote in the text: no quoted newline to look for
         self.details = details
         self.delim = delim
         self.bad: list[tuple[int, str]] = []  # (record ordinal, text) as the parser reports them
@@ -598,7 +678,9 @@ class _CsvReader:
             pa.BufferReader(self.input) if self.stream is None else self.stream,
             read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
             parse_options=pacsv.ParseOptions(
-                delimiter=self.delim, newlines_in_values=True, invalid_row_handler=on_invalid
+                delimiter=self.delim,
+                newlines_in_values=not self.simple,
+                invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={h: pa.string() for h in self.as_written},

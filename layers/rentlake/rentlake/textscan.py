@@ -207,6 +207,45 @@ def index_records(data: bytes, delimiter: str, start: int = 0) -> RecordIndex:
     return out
 
 
+def simple_index(data: bytes, start: int = 0) -> RecordIndex | None:
+    """The :class:`RecordIndex` of CSV bytes laid out the common way, found in one vectorised pass over the
+    line ends; None when the text is not laid out so (then :func:`index_records` is needed).
+
+    The common way: no quote anywhere, no blank line (the text starts with its header, and no line end
+    follows another), and lines ended by ``\\n`` or ``\\r\\n`` only. Then every line is one record, record
+    ``r`` starts on line ``r``, and the records are counted by their line ends (plus an unterminated last
+    line); ``longest`` is the longest line, its line end included.
+
+    Parameters
+    ----------
+    data
+        The object (UTF-8 or Latin-1).
+    start
+        Where the text starts (after a byte order mark).
+    """
+    n = len(data)
+    if start >= n or data[start] in (_LF, _CR) or data.find(b'"', start) >= 0:
+        return None
+    crlf = data.find(b"\r", start) >= 0
+    if crlf and data.count(b"\r", start) != data.count(b"\r\n", start):  # a lone \r ends a line too
+        return None
+    arr = np.frombuffer(data, dtype=np.uint8)
+    prev, records, longest = start - 1, 0, 0
+    for lo in range(start, n, WINDOW):
+        ends = np.flatnonzero(arr[lo : lo + WINDOW] == _LF) + lo
+        if not ends.size:
+            continue
+        gaps = np.diff(ends, prepend=prev)
+        if (gaps == 1).any() or (crlf and (arr[ends[gaps == 2] - 1] == _CR).any()):
+            return None  # a blank line: no record, but a line
+        longest = max(longest, int(gaps.max()))
+        prev, records = int(ends[-1]), records + ends.size
+    if prev < n - 1:  # a last line without its line end
+        longest, records = max(longest, n - 1 - prev), records + 1
+    non_ascii = not data.isascii() if start == 0 else bool(arr[start:].max() >= 128)
+    return RecordIndex(records=records, header_end_line=1, longest=longest, non_ascii=non_ascii)
+
+
 def _byte_at(arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """``arr[pos]``, with a line end past the last byte (the end of the text ends a line)."""
     out = arr[np.minimum(pos, len(arr) - 1)]

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rentlake import contracts
 from rentlake.config import Settings
@@ -44,6 +45,9 @@ from rentlake.records import (
     ingestion_record_from_json,
 )
 from rentlake.stages import discard_uncommitted
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -276,35 +280,45 @@ def _write_raw(
 ) -> IngestedBatch:
     """Write the raw rows and the object's copy; the record that would commit them (not written yet).
 
-    On any failure, the files this attempt wrote are deleted (no other writer's) before the error goes on.
+    Each chunk is written while the next one is parsed (:class:`_ChunkWrites`). On any failure, the files
+    this attempt wrote are deleted (no other writer's) before the error goes on, once the write in flight
+    has ended.
     """
     ingest_date = stamp.strftime("%Y-%m-%d")
     name = _name(key)
     contract = contracts.get(parsed.dataset)
-    written: list[str] = []
+    dtype = raw_dtype(contract)
     rows = 0
+    lineage = Lineage({"source_key": key, "source_etag": head["etag"], "source_sha256": sha})
+
+    def write(part: int, chunk: pa.Table) -> list[str]:
+        return lake.write_batch(
+            chunk,
+            "raw",
+            parsed.dataset,
+            ingest_date=ingest_date,
+            ingestion_id=ingestion_id,
+            part=part,
+            dtype=dtype,
+        )
+
+    writes = _ChunkWrites(lake, write)
     try:
-        for part, chunk in enumerate(parsed.chunks):
-            chunk = chunk.assign(source_key=key, source_etag=head["etag"], source_sha256=sha)
-            paths = lake.write_batch(
-                chunk,
-                "raw",
-                parsed.dataset,
-                ingest_date=ingest_date,
-                ingestion_id=ingestion_id,
-                part=part,
-                dtype=raw_dtype(contract),
-            )
-            written += [lake.key_of(p) for p in paths]
-            rows += len(chunk)
+        for part, table in enumerate(parsed.tables):
+            chunk = lineage.add(table)
+            writes.add(part, chunk)
+            rows += chunk.num_rows
             progress(f"ingest {name}: {rows:,} rows read")
+        written = writes.finish()
         if rows == 0:
             raise Rejected("no_data_rows", f"{name} has a header but no data rows")
         raw_copy = keys.raw_object(ingest_date, ingestion_id, name)
         lake.copy(key, raw_copy)
     except BaseException:
-        discard_uncommitted(lake, written)
+        discard_uncommitted(lake, writes.abort())
         raise
+    finally:
+        writes.close()
     return IngestedBatch(
         ingestion_id=ingestion_id,
         dataset=parsed.dataset,
@@ -326,6 +340,117 @@ def _write_raw(
         header=parsed.details.get("header"),
         mapping=parsed.mapping.describe(),
     )
+
+
+class Lineage:
+    """The lineage columns of a batch's raw rows: one string column per item, the same value on every row.
+
+    Each column is a dictionary of one string (4 bytes a row, and written as the dictionary it is: no
+    hashing of the same 64 characters on every row), built once for the largest chunk seen; each chunk
+    gets a zero-copy slice. The lake writes them as strings (:meth:`rentlake.lake.Lake.write_batch`).
+
+    Parameters
+    ----------
+    values
+        Column name → the value of every row (the source object's key, ETag and sha256).
+    """
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = dict(values)
+        self.columns: dict[str, pa.Array] = {}
+
+    def add(self, table: pa.Table) -> pa.Table:
+        """``table`` with the lineage columns appended, in order."""
+        n = table.num_rows
+        for name, value in self.values.items():
+            column = self.columns.get(name)
+            if column is None or len(column) < n:
+                column = self.columns[name] = constant_column(value, n)
+            table = table.append_column(name, column.slice(0, n))
+        return table
+
+
+def constant_column(value: str, n: int) -> pa.DictionaryArray:
+    """``n`` times ``value``, as a dictionary array of that one string (built from buffers: ``pa.array``
+    would import pandas to check its argument)."""
+    import numpy as np
+    import pyarrow as pa
+
+    raw = value.encode("utf-8")
+    offsets = np.array([0, len(raw)], dtype=np.int32)
+    dictionary = pa.StringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(raw))
+    indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.zeros(n, dtype=np.int32))])
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
+class _ChunkWrites:
+    """A batch's raw chunks written in order, each while the next one is parsed.
+
+    The first chunk is held until a second one comes: an object of one chunk is written in the calling
+    thread, and no thread is started. From the second on, the writes run one at a time in a background
+    thread (parsing and writing both run in Arrow, outside the GIL), so that at most three chunks are held:
+    one written, one waiting, one being parsed.
+
+    Parameters
+    ----------
+    lake
+        The lake (its keys are what the writes return).
+    write
+        Writes one chunk ``(part, table)`` and returns the paths written.
+    """
+
+    def __init__(self, lake: Lake, write: Callable[[int, pa.Table], list[str]]) -> None:
+        self.lake = lake
+        self.write = write
+        self.written: list[str] = []
+        self.held: tuple[int, pa.Table] | None = None
+        self.pending: Future[list[str]] | None = None
+        self.pool: ThreadPoolExecutor | None = None
+
+    def add(self, part: int, chunk: pa.Table) -> None:
+        """Take the next chunk; the one held before it starts being written."""
+        if self.held is not None:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
+            self._collect()
+            self.pending = self.pool.submit(self.write, *self.held)
+        self.held = (part, chunk)
+
+    def finish(self) -> list[str]:
+        """Write what is left; the keys of every file written, in order."""
+        self._collect()
+        if self.held is not None:
+            part, chunk = self.held
+            self.held = None
+            self.written += [self.lake.key_of(p) for p in self.write(part, chunk)]
+        return self.written
+
+    def abort(self) -> list[str]:
+        """After a failure: the keys written so far (to delete), once the write in flight has ended (its
+        own failure, if it failed too, leaves no file it names; the first failure is the one reported)."""
+        self.held = None
+        future, self.pending = self.pending, None
+        if future is not None and future.exception() is None:
+            self.written += [self.lake.key_of(p) for p in future.result()]
+        return self.written
+
+    def close(self) -> None:
+        """Stop the background thread (after its write, if one is running)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _collect(self) -> None:
+        """Wait for the write in flight and keep its keys; its error, if it failed, is raised here."""
+        future, self.pending = self.pending, None
+        if future is None:
+            return
+        error = future.exception()
+        if error is not None:
+            try:
+                raise error
+            finally:  # neither this frame nor the future keep the error (and its chunk) alive in a cycle
+                error = future = None
+        self.written += [self.lake.key_of(p) for p in future.result()]
 
 
 def _commit_ingested(lake: Lake, record: IngestedBatch, seen: _Ledger, parsed: Parsed) -> IngestOutcome:

@@ -1,0 +1,94 @@
+"""The ingest stage's writes of an object of many chunks, on a local-folder lake: order, lineage, and what
+a failure halfway leaves (nothing)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Any:
+    from rentlake.lake import open_lake
+
+    lake = open_lake(tmp_path / "lake")
+    lake.ensure_database()
+    return lake
+
+
+def csv_rows(n: int) -> bytes:
+    return b"loyer,surface\n" + b"".join(b"%d,%d\n" % (1000 + i, 20 + i % 50) for i in range(n))
+
+
+def raw_parquet(lake: Any) -> list[str]:
+    return [k for k in lake.list_keys("raw/") if k.endswith(".parquet")]
+
+
+def test_an_object_of_many_chunks_is_written_in_order_with_its_lineage(lake: Any) -> None:
+    from rentlake.stages import ingest
+
+    # GIVEN 25 rows landed, read in chunks of 4 rows
+    data = csv_rows(25)
+    etag = lake.put_bytes("landing/many.csv", data)
+    # WHEN ingested
+    out = ingest.ingest_object(lake, "landing/many.csv", chunk_rows=4, progress=lambda _: None)
+    # THEN its 7 chunks are 7 files, in chunk order, and they are the ones the record lists
+    assert (out.status, out.rows) == ("ingested", 25)
+    record = lake.get_json(f"raw/_ingestions/{out.ingestion_id}.json")
+    files = record["raw_files"]
+    assert [f.rsplit("/", 1)[1][:10] for f in files] == [f"part-{i:05d}" for i in range(7)]
+    assert sorted(files) == raw_parquet(lake)
+    # AND every row is there once, in file order, with the line it came from and its source as strings
+    raw = pd.concat(lake.iter_keys(files), ignore_index=True)
+    assert raw["source_row"].tolist() == list(range(1, 26))
+    assert raw["rent_eur"].tolist() == [str(1000 + i) for i in range(25)]
+    assert set(raw["source_key"]) == {"landing/many.csv"} and set(raw["source_etag"]) == {etag}
+    assert set(raw["source_sha256"]) == {record["source_sha256"]}
+    assert str(raw["source_key"].dtype) == str(raw["rent_eur"].dtype)
+
+
+def test_a_write_failing_halfway_leaves_no_raw_file_and_no_record(
+    lake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rentlake.lake import Lake, LakeError
+    from rentlake.stages import ingest
+
+    # GIVEN a lake that fails to write the fourth chunk of an object of seven
+    real = Lake.write_batch
+
+    def write_batch(self: Any, df: Any, *args: Any, **kw: Any) -> list[str]:
+        if kw["part"] == 3:
+            raise LakeError("disk full")
+        return real(self, df, *args, **kw)
+
+    monkeypatch.setattr(Lake, "write_batch", write_batch)
+    lake.put_bytes("landing/many.csv", csv_rows(25))
+    # WHEN ingested THEN the lake's error fails the ingestion
+    with pytest.raises(LakeError, match="disk full"):
+        ingest.ingest_object(lake, "landing/many.csv", chunk_rows=4, progress=lambda _: None)
+    # AND the chunks written before it (and the one in flight) are gone, and nothing is recorded
+    assert raw_parquet(lake) == [] and lake.list_keys("raw/_ingestions/") == []
+    assert lake.list_keys("raw/objects/") == []
+
+
+def test_a_fault_read_after_chunks_were_written_rejects_the_object_and_leaves_no_raw_file(lake: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rentlake.stages import ingest
+
+    # GIVEN a Parquet file whose row 18 holds bytes that are not UTF-8, read in chunks of 4 rows
+    loyer = [b"1000"] * 25
+    loyer[18] = b"\xff"
+    buf = io.BytesIO()
+    table = pa.table({"loyer": pa.array(loyer, pa.binary()), "surface": pa.array(["30"] * 25)})
+    pq.write_table(table, buf, row_group_size=4)
+    lake.put_bytes("landing/late.parquet", buf.getvalue())
+    # WHEN ingested
+    out = ingest.ingest_object(lake, "landing/late.parquet", chunk_rows=4, progress=lambda _: None)
+    # THEN it is rejected for that, and the chunks written before the fault are gone
+    assert (out.status, out.reason) == ("rejected", "not_utf8")
+    assert raw_parquet(lake) == [] and lake.list_keys("raw/objects/") == []
