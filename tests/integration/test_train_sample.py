@@ -79,3 +79,58 @@ def test_below_the_caps_every_row_trains(
     assert sampling["all_rows"] is True
     assert sampling["train"]["sampled"] + sampling["heldout"]["sampled"] == 481
     assert trained["sizes"]["train"] + trained["sizes"]["test"] == 481
+
+
+def test_the_sample_reads_older_files_without_row_hash_or_district_the_same_whatever_the_order(
+    tmp_path: Any,
+) -> None:
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from rentlake.lake import keys, open_lake
+    from rentlake.model.sample import SampleRule
+    from rentlake.model.train import holdout_mask
+    from rentlake.stages.train import training_sample
+
+    # GIVEN a local lake of two committed batches: one as the clean stage writes it (row_hash, district),
+    # one from before (no row_hash, no district)
+    lake = open_lake(tmp_path / "lake")
+    rng = np.random.default_rng(0)
+    for seq, with_hash in ((1, True), (2, False)):
+        s = rng.uniform(15, 120, 3_000)
+        df = pd.DataFrame({"rent_eur": np.round(s * 30 * np.exp(rng.normal(0, 0.2, 3_000))), "surface_m2": s})
+        if with_hash:
+            df["district"] = rng.choice(["75011", "75020"], 3_000)
+            df["row_hash"] = pd.util.hash_pandas_object(df, index=False).to_numpy().view("int64")
+        key = keys.batch_prefix("clean", "listings", "2031-01-01", f"b{seq}") + "part-00000.parquet"
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        lake.put_bytes(key, buf.getvalue())
+        lake.create_json(
+            keys.clean_commit("listings", seq),
+            {
+                "dataset": "listings",
+                "ingestion_id": f"b{seq}",
+                "ingest_date": "2031-01-01",
+                "seq": seq,
+                "cleaned_at": datetime(2031, 1, 1, tzinfo=UTC).isoformat(),
+                "rows": {"in": 3_000, "clean": 3_000, "quarantined": 0},
+                "clean_files": [key],
+                "quarantine_files": [],
+            },
+        )
+    commits = lake.committed_batches("listings")
+    rules = (SampleRule(2_000, floor=300), SampleRule(600, floor=100))
+    # WHEN the training sample is drawn, reading the batches in commit order and in reverse
+    df, sampling = training_sample(lake, commits, rules, 0.2)
+    again, _ = training_sample(lake, commits[::-1], rules, 0.2)
+    # THEN both batches contribute, within the caps, and the same rows are drawn either way
+    assert set(df["ingestion_id"]) == {"b1", "b2"}
+    held = holdout_mask(df, 0.2)
+    assert (~held).sum() == sampling["train"]["sampled"] <= 2_000
+    assert held.sum() == sampling["heldout"]["sampled"] <= 600
+    assert sampling["train"]["rows"] + sampling["heldout"]["rows"] == 6_000
+    assert sorted(df["row_hash"]) == sorted(again["row_hash"])
+    # AND the rows without a district form their own group, kept at least at its floor
+    assert df["district"].isna().sum() >= 300
