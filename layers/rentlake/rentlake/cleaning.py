@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rentlake.contracts import Column, Contract
 from rentlake.parsing import LINEAGE, raw_dtype
@@ -25,6 +27,12 @@ from rentlake.summaries import Sketch, merge_groups, sketch_bounds, sketch_group
 _UNIT_TOKENS = re.compile(r"(?:€|eur(?:os?)?|m²|m2|/mois|/month|[\s\u00a0\u202f'’])", re.I)
 _THOUSANDS_COMMA = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+$")
 _THOUSANDS_DOT = re.compile(r"^[-+]?\d{1,3}(?:\.\d{3})+$")
+# Numbers as most files write them: digits, then a decimal point and digits, at most 15 digits each side.
+# Arrow's parser reads these to the same double as the rules below (both round correctly), at a fraction
+# of their cost; every other value (signs, exponents, spaces, units, commas...) goes through the rules.
+_PLAIN_NUMBER = r"^[0-9]{1,15}(?:\.[0-9]{0,15})?$"
+# In a file that writes decimals with a comma, a point is a thousands separator: only digits are plain.
+_PLAIN_INTEGER = r"^[0-9]{1,15}$"
 _TRUE = {"1", "true", "yes", "oui", "vrai", "y", "t", "meuble", "furnished"}
 _FALSE = {"0", "false", "no", "non", "faux", "n", "f", "non_meuble", "unfurnished", "vide"}
 
@@ -60,13 +68,54 @@ class CleanParams:
         return asdict(self)
 
 
-def coerce_number(raw: pd.Series, *, decimal_comma: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def as_strings(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Values as one Arrow string array: what the rules read (pandas' ``string`` of each value).
+
+    Parameters
+    ----------
+    values
+        An Arrow column (a raw file's), or a pandas Series of any type (converted as ``astype("string")``
+        converts it).
+    """
+    if isinstance(values, pd.Series):
+        values = pa.array(values.astype("string"))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = values.cast(pa.string())
+    return values
+
+
+def _string_series(values: pa.Array) -> pd.Series:
+    """An Arrow string array as the pandas ``string`` Series the rules take (no copy)."""
+    return pd.Series(pd.arrays.ArrowStringArray(values))
+
+
+def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow boolean array as a numpy mask, null as False."""
+    return np.asarray(values.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _distinct(text: pa.Array) -> tuple[pd.Series, np.ndarray]:
+    """The distinct values of a column (as a pandas ``string`` Series, NA last) and each row's place in it."""
+    encoded = pc.dictionary_encode(text)
+    dictionary = encoded.dictionary
+    codes = encoded.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False).astype(np.intp)
+    return _string_series(pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])), codes
+
+
+def coerce_number(
+    raw: pd.Series | pa.Array | pa.ChunkedArray, *, decimal_comma: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse numbers written by people: ``"1 200,50 €"``, ``"1,200.5"``, ``"30 m²"``.
+
+    Plain numbers (``"1200.50"``) are parsed by Arrow in one pass; the others go through the rules of
+    :func:`_coerce_number_text`, which give a plain number the same value.
 
     Parameters
     ----------
     raw
-        Values as strings (missing values as NA).
+        Values (as strings, or anything pandas' ``string`` type converts), missing values as NA.
     decimal_comma
         Whether the file writes decimals with a comma (a semicolon-separated file); decides ``"1,200"``
         (1.2 in such a file, 1 200 otherwise) and ``"1.200"`` (1 200 in such a file, 1.2 otherwise).
@@ -77,6 +126,48 @@ def coerce_number(raw: pd.Series, *, decimal_comma: bool) -> tuple[np.ndarray, n
         The float values (NaN where missing or invalid) and the masks of values that are present but not
         numbers, or numbers that are NaN or infinite.
     """
+    text = as_strings(raw)
+    n = len(text)
+    values = np.full(n, np.nan)
+    not_a_number = np.zeros(n, dtype=bool)
+    not_finite = np.zeros(n, dtype=bool)
+    plain = _mask(pc.match_substring_regex(text, _PLAIN_INTEGER if decimal_comma else _PLAIN_NUMBER))
+    if plain.any():
+        parsed = pc.cast(text.filter(pa.array(plain)), pa.float64())
+        values[plain] = parsed.to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(~plain & _mask(text.is_valid()))
+    if rest.size:
+        # The other values are few and often the same ("n/a"): the rules see each distinct one once.
+        uniques, codes = _distinct(text.take(pa.array(rest)))
+        parsed, nan, inf = _coerce_texts(uniques, decimal_comma)
+        values[rest], not_a_number[rest], not_finite[rest] = parsed[codes], nan[codes], inf[codes]
+    return values, not_a_number, not_finite
+
+
+# What _coerce_number_text made of each value met: a file's few non-plain values ("n/a", "1 200 €")
+# come back in every chunk, and the rules cost a dozen passes of pandas however few values they see.
+_TEXT_NUMBERS: dict[tuple[str, bool], tuple[float, bool, bool]] = {}
+_TEXT_NUMBERS_MAX = 100_000
+
+
+def _coerce_texts(texts: pd.Series, decimal_comma: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_coerce_number_text` of distinct values, each worked out once per process."""
+    keys = [(None if pd.isna(t) else str(t), decimal_comma) for t in texts.tolist()]
+    found = {i: hit for i, key in enumerate(keys) if (hit := _TEXT_NUMBERS.get(key)) is not None}
+    missing = [i for i in range(len(keys)) if i not in found]
+    if missing:
+        values, nan, inf = _coerce_number_text(texts.iloc[missing].reset_index(drop=True), decimal_comma)
+        if len(_TEXT_NUMBERS) > _TEXT_NUMBERS_MAX:
+            _TEXT_NUMBERS.clear()
+        for j, i in enumerate(missing):
+            found[i] = _TEXT_NUMBERS[keys[i]] = (float(values[j]), bool(nan[j]), bool(inf[j]))
+    rows = [found[i] for i in range(len(keys))]
+    parsed = np.array([r[0] for r in rows], dtype="float64")
+    return parsed, np.array([r[1] for r in rows], dtype=bool), np.array([r[2] for r in rows], dtype=bool)
+
+
+def _coerce_number_text(raw: pd.Series, decimal_comma: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`coerce_number`'s rules, value by value: units, spaces, thousands and decimal separators."""
     text = raw.astype("string").str.strip()
     present = text.notna().to_numpy() & (text.fillna("") != "").to_numpy()
     values = pd.to_numeric(text.where(present), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -142,8 +233,22 @@ def coerce_bool(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _coerce_column(
-    col: Column, raw: pd.Series, factor: float, decimal_comma: bool
+    col: Column, raw: pd.Series | pa.Array | pa.ChunkedArray, factor: float, decimal_comma: bool
 ) -> tuple[pd.Series, list[tuple[str, np.ndarray]]]:
+    text = as_strings(raw)
+    if col.kind in ("float", "int"):
+        return _coerce_values(col, text, factor, decimal_comma)
+    # Every rule of the other kinds is a function of the value alone, and such columns hold few distinct
+    # values (districts, dates, flags): each distinct value is checked once, each row takes its result.
+    uniques, codes = _distinct(text)
+    series, reasons = _coerce_values(col, uniques, factor, decimal_comma)
+    return series.take(codes).reset_index(drop=True), [(code, mask[codes]) for code, mask in reasons]
+
+
+def _coerce_values(
+    col: Column, raw: pd.Series | pa.Array, factor: float, decimal_comma: bool
+) -> tuple[pd.Series, list[tuple[str, np.ndarray]]]:
+    """The typed values of one column and the ``(reason, mask)`` pairs of its rules."""
     reasons: list[tuple[str, np.ndarray]] = []
     n = len(raw)
     if col.kind in ("float", "int"):
@@ -196,7 +301,7 @@ def _coerce_column(
 
 
 def type_chunk(
-    raw: pd.DataFrame,
+    raw: pd.DataFrame | pa.Table,
     contract: Contract,
     *,
     factors: dict[str, float] | None = None,
@@ -207,7 +312,8 @@ def type_chunk(
     Parameters
     ----------
     raw
-        A raw chunk: canonical columns as strings, plus ``raw_problem``.
+        A raw chunk: canonical columns as strings, plus ``raw_problem`` (a frame, or an Arrow table as
+        read from the raw zone).
     contract
         The dataset contract.
     factors
@@ -221,20 +327,22 @@ def type_chunk(
         The typed frame (contract columns only, index 0..n-1) and ``(code, mask)`` pairs.
     """
     factors = factors or {}
-    raw = raw.reset_index(drop=True)
-    typed = pd.DataFrame(index=raw.index)
+    if isinstance(raw, pd.DataFrame):
+        raw = raw.reset_index(drop=True)
+    names = raw.column_names if isinstance(raw, pa.Table) else list(raw.columns)
+    typed = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     reasons: list[tuple[str, np.ndarray]] = []
     for col in contract.columns:
         series, col_reasons = _coerce_column(col, raw[col.name], factors.get(col.name, 1.0), decimal_comma)
         typed[col.name] = series
         reasons += col_reasons
-    if "raw_problem" in raw:
-        problem = raw["raw_problem"].astype("string")
-        malformed = problem.str.startswith("malformed_row").fillna(False).to_numpy()
+    if "raw_problem" in names:
+        problem = as_strings(raw["raw_problem"])
+        malformed = _mask(pc.starts_with(problem, "malformed_row"))
         # A row the parser could not split has no columns to check: its one reason is that.
         reasons = [(c, m & ~malformed) for c, m in reasons]
         reasons.append(("malformed_row", malformed))
-        reasons.append(("field_too_long", problem.str.startswith("field_too_long").fillna(False).to_numpy()))
+        reasons.append(("field_too_long", _mask(pc.starts_with(problem, "field_too_long"))))
     for rule in contract.row_rules:
         reasons += rule(typed)
     return typed, [(c, m) for c, m in reasons if m.any()]
@@ -245,6 +353,30 @@ def row_hashes(typed: pd.DataFrame, columns: list[str]) -> np.ndarray:
     if not columns:
         return np.zeros(len(typed), dtype="int64")
     return pd.util.hash_pandas_object(typed[columns], index=False).to_numpy().view("int64")
+
+
+def reasons_at(rows: np.ndarray, reasons: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """The joined reason codes (``"a;b"``) of the given rows, in :func:`reasons_to_series`'s form.
+
+    Parameters
+    ----------
+    rows
+        Row positions (the quarantined rows of a chunk: a few of them, so the work is per row given).
+    reasons
+        ``(code, mask)`` pairs over the chunk.
+
+    Returns
+    -------
+    numpy.ndarray
+        One string per given row (None for a row without reasons).
+    """
+    out = np.full(len(rows), "", dtype=object)
+    for code, mask in reasons:
+        idx = np.flatnonzero(mask[rows])
+        if idx.size:
+            out[idx] = np.where(out[idx] == "", code, out[idx] + ";" + code)
+    out[out == ""] = None
+    return out
 
 
 def reasons_to_series(n: int, reasons: list[tuple[str, np.ndarray]]) -> pd.Series:
@@ -309,6 +441,8 @@ def robust_outliers(
     out = np.zeros(values.shape, dtype=bool)
     if not bounds:
         return out
+    if groups is not None and _small_codes(np.asarray(groups), bounds):
+        return _coded_outliers(values, np.asarray(groups), bounds)
     with np.errstate(invalid="ignore"):
         own = np.zeros(values.shape, dtype=bool)  # rows whose group has its own statistics
         if groups is not None:
@@ -321,6 +455,29 @@ def robust_outliers(
         pool = bounds["*"]
         out |= ~own & ((values < pool["low"]) | (values > pool["high"]))
     return out
+
+
+def _small_codes(groups: np.ndarray, bounds: dict[Any, dict[str, float]]) -> bool:
+    """Whether the groups are group codes (:func:`group_codes`: integers from 0), as the bounds' labels."""
+    labels = [label for label in bounds if label != "*"]
+    return (
+        groups.dtype.kind in "iu"
+        and bool(groups.size)
+        and int(groups.min()) >= 0
+        and all(isinstance(label, int | np.integer) and label >= 0 for label in labels)
+    )
+
+
+def _coded_outliers(values: np.ndarray, codes: np.ndarray, bounds: dict[Any, dict[str, float]]) -> np.ndarray:
+    """:func:`robust_outliers` for groups given as codes: each row's bounds (its group's, or the pool's)
+    come from one table, instead of one pass over the rows per group."""
+    labels = [label for label in bounds if label != "*"]
+    size = max([int(codes.max()), *(int(label) for label in labels)]) + 1
+    low, high = np.full(size, bounds["*"]["low"]), np.full(size, bounds["*"]["high"])
+    for label in labels:
+        low[int(label)], high[int(label)] = bounds[label]["low"], bounds[label]["high"]
+    with np.errstate(invalid="ignore"):
+        return (values < low[codes]) | (values > high[codes])
 
 
 # ------------------------------------------------------------------------------------ table schemas
@@ -355,7 +512,7 @@ class CheckedChunk:
 
 
 def check_chunk(
-    raw: pd.DataFrame, contract: Contract, *, factors: dict[str, float], decimal_comma: bool
+    raw: pd.DataFrame | pa.Table, contract: Contract, *, factors: dict[str, float], decimal_comma: bool
 ) -> CheckedChunk:
     """Type and check one raw chunk (:func:`type_chunk`) and hash its rows and keys (:func:`row_hashes`)."""
     typed, reasons = type_chunk(raw, contract, factors=factors, decimal_comma=decimal_comma)
@@ -495,10 +652,34 @@ def duplicates(row_hash: np.ndarray, valid: np.ndarray, history_rows: np.ndarray
     went to quarantine.
     """
     dup = np.zeros(len(row_hash), dtype=bool)
-    dup[valid] = pd.Series(row_hash[valid]).duplicated(keep="first").to_numpy()
+    rows = np.flatnonzero(valid)
+    hashes = row_hash[rows]
+    # Most rows are unique: a sort (fast on 64-bit integers) finds the hashes seen more than once, and
+    # only the rows of those go through the order-keeping duplicate search.
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        again = rows[_isin_sorted(hashes, np.unique(repeated))]
+        dup[again] = pd.Series(row_hash[again]).duplicated(keep="first").to_numpy()
     if len(history_rows):
         dup |= valid & pd.Series(row_hash).isin(history_rows).to_numpy()
     return dup
+
+
+def _isin_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """Mask of the values (64-bit hashes) found in ``sorted_unique`` (sorted, distinct).
+
+    A table of the wanted hashes' low 20 bits (1 MB, in cache) rules out most values first; only the
+    others are searched for (a binary search per value is slow when most values are not there).
+    """
+    mask = (1 << 20) - 1
+    maybe = np.zeros(mask + 1, dtype=bool)
+    maybe[sorted_unique & mask] = True
+    found = maybe[values & mask]
+    rows = np.flatnonzero(found)
+    position = np.minimum(np.searchsorted(sorted_unique, values[rows]), sorted_unique.size - 1)
+    found[rows] = sorted_unique[position] == values[rows]
+    return found
 
 
 def conflicting_keys(

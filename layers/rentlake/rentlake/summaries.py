@@ -47,6 +47,10 @@ _FILTER_BITS = 24
 _FILTER_MASK = (1 << _FILTER_BITS) - 1
 # Bin numbers are int64: |value / width| must stay well inside that range.
 _MAX_BIN = 2**60
+# Largest table of counts (groups x bins) sketch_groups makes at once (32 MB of int64).
+_MAX_COUNTS = 1 << 22
+# Largest span of days month_numbers tabulates (8 MB of int64).
+_MAX_DAY_SPAN = 1 << 20
 
 
 # ------------------------------------------------------------------------------------ the sketch
@@ -148,13 +152,37 @@ def sketch_groups(
     """One sketch per group label (``"*"`` for all values when ``groups`` is None)."""
     if groups is None:
         return {"*": Sketch.of(values, width)}
-    out = {}
     # factorize, not np.unique: labels may be Python strings, which numpy sorts slowly. Group codes
     # (integers) stay integers: as Python objects they would cost ~40 bytes a row.
     inverse, labels = pd.factorize(np.asarray(groups), use_na_sentinel=False)
-    for i, label in enumerate(labels.tolist()):
-        out[label] = Sketch.of(values[inverse == i], width)
-    return {k: v for k, v in out.items() if v.n}
+    sketches = _group_sketches(np.asarray(values, dtype="float64"), inverse, len(labels), width)
+    return {label: sketch for label, sketch in zip(labels.tolist(), sketches, strict=True) if sketch.n}
+
+
+def _group_sketches(values: np.ndarray, inverse: np.ndarray, groups: int, width: float) -> list[Sketch]:
+    """The sketch of the values of each group ``0 .. groups - 1`` (``inverse`` gives each value's group):
+    :meth:`Sketch.of` of each group's values."""
+    finite = np.isfinite(values)
+    everywhere = bool(finite.all())  # the usual case: no copy of the values to leave some out
+    scaled = (values if everywhere else values[finite]) / width
+    if not scaled.size:
+        return [Sketch(width=width) for _ in range(groups)]
+    smallest, largest = float(scaled.min()), float(scaled.max())
+    if max(-smallest, largest) >= _MAX_BIN:
+        raise ValueError(f"values up to {max(-smallest, largest) * width:g} overflow bins of {width}")
+    low = int(np.floor(smallest))
+    span = int(np.floor(largest)) - low + 1
+    if span * groups > _MAX_COUNTS:  # values spread too far for one table of counts: group by group
+        return [Sketch.of(values[inverse == i], width) for i in range(groups)]
+    # One table of counts per (group, bin): one pass over the values, whatever the number of groups.
+    cells = np.floor(scaled).astype(np.int64) - low
+    cells += (inverse if everywhere else inverse[finite]).astype(np.int64) * span
+    counts = np.bincount(cells, minlength=groups * span).reshape(groups, span)
+    out = []
+    for row in counts:
+        present = np.flatnonzero(row)
+        out.append(Sketch(present.astype(np.int64) + low, row[present].astype(np.int64), width))
+    return out
 
 
 def merge_groups(*parts: Mapping[Any, Sketch]) -> dict[Any, Sketch]:
@@ -254,7 +282,19 @@ def seen_days(dates: pd.Series | None, ingest_date: str, n: int) -> tuple[np.nda
 
 def month_numbers(days: np.ndarray) -> np.ndarray:
     """Months since 1970-01 of each day number (8 bytes a row; :func:`month_of` names them)."""
-    return (_EPOCH + days.astype(np.int64)).astype("datetime64[M]").astype(np.int64)
+    days = np.asarray(days)
+    if not days.size:
+        return np.zeros(0, dtype=np.int64)
+    first, last = int(days.min()), int(days.max())
+    if last - first >= _MAX_DAY_SPAN:
+        return (_EPOCH + days.astype(np.int64)).astype("datetime64[M]").astype(np.int64)
+    # Calendar arithmetic per row is slow: the month of each day of the span, then one lookup a row.
+    return _months_of_days(first, last)[days - first]
+
+
+def _months_of_days(first: int, last: int) -> np.ndarray:
+    """Months since 1970-01 of the days ``first .. last``."""
+    return (_EPOCH + np.arange(first, last + 1, dtype=np.int64)).astype("datetime64[M]").astype(np.int64)
 
 
 def month_of(days: np.ndarray) -> np.ndarray:
@@ -299,7 +339,14 @@ class BatchLookup:
         window_days: int,
     ) -> BatchLookup:
         """Build the lookup from the batch's valid rows (their hashes, seen days and keys)."""
-        hashes, first = np.unique(np.asarray(row_hash, dtype=np.int64), return_index=True)
+        # Equal hashes are seen the same day (see above): any row of a hash gives its day, so an unstable
+        # sort (several times faster than np.unique's stable one) will do.
+        row_hash = np.asarray(row_hash, dtype=np.int64)
+        order = np.argsort(row_hash)
+        ordered = row_hash[order]
+        distinct = np.ones(len(ordered), dtype=bool)
+        distinct[1:] = ordered[1:] != ordered[:-1]
+        hashes, first = ordered[distinct], order[distinct]
         keys = None if key_hash is None else np.unique(np.asarray(key_hash, dtype=np.int64))
         maybe = np.zeros(1 << _FILTER_BITS, dtype=bool)
         maybe[hashes & _FILTER_MASK] = True
@@ -357,14 +404,33 @@ def index_parts(
     row_hash: np.ndarray, seen: np.ndarray, dated: np.ndarray, key_hash: np.ndarray | None
 ) -> Iterable[tuple[str, str, pd.DataFrame]]:
     """The seen index of one commit's clean rows: one frame per (seen on, month ``YYYY-MM``)."""
-    frame = pd.DataFrame({"row_hash": row_hash.astype(np.int64), "seen": seen.astype(np.int32)})
+    if not len(row_hash):
+        return
+    first_day, last_day = int(seen.min()), int(seen.max())
+    if last_day - first_day >= _MAX_DAY_SPAN:
+        months = month_numbers(seen)
+        first = int(months.min())
+        relative = months - first
+    else:  # the month of each day of the span, as a small number from the first month: one lookup a row
+        table = _months_of_days(first_day, last_day)
+        first = int(table[0])
+        relative = (table - first).astype(np.uint32)[seen - first_day]
+    span = int(relative.max()) + 1
+    # Each row's part as one small number (rows seen on their date first, then by month), one stable
+    # sort by it (numpy sorts 16-bit numbers by radix, in one pass), and each part is then a slice.
+    part = relative + (~np.asarray(dated, dtype=bool)).astype(relative.dtype) * relative.dtype.type(span)
+    part = part.astype(np.uint16) if 2 * span <= 1 << 16 else part
+    order = np.argsort(part, kind="stable")
+    sizes = np.bincount(part, minlength=2 * span)
+    columns = {"row_hash": row_hash[order].astype(np.int64), "seen": seen[order].astype(np.int32)}
     if key_hash is not None:
-        frame["key_hash"] = key_hash.astype(np.int64)
-    months = month_numbers(frame["seen"].to_numpy())
-    for seen_on, rows in ((SEEN_ON_ROW_DATE, dated), (SEEN_ON_INGEST_DATE, ~dated)):
-        for month in np.unique(months[rows]).tolist():
-            name = str(np.datetime64(month, "M"))
-            yield seen_on, name, frame.loc[rows & (months == month)].reset_index(drop=True)
+        columns["key_hash"] = key_hash[order].astype(np.int64)
+    end = 0
+    for number in np.flatnonzero(sizes).tolist():
+        start, end = end, end + int(sizes[number])
+        seen_on = SEEN_ON_ROW_DATE if number < span else SEEN_ON_INGEST_DATE
+        month = str(np.datetime64(first + number % span, "M"))
+        yield seen_on, month, pd.DataFrame({name: values[start:end] for name, values in columns.items()})
 
 
 # ------------------------------------------------------------------------------------ the summary record

@@ -110,14 +110,14 @@ class RobustRule:
     """A statistical outlier check with robust statistics (median and MAD) within comparable groups.
 
     ``value`` maps the typed frame to the checked quantity (e.g. log rent per m²), ``group`` to the
-    label of each row's comparable group (None: one group). Groups smaller than the configured minimum
-    fall back to the whole pool.
+    label of each row's comparable group (an array, or a Series; None: one group). Groups smaller than
+    the configured minimum fall back to the whole pool.
     """
 
     code: str
     description: str
     value: Callable[[pd.DataFrame], np.ndarray]
-    group: Callable[[pd.DataFrame], np.ndarray] | None = None
+    group: Callable[[pd.DataFrame], np.ndarray | pd.Series] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,15 @@ What the ``clean`` function runs (:func:`run`), batch by batch, oldest first (:f
 
 1. read which batches are committed and the next commit number: one listing of the commit keys and the
    latest summary (:func:`rentlake.stages.clean_history.read_commit_log`), not every commit;
-2. first pass over the batch's raw files (those its ingestion record lists): type and check every row,
-   keep its validity, hashes, day seen and robust statistic (:func:`rentlake.cleaning.check_chunk`);
+2. first pass over the batch's raw files (those its ingestion record lists), two files at a time: type
+   and check every row, keep its validity, hashes, day seen and robust statistic
+   (:func:`rentlake.cleaning.check_chunk`), and its typed values;
 3. read what the batch needs of the clean rows (the history, :mod:`rentlake.stages.clean_history`):
    the latest summary's sketches, and the parts of the seen index its rows can match in;
 4. take the batch-wide decisions against the history (:func:`rentlake.cleaning.decide`);
-5. second pass: write every row to the clean zone or to quarantine with its reasons, under file names
-   unique to this attempt;
+5. second pass: write every row to the clean zone (its typed values kept from the first pass, its
+   lineage read again) or to quarantine with its reasons (the raw row read again), under file names
+   unique to this attempt; the next file is read while one is written;
 6. commit: create commit number ``n + 1`` only if absent (``clean/_batches/<dataset>/<n+1>.json``), then
    write its index parts and summary.
 
@@ -24,9 +26,12 @@ numbered before it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -34,6 +39,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from rentlake import contracts
 from rentlake.cleaning import (
@@ -46,9 +54,8 @@ from rentlake.cleaning import (
     check_chunk,
     clean_dtype,
     decide,
-    group_codes,
     quarantine_dtype,
-    reasons_to_series,
+    reasons_at,
 )
 from rentlake.config import Settings
 from rentlake.events import CleanRequest
@@ -57,7 +64,7 @@ from rentlake.parsing import LINEAGE
 from rentlake.progress import report as report_progress
 from rentlake.records import CleanCommit, IngestedBatch, RecordError, ingestion_record_from_json
 from rentlake.stages import discard_uncommitted
-from rentlake.stages.clean_history import CleanHistory, CommitLog, group_labels, read_commit_log
+from rentlake.stages.clean_history import CleanHistory, CommitLog, Prepared, group_labels_of, read_commit_log
 from rentlake.summaries import seen_column, seen_days
 
 log = logging.getLogger(__name__)
@@ -213,8 +220,9 @@ def clean_batch(
 ) -> CleanCommit | None:
     """Clean one ingested batch: raw → clean + quarantine, then its numbered commit.
 
-    Two passes over the raw files keep memory bounded by one chunk plus a few bytes per row (see the
-    module docstring for the steps and the commit protocol).
+    Two passes over the raw files keep memory bounded by a few chunks plus a few bytes per row: ~100 for
+    listings, the typed values among them (see the module docstring for the steps and the commit
+    protocol).
 
     Parameters
     ----------
@@ -249,8 +257,11 @@ def clean_batch(
     batch = cleaner.scan()
     history = cleaner.store.load(commits, batch)
     decisions = decide(batch, history, params)
-    written = cleaner.write(decisions)
-    return cleaner.commit(batch, history, decisions, written, commits.next_seq)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The commit's index is worked out while the rows are written (it needs only the decisions).
+        prepared = pool.submit(cleaner.store.prepare, batch, decisions)
+        written = cleaner.write(batch, decisions)
+        return cleaner.commit(batch, history, decisions, written, commits.next_seq, prepared)
 
 
 @dataclass
@@ -271,6 +282,52 @@ class _Written:
 
 
 @dataclass
+class _Chunk:
+    """What the first pass keeps of one raw file for the second: its typed values as Arrow columns (text
+    as dictionaries: a few bytes a row) and the rows of each of its reasons (positions: they are few).
+
+    So the second pass reads the file again only for what it writes as received (lineage, quarantined
+    rows), and does not check it twice.
+    """
+
+    key: str
+    n: int
+    typed: pa.Table
+    dtypes: dict[str, Any]
+    reason_rows: list[tuple[str, np.ndarray]]
+
+    @classmethod
+    def of(cls, key: str, checked: CheckedChunk) -> _Chunk:
+        """Keep what the second pass needs of a checked chunk."""
+        typed = pa.Table.from_pandas(checked.typed, preserve_index=False).replace_schema_metadata(None)
+        for index, column in enumerate(typed.schema):
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                typed = typed.set_column(index, column.name, pc.dictionary_encode(typed.column(index)))
+        reason_rows = [(code, np.flatnonzero(mask)) for code, mask in checked.reasons]
+        return cls(key, checked.n, typed, checked.typed.dtypes.to_dict(), reason_rows)
+
+    def reasons(self) -> list[tuple[str, np.ndarray]]:
+        """The chunk's ``(reason, mask)`` pairs."""
+        out = []
+        for code, rows in self.reason_rows:
+            mask = np.zeros(self.n, dtype=bool)
+            mask[rows] = True
+            out.append((code, mask))
+        return out
+
+
+@dataclass
+class _ChunkTables:
+    """One chunk as the second pass writes it: its clean rows, its quarantined rows, and their counts."""
+
+    n: int
+    reasons: Counter[str]
+    clean: pa.Table | None
+    quarantine: pa.Table | None
+    rows_clean: int
+
+
+@dataclass
 class _BatchCleaner:
     """The steps of cleaning one batch; each reads or writes the lake, the decisions are pure."""
 
@@ -287,7 +344,13 @@ class _BatchCleaner:
     def label(self) -> str:
         return f"clean {self.record.dataset} {self.record.ingestion_id}"
 
-    def _check(self, raw: pd.DataFrame) -> CheckedChunk:
+    # Chunks checked at once in the first pass, and prepared while the previous one is written in the
+    # second: the Arrow and numpy work releases the GIL, so two threads use both cores of a small machine.
+    threads: int = 2
+    # What the first pass keeps of each chunk for the second (see _Chunk).
+    chunks: list[_Chunk] = field(default_factory=list)
+
+    def _check(self, raw: pa.Table) -> CheckedChunk:
         return check_chunk(
             raw, self.contract, factors=self.record.unit_factors, decimal_comma=self.record.decimal_comma
         )
@@ -298,24 +361,45 @@ class _BatchCleaner:
         return CleanHistory(self.lake, self.contract, self.params, self.group_names, self.progress)
 
     def scan(self) -> BatchChecks:
-        """First pass: check every raw row; keep its validity, hashes and robust statistic."""
-        parts: list[BatchChecks] = []
-        robust = self.contract.robust
-        for raw in self.lake.iter_keys(self.lake.committed_files(self.record, "raw")):
-            checked = self._check(raw)
-            part = BatchChecks(any_reason(checked.n, checked.reasons), checked.row_hash, checked.key_hash)
-            dates = checked.typed[date] if (date := seen_column(self.contract)) else None
-            part.seen, part.dated = seen_days(dates, self.record.ingest_date, checked.n)
-            if robust is not None:
-                part.robust_value = np.asarray(robust.value(checked.typed), dtype="float64")
-                if robust.group is not None:
-                    labels = group_labels(self.contract, checked.typed)
-                    part.robust_group = group_codes(labels, self.group_names)
-            parts.append(part)
-            self.progress(f"{self.label}: checked {sum(p.n for p in parts):,} rows")
-        return BatchChecks.concat(parts)
+        """First pass: check every raw row; keep its validity, hashes and robust statistic, and the typed
+        values for the second pass."""
+        # Each of the batch's arrays is joined on its own, so that memory holds its chunks and the joined
+        # array of one at a time, not two copies of them all.
+        names = [f.name for f in dataclasses.fields(BatchChecks)]
+        arrays: dict[str, list[Any]] = {name: [] for name in names}
+        self.chunks = []
+        files = self.lake.committed_files(self.record, "raw")
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            for part, chunk, groups in _ahead(pool, self._scan_file, files, self.threads):
+                if groups is not None:
+                    inverse, labels = groups
+                    table = [self.group_names.setdefault(label, len(self.group_names)) for label in labels]
+                    part.robust_group = np.asarray(table, dtype=np.int32)[inverse]
+                for name in names:
+                    arrays[name].append(getattr(part, name))
+                self.chunks.append(chunk)
+                self.progress(f"{self.label}: checked {sum(c.n for c in self.chunks):,} rows")
+        if not self.chunks:
+            return BatchChecks.concat([])
+        joined = {}
+        for name in names:
+            joined[name] = None if arrays[name][0] is None else np.concatenate(arrays[name])
+            arrays[name].clear()
+        return BatchChecks(**joined)
 
-    def write(self, decisions: Decisions) -> _Written:
+    def _scan_file(self, key: str) -> tuple[BatchChecks, _Chunk, tuple[np.ndarray, list[str]] | None]:
+        """Check one raw file (in a worker thread: touches nothing shared)."""
+        checked_columns = [*self.contract.column_names, "raw_problem"]  # not the lineage: not checked
+        checked = self._check(_read_table(self.lake, key, checked_columns))
+        part = BatchChecks(any_reason(checked.n, checked.reasons), checked.row_hash, checked.key_hash)
+        dates = checked.typed[date] if (date := seen_column(self.contract)) else None
+        part.seen, part.dated = seen_days(dates, self.record.ingest_date, checked.n)
+        robust = self.contract.robust
+        if robust is not None:
+            part.robust_value = np.asarray(robust.value(checked.typed), dtype="float64")
+        return part, _Chunk.of(key, checked), group_labels_of(self.contract, checked.typed)
+
+    def write(self, batch: BatchChecks, decisions: Decisions) -> _Written:
         """Second pass: every row to the clean zone or to quarantine, chunk by chunk.
 
         On any failure, the files this attempt wrote are deleted (no other writer's) before the error goes
@@ -323,8 +407,11 @@ class _BatchCleaner:
         """
         written = _Written()
         try:
-            for part, raw in enumerate(self.lake.iter_keys(self.lake.committed_files(self.record, "raw"))):
-                self._write_chunk(part, raw.reset_index(drop=True), decisions, written)
+            starts = np.cumsum([0, *(c.n for c in self.chunks)]).tolist()
+            work = [(chunk, starts[part], batch, decisions) for part, chunk in enumerate(self.chunks)]
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                for part, tables in enumerate(_ahead(pool, self._chunk_tables, work, 1)):
+                    self._write_chunk(part, tables, written)
             if written.rows_clean + written.rows_quarantined != written.rows_in or written.rows_in != len(
                 decisions.duplicate
             ):
@@ -337,37 +424,48 @@ class _BatchCleaner:
             raise
         return written
 
-    def _write_chunk(self, part: int, raw: pd.DataFrame, decisions: Decisions, written: _Written) -> None:
-        checked = self._check(raw)
-        rows = slice(written.rows_in, written.rows_in + checked.n)
+    def _chunk_tables(self, work: tuple[_Chunk, int, BatchChecks, Decisions]) -> _ChunkTables:
+        """The clean and quarantine rows of one chunk under the decisions (in a worker thread)."""
+        chunk, start, batch, decisions = work
+        raw = _read_table(self.lake, chunk.key, dictionary=LINEAGE)
+        if raw.num_rows != chunk.n:
+            raise RuntimeError(f"{chunk.key}: {raw.num_rows} rows now, {chunk.n} when checked")
+        rows = slice(start, start + chunk.n)
         outlier_code = self.contract.robust.code if self.contract.robust else "outlier"
         reasons = [
-            *checked.reasons,
+            *chunk.reasons(),
             ("duplicate", decisions.duplicate[rows]),
             ("conflicting_key", decisions.conflicting_key[rows]),
             (outlier_code, decisions.outlier[rows]),
         ]
         reasons = [(code, mask) for code, mask in reasons if mask.any()]
-        for code, mask in reasons:
-            written.reasons[code] += int(mask.sum())
-        bad = any_reason(checked.n, reasons)
+        bad = any_reason(chunk.n, reasons)
+        keep = ~bad
+        key_hash = batch.key_hash[rows] if batch.key_hash is not None else None
+        return _ChunkTables(
+            n=chunk.n,
+            reasons=Counter({code: int(mask.sum()) for code, mask in reasons}),
+            clean=None if bad.all() else _clean_table(raw, chunk, keep, batch.row_hash[rows], key_hash),
+            quarantine=_quarantine_table(raw, reasons, bad) if bad.any() else None,
+            rows_clean=int(keep.sum()),
+        )
+
+    def _write_chunk(self, part: int, tables: _ChunkTables, written: _Written) -> None:
         batch = {"ingest_date": self.record.ingest_date, "ingestion_id": self.record.ingestion_id}
-        if not bad.all():
-            good = checked.typed.loc[~bad].copy()
-            good[LINEAGE] = raw.loc[~bad, LINEAGE].to_numpy()
-            good["source_row"] = good["source_row"].astype("int64")
-            good["row_hash"] = checked.row_hash[~bad]
-            if checked.key_hash is not None:
-                good["key_hash"] = checked.key_hash[~bad]
+        written.reasons.update(tables.reasons)
+        if tables.clean is not None:
             paths = self.lake.write_batch(
-                good, "clean", self.record.dataset, part=part, dtype=clean_dtype(self.contract), **batch
+                tables.clean,
+                "clean",
+                self.record.dataset,
+                part=part,
+                dtype=clean_dtype(self.contract),
+                **batch,
             )
             written.clean_files += [self.lake.key_of(p) for p in paths]
-        if bad.any():
-            quarantined = raw.loc[bad].copy()
-            quarantined["reasons"] = reasons_to_series(checked.n, reasons)[bad].to_numpy()
+        if tables.quarantine is not None:
             paths = self.lake.write_batch(
-                quarantined,
+                tables.quarantine,
                 "quarantine",
                 self.record.dataset,
                 part=part,
@@ -375,17 +473,26 @@ class _BatchCleaner:
                 **batch,
             )
             written.quarantine_files += [self.lake.key_of(p) for p in paths]
-        written.rows_in += checked.n
-        written.rows_clean += int((~bad).sum())
-        written.rows_quarantined += int(bad.sum())
+        written.rows_in += tables.n
+        written.rows_clean += tables.rows_clean
+        written.rows_quarantined += tables.n - tables.rows_clean
         self.progress(
             f"{self.label}: wrote {written.rows_clean:,} clean, {written.rows_quarantined:,} quarantined"
         )
 
     def commit(
-        self, batch: BatchChecks, history: History, decisions: Decisions, written: _Written, seq: int
+        self,
+        batch: BatchChecks,
+        history: History,
+        decisions: Decisions,
+        written: _Written,
+        seq: int,
+        prepared: Future[Prepared] | None = None,
     ) -> CleanCommit | None:
-        """Create commit ``seq``; on losing it, catch up with the commit that took it and try the next."""
+        """Create commit ``seq``; on losing it, catch up with the commit that took it and try the next.
+
+        ``prepared`` is the commit's index as :meth:`CleanHistory.prepare` works it out for ``decisions``
+        (made again when the decisions change)."""
         dataset = self.record.dataset
         while True:
             commit = self._commit_record(decisions, written, history.n, seq)
@@ -403,9 +510,9 @@ class _BatchCleaner:
             again = decide(batch, history, self.params)
             if not again.same_rows(decisions):
                 discard_uncommitted(self.lake, written.files)
-                written = self.write(again)
+                written = self.write(batch, again)
             decisions, seq = again, seq + 1
-        self.store.record(commit, batch, decisions)
+        self.store.record(commit, batch, decisions, prepared.result() if prepared is not None else None)
         self.lake.put_json(keys.quality_report(dataset, self.record.ingestion_id), commit.to_json())
         return commit
 
@@ -440,3 +547,104 @@ class _BatchCleaner:
             clean_files=tuple(written.clean_files),
             quarantine_files=tuple(written.quarantine_files),
         )
+
+
+# ------------------------------------------------------------------------------------ Arrow in and out
+# The rows go from the raw files to the clean and quarantine files as Arrow columns: only the typed
+# values are pandas (the rules are written on frames), and the lineage is never turned into Python
+# strings.
+def _ahead(
+    pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any], depth: int
+) -> Iterator[Any]:
+    """``fn`` of each item, in order, computed by ``pool`` at most ``depth`` items ahead of the reader
+    (memory holds a few chunks, never the batch)."""
+    pending: deque[Future[Any]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _read_table(
+    lake: Lake, key: str, columns: list[str] | None = None, dictionary: Iterable[str] = ()
+) -> pa.Table:
+    """One raw file as an Arrow table (``columns`` it lacks are left out; the text columns named in
+    ``dictionary`` come as dictionaries, not one string per row)."""
+    data = pa.BufferReader(lake.get_bytes(key))
+    schema = pq.read_schema(data)
+    strings = [c for c in dictionary if c in schema.names and pa.types.is_string(schema.field(c).type)]
+    wanted = None if columns is None else [c for c in columns if c in schema.names]
+    return pq.ParquetFile(data, read_dictionary=strings or None).read(columns=wanted)
+
+
+def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column kept or read as a dictionary, as plain values again (the zones' tables hold plain text)."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def _clean_table(
+    raw: pa.Table, chunk: _Chunk, keep: np.ndarray, row_hash: np.ndarray, key_hash: np.ndarray | None
+) -> pa.Table:
+    """The clean rows of a chunk: typed values, lineage, row and key hashes (the clean table's columns)."""
+    rows = pa.array(keep)
+    typed = chunk.typed.filter(rows)
+    columns = {name: _decoded(typed.column(name)) for name in typed.column_names}
+    for name in LINEAGE:
+        columns[name] = _decoded(raw.column(name).filter(rows))
+    columns["source_row"] = columns["source_row"].cast(pa.int64())
+    columns["row_hash"] = pa.array(row_hash[keep])
+    if key_hash is not None:
+        columns["key_hash"] = pa.array(key_hash[keep])
+    dtypes = {
+        **chunk.dtypes,
+        **dict.fromkeys(LINEAGE, "str"),
+        "source_row": "int64",
+        "row_hash": "int64",
+        "key_hash": "int64",
+    }
+    return _with_pandas_metadata(pa.table(columns), dtypes)
+
+
+def _quarantine_table(raw: pa.Table, reasons: list[tuple[str, np.ndarray]], bad: np.ndarray) -> pa.Table:
+    """The quarantined rows of a chunk: the raw row as received, and its reasons."""
+    rows = np.flatnonzero(bad)
+    taken = raw.take(pa.array(rows))
+    table = pa.table({name: _decoded(taken.column(name)) for name in taken.column_names})
+    table = table.append_column("reasons", pa.array(reasons_at(rows, reasons), pa.string()))
+    # The dtypes the raw rows had as a frame read from the lake (nullable types), the reasons as text.
+    dtypes = {f.name: _read_dtype(f.type) for f in table.schema}
+    return _with_pandas_metadata(table, {**dtypes, "reasons": "str"})
+
+
+def _read_dtype(kind: pa.DataType) -> Any:
+    """The pandas dtype a column of this Arrow type has when the lake reads it (nullable types)."""
+    if pa.types.is_dictionary(kind):  # read as a dictionary here; written and read back as its values
+        kind = kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "string"
+    if pa.types.is_integer(kind):
+        return str(kind).replace("int", "Int").replace("uInt", "UInt")
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    return kind.to_pandas_dtype()
+
+
+def _with_pandas_metadata(table: pa.Table, dtypes: dict[str, Any]) -> pa.Table:
+    """``table`` with the pandas metadata of a frame of these dtypes, as a table written from pandas has
+    it (readers rebuild the frame's dtypes from it)."""
+    return table.replace_schema_metadata(
+        _pandas_metadata(tuple((n, str(dtypes[n])) for n in table.column_names))
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _pandas_metadata(columns: tuple[tuple[str, str], ...]) -> dict[bytes, bytes]:
+    """The schema metadata pyarrow gives a frame with these columns and dtypes (the same for every chunk)."""
+    empty = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns})
+    return dict(pa.Schema.from_pandas(empty, preserve_index=False).metadata)

@@ -147,10 +147,32 @@ def _read_summary(lake: Lake, contract: Contract, name: str) -> Summary | None:
 
 def group_labels(contract: Contract, frame: pd.DataFrame) -> np.ndarray | None:
     """The robust check's group label of each row, as text (the summary's keys), or None without groups."""
+    groups = group_labels_of(contract, frame)
+    if groups is None:
+        return None
+    inverse, labels = groups
+    return np.asarray(labels or [""], dtype=object)[inverse]
+
+
+def group_labels_of(contract: Contract, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+    """The distinct group labels of the rows of ``frame`` (as text, in order of appearance) and each row's
+    place among them; None when the robust check has no groups.
+
+    The labels are few: each is made text once, and :func:`rentlake.cleaning.group_codes` of the rows'
+    labels is ``codes[inverse]`` with ``codes`` the codes of the distinct labels.
+    """
     robust = contract.robust
     if robust is None or robust.group is None:
         return None
-    return np.asarray([str(v) for v in robust.group(frame)], dtype=object)
+    inverse, uniques = _factorize(robust.group(frame))
+    return inverse, [str(v) for v in uniques]
+
+
+def _factorize(labels: np.ndarray | pd.Series) -> tuple[np.ndarray, Any]:
+    """Each label's code and the distinct labels in order of appearance (NA is a label too)."""
+    # A Series keeps its own type (Arrow strings factorize without becoming Python objects).
+    values = labels if isinstance(labels, pd.Series) else np.asarray(labels)
+    return pd.factorize(values, use_na_sentinel=False)
 
 
 @dataclass
@@ -185,6 +207,8 @@ class CleanHistory:
             self.progress(f"clean {self.dataset}: indexing commit {commit_name(commit)} (no summary yet)")
             summary = self._build(commit, summary)
         self.summary = summary
+        if not summary.partitions:  # no clean row indexed yet: nothing to look the batch's rows up in
+            return History().extend(self._coded(summary))
         lookup = self._lookup(batch)
         return self._matched(self._parts_for(lookup, summary), lookup).extend(self._coded(summary))
 
@@ -196,22 +220,31 @@ class CleanHistory:
         coded = self._coded(self.summary)
         return replace(history.extend(matched), rows=coded.rows, sketches=coded.sketches)
 
-    def record(self, commit: CleanCommit, batch: BatchChecks, decisions: Decisions) -> None:
-        """Write the index parts and the summary of the commit just made from the batch's own rows.
+    def prepare(self, batch: BatchChecks, decisions: Decisions) -> Prepared:
+        """What the index parts and the summary of the batch's commit hold of its rows, before the commit
+        (it may run while the rows are written: it reads nothing and writes nothing)."""
+        clean = batch.clean_rows(decisions)
+        key_hash = batch.key_hash[clean] if batch.key_hash is not None else None
+        parts = _index_files(batch.row_hash[clean], batch.seen[clean], batch.dated[clean], key_hash)
+        own: dict[Any, Sketch] = {}
+        if batch.robust_value is not None:
+            group = batch.robust_group[clean] if batch.robust_group is not None else None
+            own = self._labelled(sketch_groups(batch.robust_value[clean], group))
+        return Prepared(decisions, parts, int(clean.sum()), own)
+
+    def record(
+        self, commit: CleanCommit, batch: BatchChecks, decisions: Decisions, prepared: Prepared | None = None
+    ) -> None:
+        """Write the index parts and the summary of the commit just made from the batch's own rows
+        (``prepared`` when made for these decisions, see :meth:`prepare`).
 
         A failure is logged, not raised: the commit stands, and the next clean of the dataset writes them.
         """
-        clean = batch.clean_rows(decisions)
-        key_hash = batch.key_hash[clean] if batch.key_hash is not None else None
+        if prepared is None or prepared.decisions is not decisions:
+            prepared = self.prepare(batch, decisions)
         try:
-            parts = self._write_index(
-                commit, batch.row_hash[clean], batch.seen[clean], batch.dated[clean], key_hash
-            )
-            own: dict[Any, Sketch] = {}
-            if batch.robust_value is not None:
-                group = batch.robust_group[clean] if batch.robust_group is not None else None
-                own = self._labelled(sketch_groups(batch.robust_value[clean], group))
-            self._put_summary(commit, _next(self.summary, int(clean.sum()), own, parts, commit))
+            parts = self._write_index(commit, prepared.parts)
+            self._put_summary(commit, _next(self.summary, prepared.rows, prepared.sketches, parts, commit))
         except LakeError as exc:
             log.warning(
                 "%s: index of commit %s not written (the next clean will): %s",
@@ -267,18 +300,11 @@ class CleanHistory:
         row_hash = np.concatenate([*seen_rows, *key_rows])
         return History(row_hash, np.concatenate(key_hashes), np.concatenate(key_rows))
 
-    def _write_index(
-        self,
-        commit: CleanCommit,
-        row_hash: np.ndarray,
-        seen: np.ndarray,
-        dated: np.ndarray,
-        key_hash: np.ndarray | None,
-    ) -> tuple[str, ...]:
+    def _write_index(self, commit: CleanCommit, parts: list[tuple[str, str, bytes]]) -> tuple[str, ...]:
         written = []
-        for seen_on, month, frame in index_parts(row_hash, seen, dated, key_hash):
+        for seen_on, month, data in parts:
             key = keys.clean_index_part(self.dataset, seen_on, month, commit_name(commit))
-            self.lake.put_bytes(key, _part_bytes(frame))
+            self.lake.put_bytes(key, data)
             written.append(key)
         return tuple(written)
 
@@ -313,7 +339,9 @@ class CleanHistory:
         kinds = {"row_hash": "int64", "seen": "int32", "dated": "bool", "key_hash": "int64"}
         joined = {k: np.concatenate(v) if v else np.zeros(0, dtype=kinds[k]) for k, v in arrays.items()}
         key_hash = joined["key_hash"] if keyed else None
-        parts = self._write_index(commit, joined["row_hash"], joined["seen"], joined["dated"], key_hash)
+        parts = self._write_index(
+            commit, _index_files(joined["row_hash"], joined["seen"], joined["dated"], key_hash)
+        )
         summary = _next(previous, len(joined["row_hash"]), groups, parts, commit)
         self._put_summary(commit, summary)
         return summary
@@ -350,13 +378,35 @@ def _next(
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A commit's index parts (seen on, month, Parquet bytes), clean rows and sketches by group label, as
+    :meth:`CleanHistory.prepare` made them for ``decisions``."""
+
+    decisions: Decisions
+    parts: list[tuple[str, str, bytes]]
+    rows: int
+    sketches: dict[Any, Sketch]
+
+
+def _index_files(
+    row_hash: np.ndarray, seen: np.ndarray, dated: np.ndarray, key_hash: np.ndarray | None
+) -> list[tuple[str, str, bytes]]:
+    """The seen index of clean rows as the files of its parts (:func:`rentlake.summaries.index_parts`)."""
+    return [
+        (on, month, _part_bytes(frame)) for on, month, frame in index_parts(row_hash, seen, dated, key_hash)
+    ]
+
+
 def _part_bytes(frame: pd.DataFrame) -> bytes:
     """An index part as Parquet (pyarrow directly: pandas' to_parquet costs more than the write)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, compression="snappy")
+    # No dictionary: hashes are all distinct, and building one only to give it up costs more than the write.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, buf, compression="snappy", use_dictionary=False)
     return buf.getvalue()
 
 
