@@ -92,3 +92,26 @@ def test_a_fault_read_after_chunks_were_written_rejects_the_object_and_leaves_no
     # THEN it is rejected for that, and the chunks written before the fault are gone
     assert (out.status, out.reason) == ("rejected", "not_utf8")
     assert raw_parquet(lake) == [] and lake.list_keys("raw/objects/") == []
+
+
+@pytest.mark.parametrize("rows", [3, 500_000])  # under and over the size hashed in a thread of its own
+def test_content_already_ingested_is_a_duplicate_however_it_would_be_read_now(lake: Any, rows: int) -> None:
+    from rentlake.stages import ingest
+
+    # GIVEN listings ingested, then the same bytes landed again under another name
+    data = csv_rows(rows)
+    lake.put_bytes("landing/first.csv", data)
+    lake.put_bytes("landing/again.csv", data)
+    first = ingest.ingest_object(lake, "landing/first.csv", progress=lambda _: None)
+    # WHEN the copy is ingested as another dataset, whose header it does not have
+    again = ingest.ingest_object(
+        lake, "landing/again.csv", dataset="reference_rents", progress=lambda _: None
+    )
+    # THEN it is a duplicate of the first (nothing added), not a rejection
+    assert (first.status, first.rows) == ("ingested", rows)
+    assert (again.status, again.ingestion_id, again.rows) == ("duplicate", first.ingestion_id, 0)
+    # AND new content that cannot be read that way is rejected for its header, kept with its reason
+    lake.put_bytes("landing/new.csv", data + b"1,2\n")
+    new = ingest.ingest_object(lake, "landing/new.csv", dataset="reference_rents", progress=lambda _: None)
+    assert (new.status, new.reason) == ("rejected", "unrecognised_header")
+    assert lake.get_bytes(new.details["kept_at"]) == data + b"1,2\n"

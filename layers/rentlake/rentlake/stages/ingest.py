@@ -242,13 +242,9 @@ def ingest_object(
     if head["size"] > max_bytes:
         return _reject_large(lake, key, head, max_bytes)
     data = lake.get_bytes(key)
-    ingestion_id, sha = ingestion_id_of(data)
-    seen = _read_ledger(lake, ingestion_id)
-    if seen.ingested is not None:
-        return _duplicate(key, seen.ingested, "same content as")
-    stamp = now()
-    try:
-        parsed = parse_object(
+
+    def open_object() -> Parsed:
+        return parse_object(
             data,
             _name(key),
             dataset=dataset,
@@ -256,6 +252,14 @@ def ingest_object(
             chunk_rows=chunk_rows,
             max_bytes=max_bytes,
         )
+
+    (ingestion_id, sha), opened = _hash_while(data, open_object)
+    seen = _read_ledger(lake, ingestion_id)
+    if seen.ingested is not None:
+        return _duplicate(key, seen.ingested, "same content as")
+    stamp = now()
+    try:
+        parsed = opened.take()
         record = _write_raw(lake, key, head, sha, ingestion_id, parsed, stamp, progress)
     except Rejected as exc:
         return _reject(lake, key, head, sha, ingestion_id, exc, stamp, seen)
@@ -266,6 +270,52 @@ def ingest_object(
         failure = Rejected("internal_error", f"{type(exc).__name__}: {exc}"[:2000])
         return _reject(lake, key, head, sha, ingestion_id, failure, stamp, seen)
     return _commit_ingested(lake, record, seen, parsed)
+
+
+# Objects from this size on are hashed in a thread while they are opened (under it, a thread costs more).
+_HASH_APART_BYTES = 4 << 20
+
+
+def _hash_while(data: bytes, open_object: Callable[[], Parsed]) -> tuple[tuple[str, str], _Opened]:
+    """The content's ingestion id and sha256, and what ``open_object()`` gave: the parsed object, or the
+    exception it raised (raised by :meth:`_Opened.take`).
+
+    The object is opened (format, header, the CSV record index: no lake I/O) while its bytes are hashed
+    in another thread; both run outside the GIL. A failure to open it waits: the ledger decides first
+    (content already ingested is a duplicate, however it would be read now).
+    """
+    if len(data) < _HASH_APART_BYTES:
+        digest = ingestion_id_of(data)
+        return digest, _Opened.of(open_object)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash") as pool:
+        hashing = pool.submit(ingestion_id_of, data)
+        opened = _Opened.of(open_object)
+        return hashing.result(), opened
+
+
+class _Opened:
+    """An object opened for parsing, or the exception its opening raised, held until it is taken."""
+
+    def __init__(self, value: Parsed | Exception) -> None:
+        self.value: Parsed | Exception | None = value
+
+    @classmethod
+    def of(cls, open_object: Callable[[], Parsed]) -> _Opened:
+        try:
+            return cls(open_object())
+        except Exception as exc:  # held, then raised by take() once the ledger has been read
+            return cls(exc)
+
+    def take(self) -> Parsed:
+        """The parsed object; raises the exception instead when opening it failed."""
+        value, self.value = self.value, None
+        if isinstance(value, Exception):
+            try:
+                raise value
+            finally:  # no frame keeps the error (and the object's bytes its traceback holds) in a cycle
+                value = None
+        assert value is not None, "taken twice"
+        return value
 
 
 def _write_raw(
