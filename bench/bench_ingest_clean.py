@@ -1,14 +1,26 @@
-"""Benchmark: ingest + clean of N synthetic listings through the real handlers on moto.
+"""Benchmark: ingest + clean of N synthetic listings, three ways, beside the pyarrow floor, in one run.
 
-Each size runs in a fresh process (so peak RSS is that run's own), against a moto S3 + Glue server in
-another process (as S3 is remote to a Lambda function: the handler process holds only its own data).
+For each size, in this order, each step in a fresh process whose peak RSS is its own (``ru_maxrss``):
+
+* **floor**: what pyarrow alone takes to read the CSV, filter it (rents that are numbers within the
+  contract's range) and write Parquet: no contract, no lineage, no quarantine, no commit. The process
+  is timed from outside (start included), and the read-filter-write from inside.
+* **CLI**: ``rentlake --lake-dir D ingest FILE`` then ``rentlake --lake-dir D clean`` on a new local lake,
+  each command a subprocess timed from outside (interpreter start and imports included).
+* **handlers**: the real ingest and clean handlers (``functions/ingest``, ``functions/clean``), S3 event
+  in, against a moto S3 + Glue server in another process (S3 is remote to a Lambda function), both
+  handlers in one process (a warm container after its cold start: imports not timed).
+
+Every run checks that every row ended clean or quarantined (clean + quarantined == rows).
 
 Usage::
 
     .venv/bin/python bench/bench_ingest_clean.py --rows 1000000 4000000 [--record]
+    git archive c94723f | tar -x -C /tmp/before   # the same commands with an older commit's code, too:
+    .venv/bin/python bench/bench_ingest_clean.py --rows 1000000 --before /tmp/before --before-commit c94723f
 
-Targets (issue 2, this 2-core machine): >= 100 000 rows/s end to end, peak RSS < 1.5 GB at 1 M rows,
-peak RSS at 4 M <= 1.3 x that at 1 M.
+Target (2-core machine): ingest + clean of 4 M rows at >= 1 M rows/s end to end (process start included),
+peak RSS <= 1.5 GB.
 """
 
 from __future__ import annotations
@@ -16,13 +28,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+BEFORE = (
+    "Before (this section on 2026-11-30, same generator): through the handlers on moto, 1 M rows 1.44 s "
+    "ingest + 5.56 s clean = 7.01 s (142,737 rows/s, 729 MB), 4 M rows 4.23 + 21.27 = 25.5 s (156,849 "
+    "rows/s, 873 MB); `rentlake clean` alone on a local lake (bench_scale's generator, 'Clean and ingest "
+    "memory per batch row', 2026-12-02): 9.84 s / 479 MB at 1 M rows, 36.79 s / 699 MB at 4 M."
+)
 
 
 def synthetic_csv(n: int, seed: int = 0) -> bytes:
@@ -47,6 +68,60 @@ def synthetic_csv(n: int, seed: int = 0) -> bytes:
     return df.to_csv(index=False).encode()
 
 
+# ------------------------------------------------------------------------------------ children
+def child_generate(n: int, path: str) -> dict[str, Any]:
+    """Write the CSV of n listings to ``path`` (in a process of its own: not measured)."""
+    data = synthetic_csv(n)
+    Path(path).write_bytes(data)
+    return {"bytes": len(data)}
+
+
+def child_floor(path: str, out: str) -> dict[str, Any]:
+    """pyarrow alone: read the CSV, keep the rents that are numbers in range, write Parquet."""
+    t0 = time.perf_counter()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    t1 = time.perf_counter()
+    table = csv.read_csv(path, convert_options=csv.ConvertOptions(null_values=["n/a", ""]))
+    rent = table.column("loyer").cast(pa.float64())
+    kept = table.filter(pc.and_(pc.greater_equal(rent, 50.0), pc.less_equal(rent, 100_000.0)))
+    pq.write_table(kept, out, compression="snappy")
+    t2 = time.perf_counter()
+    return {"import_s": t1 - t0, "work_s": t2 - t1, "rows_out": kept.num_rows}
+
+
+def child_handlers(n: int, endpoint: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Ingest + clean n landed rows through the handlers in this fresh process."""
+    import resource
+
+    _env(n, endpoint)
+    sys.path.insert(0, str(ROOT))
+    from tests.support import FakeContext, load_function
+
+    ingest, clean = load_function("ingest"), load_function("clean")
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    out = ingest.handler(event, FakeContext())
+    t1 = time.perf_counter()
+    cleaned = clean.handler({}, FakeContext())
+    t2 = time.perf_counter()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    rows = cleaned["rows"]
+    return {
+        "ingest_s": t1 - t0,
+        "clean_s": t2 - t1,
+        "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+        "rss_mb": after.ru_maxrss / 1024,
+        "in": rows["in"],
+        "ingested": out["rows"]["ingested"],
+        "clean": rows["clean"],
+        "quarantined": rows["quarantined"],
+    }
+
+
 def _env(n: int, endpoint: str) -> None:
     os.environ.update(
         {
@@ -63,50 +138,54 @@ def _env(n: int, endpoint: str) -> None:
     )
 
 
-def land(n: int, endpoint: str) -> dict[str, object]:
-    """Generate n listings and upload them to landing/ (in the parent: not part of the measure)."""
+def child_land(n: int, endpoint: str, path: str) -> dict[str, Any]:
+    """Upload the CSV to landing/ of a new bucket; returns the S3 event (not measured)."""
     import boto3
     from rentlake.cli.stages import s3_put_event
 
     _env(n, endpoint)
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=f"bench-{n}", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
-    data = synthetic_csv(n)
+    data = Path(path).read_bytes()
     etag = s3.put_object(Bucket=f"bench-{n}", Key="landing/bench.csv", Body=data)["ETag"].strip('"')
     return s3_put_event(f"bench-{n}", "landing/bench.csv", etag=etag, size=len(data))
 
 
-def one_run(n: int, endpoint: str, event: dict[str, object]) -> dict[str, object]:
-    """Ingest + clean n landed rows in this fresh process; returns timings and peak RSS."""
-    import resource
+# ------------------------------------------------------------------------------------ the parent
+# The parent stays lean (no pandas, no pyarrow): Linux carries a parent's peak RSS over to the children
+# it forks (ru_maxrss survives fork + exec), so a heavy parent would inflate every figure.
+def run(
+    command: list[str], stdin: str = "", env: dict[str, str] | None = None
+) -> tuple[dict[str, float], str]:
+    """Run a command; its wall seconds, CPU seconds and peak RSS (the kernel's, from wait4), its output."""
+    with (
+        tempfile.TemporaryFile("w+") as inp,
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+    ):
+        inp.write(stdin)
+        inp.seek(0)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, stdin=inp, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{err.read()[-3000:]}")
+        measured = {
+            "wall_s": seconds,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "rss_mb": usage.ru_maxrss / 1024,
+        }
+        return measured, out.read()
 
-    _env(n, endpoint)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import FakeContext, load_function
 
-    ingest, clean = load_function("ingest"), load_function("clean")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.perf_counter()
-    out = ingest.handler(event, FakeContext())
-    t1 = time.perf_counter()
-    rss_after_ingest = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cleaned = clean.handler({}, FakeContext())
-    t2 = time.perf_counter()
-    rows = cleaned["rows"]
-    assert rows["in"] == n == rows["clean"] + rows["quarantined"], rows
-    return {
-        "rows": n,
-        "ingest_s": round(t1 - t0, 2),
-        "clean_s": round(t2 - t1, 2),
-        "total_s": round(t2 - t0, 2),
-        "rows_per_s": round(n / (t2 - t0)),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "rss_before_mb": round(rss_before),
-        "peak_rss_after_ingest_mb": round(rss_after_ingest),
-        "clean": rows["clean"],
-        "quarantined": rows["quarantined"],
-        "ingested": out["rows"]["ingested"],
-    }
+def run_child(args: list[str], stdin: str = "") -> dict[str, Any]:
+    """This script as a child: its measures, and its JSON answer (the last line it prints)."""
+    measured, out = run([sys.executable, __file__, *args], stdin)
+    return {"process": measured, **json.loads(out.strip().splitlines()[-1])}
 
 
 def free_port() -> int:
@@ -115,20 +194,128 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cli(n: int, csv_path: Path, lake: Path, tree: Path | None = None) -> dict[str, Any]:
+    """``rentlake ingest`` then ``rentlake clean`` on a new local lake (with the code of ``tree``, another
+    checkout, when given: the same commands before a change)."""
+    env = None
+    functions = []
+    if tree is not None:
+        env = {**os.environ, "PYTHONPATH": str(tree / "layers" / "rentlake")}
+        functions = ["--functions-dir", str(tree / "functions")]
+    common = [sys.executable, "-m", "rentlake.cli.main", "-q", *functions, "--lake-dir", str(lake)]
+    ingest, _ = run([*common, "ingest", "--json", str(csv_path)], env=env)
+    clean, out = run([*common, "clean", "--json"], env=env)
+    rows = json.loads(out)["rows"]
+    _check_rows(n, rows, "rentlake clean")
+    shutil.rmtree(lake, ignore_errors=True)
+    return {"ingest": ingest, "clean": clean, "rows": rows}
+
+
+def measure(n: int, work: Path, endpoint: str, before_tree: Path | None = None) -> dict[str, Any]:
+    """The floor, the CLI and the handlers for n rows (the same CSV); the CLI of ``before_tree`` too."""
+    csv_path = work / f"listings-{n}.csv"
+    run_child(["--generate", str(n), "--path", str(csv_path)])
+    result: dict[str, Any] = {"rows": n}
+    result["floor"] = run_child(["--floor", str(csv_path), "--path", str(work / "floor.parquet")])
+
+    result["cli"] = cli(n, csv_path, work / f"lake-{n}")
+    if before_tree is not None:
+        result["before"] = cli(n, csv_path, work / f"lake-before-{n}", before_tree)
+
+    event = run_child(["--land", str(n), "--endpoint", endpoint, "--path", str(csv_path)])["event"]
+    handlers = run_child(["--handlers", str(n), "--endpoint", endpoint], json.dumps(event))
+    _check_rows(n, handlers, "handlers")
+    result["handlers"] = handlers
+    csv_path.unlink()
+    return result
+
+
+def _check_rows(n: int, rows: dict[str, Any], path: str) -> None:
+    if not (rows["in"] == n == rows["clean"] + rows["quarantined"]):
+        raise RuntimeError(f"{path}: {n} rows but {rows}")
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table (one line per size and path)."""
+    lines = [
+        "| rows | path | ingest s | clean s | total s | rows/s | CPU s | peak RSS MB | x floor | clean "
+        "| quarantined |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        n, floor = r["rows"], r["floor"]
+        base = floor["process"]["wall_s"]
+        lines.append(
+            f"| {n:,} | pyarrow floor (read, filter, write: {floor['work_s']:.2f} s in process) | | | "
+            f"{base:.2f} | {n / base:,.0f} | {floor['process']['cpu_s']:.2f} | "
+            f"{floor['process']['rss_mb']:.0f} | 1.0 | {floor['rows_out']:,} | |"
+        )
+        for key, path in (
+            ("before", "before: the same commands"),
+            ("cli", "`rentlake ingest` + `rentlake clean`"),
+        ):
+            if key not in r:
+                continue
+            cli = r[key]
+            total = cli["ingest"]["wall_s"] + cli["clean"]["wall_s"]
+            cpu = cli["ingest"]["cpu_s"] + cli["clean"]["cpu_s"]
+            lines.append(
+                f"| {n:,} | {path}, local lake | {cli['ingest']['wall_s']:.2f} | "
+                f"{cli['clean']['wall_s']:.2f} | {total:.2f} | {n / total:,.0f} | {cpu:.2f} | "
+                f"{cli['ingest']['rss_mb']:.0f} / {cli['clean']['rss_mb']:.0f} | {total / base:.1f} | "
+                f"{cli['rows']['clean']:,} | {cli['rows']['quarantined']:,} |"
+            )
+        h = r["handlers"]
+        total = h["ingest_s"] + h["clean_s"]
+        lines.append(
+            f"| {n:,} | handlers, moto S3 | {h['ingest_s']:.2f} | {h['clean_s']:.2f} | {total:.2f} | "
+            f"{n / total:,.0f} | {h['cpu_s']:.2f} | {h['rss_mb']:.0f} | {total / base:.1f} | "
+            f"{h['clean']:,} | {h['quarantined']:,} |"
+        )
+    return "\n".join(lines)
+
+
+NOTES = """\
+Each step in a fresh process (peak RSS: the kernel's ru_maxrss of that process; CPU: its user + system
+seconds). Floor: pyarrow alone reads the CSV, keeps the rents that are numbers within 50-100,000 and writes
+Parquet (no contract, lineage, quarantine or commit), timed from outside the process like the commands.
+CLI: each command a subprocess timed from outside, interpreter start and imports included (ingest / clean
+RSS). Handlers: the real ingest and clean handlers, S3 event in, in one process (timed from inside: a warm
+container after its cold start), against a moto S3 + Glue server in another process. x floor: total
+seconds over the floor's process seconds, measured in the same run. Synthetic CSV like the course's (rent
+~ 30 €/m², log-normal noise, 20 arrondissements, dates), 1 % of rents written 'n/a': those are the
+quarantined rows, with the outliers the generator makes; every run checks clean + quarantined == rows.
+This 2-core machine is shared: wall seconds vary with its load, CPU seconds less."""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
-    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--endpoint", help=argparse.SUPPRESS)
-    ap.add_argument("--land", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (git worktree or archive of an older commit): its CLI is measured too",
+    )
+    ap.add_argument("--before-commit", help="the commit --before holds (named in the results)")
+    ap.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--floor", help=argparse.SUPPRESS)
+    ap.add_argument("--land", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--handlers", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--endpoint", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.land:
-        print(json.dumps(land(args.land, args.endpoint)))
+    if args.generate:
+        print(json.dumps(child_generate(args.generate, args.path)))
         return 0
-    if args.child:
-        event = json.loads(sys.stdin.read())
-        print(json.dumps(one_run(args.child, args.endpoint, event)))
+    if args.floor:
+        print(json.dumps(child_floor(args.floor, args.path)))
+        return 0
+    if args.land:
+        print(json.dumps({"event": child_land(args.land, args.endpoint, args.path)}))
+        return 0
+    if args.handlers:
+        print(json.dumps(child_handlers(args.handlers, args.endpoint, json.loads(sys.stdin.read()))))
         return 0
     port = free_port()
     server = subprocess.Popen(
@@ -144,66 +331,27 @@ def main() -> int:
     results = []
     try:
         time.sleep(2)
-        for n in args.rows:
-            # Generation runs in its own process: Linux carries a parent's peak RSS over to its children
-            # (ru_maxrss survives fork + exec), so the measuring process must come from a lean parent.
-            landed = subprocess.run(
-                [sys.executable, __file__, "--land", str(n), "--endpoint", f"http://127.0.0.1:{port}"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            event = json.loads(landed.stdout.strip().splitlines()[-1])
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", str(n), "--endpoint", f"http://127.0.0.1:{port}"],
-                input=json.dumps(event),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                return 1
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(json.dumps(results[-1]))
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-clean-") as work:
+            for n in args.rows:
+                results.append(measure(n, Path(work), f"http://127.0.0.1:{port}", args.before))
+                print(json.dumps(results[-1]), flush=True)
     finally:
         server.terminate()
-    lines = [
-        "| rows | ingest s | clean s | total s | rows/s | peak RSS MB | clean | quarantined |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {r['rows']:,} | {r['ingest_s']} | {r['clean_s']} | {r['total_s']} | {r['rows_per_s']:,} | "
-        f"{r['peak_rss_mb']} | {r['clean']:,} | {r['quarantined']:,} |"
-        for r in results
-    ]
-    slowest = min(r["rows_per_s"] for r in results)
-    lines.append(
-        f"\nTargets (2-core machine): >= 100,000 rows/s end to end (slowest here: {slowest:,}); "
-        f"peak RSS < 1,500 MB at 1 M rows."
+        server.wait()
+    before = (
+        [f"Before: the code of {args.before_commit or args.before} (`--before`), same commands, same run."]
+        if args.before
+        else []
     )
-    if len(results) >= 2:
-        ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
-        lines.append(
-            f"Peak RSS ratio {results[-1]['rows']:,} / {results[0]['rows']:,} rows: {ratio:.2f} "
-            f"(target <= 1.3: chunks of RENTLAKE_CHUNK_ROWS = 250,000 rows)."
-        )
-    lines.append(
-        "\nThrough the real handlers (`functions/ingest`, `functions/clean`, S3 event in), each size in a "
-        "fresh "
-        "process whose peak RSS is its own (ru_maxrss), against a moto S3 + Glue server in another process "
-        "(S3 is remote to a Lambda function). Synthetic CSV like the course's (rent ~ 30 €/m², log-normal "
-        "noise, 20 arrondissements, dates), 1 % of rents written 'n/a': those are the quarantined rows, with "
-        "the duplicates and outliers the generator happens to make."
-    )
-    table = "\n".join(lines)
-    print(table)
+    body = "\n".join([table(results), "", NOTES, "", *before, BEFORE])
+    print(body)
     if args.record:
         from bench_results import record_section
 
         sizes = " ".join(str(n) for n in args.rows)
-        command = f".venv/bin/python bench/bench_ingest_clean.py --rows {sizes} --record"
-        record_section("Ingest + clean (issue 2)", command, table)
+        before = f" --before {args.before}" if args.before else ""
+        command = f".venv/bin/python bench/bench_ingest_clean.py --rows {sizes}{before} --record"
+        record_section("Ingest + clean", command, body)
     return 0
 
 
