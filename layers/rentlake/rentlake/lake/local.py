@@ -462,6 +462,10 @@ def write_parquet(sink: Any, table: pa.Table) -> None:
     options = {**_PARQUET_WRITER, **_encodings(table.schema), **schema_options}
     with pq.ParquetWriter(sink, table.schema, **options) as writer:
         writer.write_table(table)
+        if not options.get("store_schema", True) and table.schema.metadata:
+            # Without the Arrow schema the writer drops the schema's metadata (the pandas metadata
+            # readers rebuild a frame's dtypes from): it is written on its own.
+            writer.add_key_value_metadata(table.schema.metadata)
 
 
 def _string_dictionaries(table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
@@ -486,6 +490,8 @@ def _string_dictionaries(table: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
             or pa.types.is_boolean(kind)
             or pa.types.is_floating(kind)
             or (pa.types.is_integer(kind) and pa.types.is_signed_integer(kind))
+            # the spark flavor writes timestamps as INT96, read back in nanoseconds with or without it
+            or (pa.types.is_timestamp(kind) and kind.tz is None)
         )
 
     kinds = [f.type for f in table.schema]
