@@ -583,20 +583,16 @@ def _read_table(
     return pq.ParquetFile(data, read_dictionary=strings or None).read(columns=wanted)
 
 
-def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A column kept or read as a dictionary, as plain values again (the zones' tables hold plain text)."""
-    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
-
-
 def _clean_table(
     raw: pa.Table, chunk: _Chunk, keep: np.ndarray, row_hash: np.ndarray, key_hash: np.ndarray | None
 ) -> pa.Table:
     """The clean rows of a chunk: typed values, lineage, row and key hashes (the clean table's columns)."""
     rows = pa.array(keep)
     typed = chunk.typed.filter(rows)
-    columns = {name: _decoded(typed.column(name)) for name in typed.column_names}
+    # Text stays the dictionaries it was kept or read as: the lake writes it as text, without decoding it.
+    columns = {name: typed.column(name) for name in typed.column_names}
     for name in LINEAGE:
-        columns[name] = _decoded(raw.column(name).filter(rows))
+        columns[name] = raw.column(name).filter(rows)
     columns["source_row"] = columns["source_row"].cast(pa.int64())
     columns["row_hash"] = pa.array(row_hash[keep])
     if key_hash is not None:
@@ -614,9 +610,8 @@ def _clean_table(
 def _quarantine_table(raw: pa.Table, reasons: list[tuple[str, np.ndarray]], bad: np.ndarray) -> pa.Table:
     """The quarantined rows of a chunk: the raw row as received, and its reasons."""
     rows = np.flatnonzero(bad)
-    taken = raw.take(pa.array(rows))
-    table = pa.table({name: _decoded(taken.column(name)) for name in taken.column_names})
-    table = table.append_column("reasons", pa.array(reasons_at(rows, reasons), pa.string()))
+    reasons_column = pa.array(reasons_at(rows, reasons), pa.string())
+    table = raw.take(pa.array(rows)).append_column("reasons", reasons_column)
     # The dtypes the raw rows had as a frame read from the lake (nullable types), the reasons as text.
     dtypes = {f.name: _read_dtype(f.type) for f in table.schema}
     return _with_pandas_metadata(table, {**dtypes, "reasons": "str"})
