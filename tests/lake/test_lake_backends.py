@@ -259,3 +259,29 @@ def test_an_arrow_table_is_written_as_the_frame_it_holds(any_lake: Any) -> None:
         "source_row": "bigint",
         "source_key": "string",
     }
+
+
+@pytest.mark.parametrize("chunk", ["frame", "arrow"])
+def test_a_table_of_another_lake_sharing_the_glue_database_is_not_written_to(bucket: str, chunk: str) -> None:
+    import boto3
+    import pyarrow as pa
+    from rentlake.lake import LakeError, open_lake
+
+    # GIVEN two lakes in two buckets sharing one Glue database, the first holding the raw table
+    boto3.client("s3").create_bucket(
+        Bucket="rentlake-other", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
+    )
+    first, other = (
+        open_lake(f"s3://{bucket}", database="shared"),
+        open_lake("s3://rentlake-other", database="shared"),
+    )
+    first.ensure_database()
+    rows = pa.table({"city": ["Paris"], "source_row": pa.array([1], pa.int64())})
+    where = {"ingest_date": "2024-03-01", "ingestion_id": "i1", "part": 0, "dtype": {"source_row": "bigint"}}
+    first.write_batch(rows, "raw", "listings", **where)
+    # WHEN the other lake writes a chunk of the same table (a frame or an Arrow table)
+    data = rows.to_pandas() if chunk == "frame" else rows
+    with pytest.raises(LakeError, match="does not match the existing Glue catalog table path"):
+        other.write_batch(data, "raw", "listings", **where)
+    # THEN it is refused, and nothing is left in its bucket
+    assert other.list_keys("raw/") == []

@@ -240,18 +240,21 @@ class S3Lake(Lake):
         )
         prefix = keys.batch_prefix(zone, dataset, batch.ingest_date, batch.ingestion_id)
         key = f"{prefix}part-{batch.part:05d}-{uuid.uuid4().hex}.snappy.parquet"
+        columns = {f.name: athena_type(f.type) for f in table.schema}
+        registered = (zone, dataset, batch.ingest_date, batch.ingestion_id, tuple(columns.items()))
+        glue_table = keys.glue_table(zone, dataset)
+        path = self.uri(keys.table_prefix(zone, dataset))
+        if registered not in self._registered:
+            self._check_location(glue_table, path)
         body = io.BytesIO()
         write_parquet(body, table)
         self.s3.put_object(Bucket=self.bucket, Key=self._k(key), Body=body.getvalue())
-        columns = {f.name: athena_type(f.type) for f in table.schema}
-        registered = (zone, dataset, batch.ingest_date, batch.ingestion_id, tuple(columns.items()))
         if registered not in self._registered:
-            glue_table = keys.glue_table(zone, dataset)
             try:
                 wr.catalog.create_parquet_table(
                     database=self.database,
                     table=glue_table,
-                    path=self.uri(keys.table_prefix(zone, dataset)),
+                    path=path,
                     columns_types=columns,
                     partitions_types=dict.fromkeys(PARTITION_COLS, "string"),
                     compression="snappy",
@@ -271,6 +274,22 @@ class S3Lake(Lake):
                 raise
             self._registered.add(registered)
         return [self.uri(key)]
+
+    def _check_location(self, glue_table: str, path: str) -> None:
+        """Refuse to add files under ``path`` to a Glue table that lives elsewhere (another lake sharing the
+        database), as awswrangler's writer refuses it, before anything is written."""
+        import awswrangler as wr
+
+        glue = self.session.client("glue", config=RETRY_CONFIG)
+        try:
+            found = glue.get_table(DatabaseName=self.database, Name=glue_table)["Table"]["StorageDescriptor"]
+        except glue.exceptions.EntityNotFoundException:
+            return
+        location = found.get("Location") or ""
+        if location and location.rstrip("/") != path.rstrip("/"):
+            raise wr.exceptions.InvalidArgumentValue(
+                f"The specified path: {path}, does not match the existing Glue catalog table path: {location}"
+            )
 
     def _read_table(self, key: str, columns: list[str] | None) -> pd.DataFrame:
         import awswrangler as wr
