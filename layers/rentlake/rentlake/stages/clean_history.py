@@ -52,7 +52,7 @@ from rentlake.summaries import (
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 PARALLEL_READS = 8
-"""Index parts read at once (within botocore's default pool of 10 connections)."""
+"""Index parts read (or written) at once (within botocore's default pool of 10 connections)."""
 
 
 def commit_name(commit: CleanCommit) -> str:
@@ -301,11 +301,13 @@ class CleanHistory:
         return History(row_hash, np.concatenate(key_hashes), np.concatenate(key_rows))
 
     def _write_index(self, commit: CleanCommit, parts: list[tuple[str, str, bytes]]) -> tuple[str, ...]:
-        written = []
-        for seen_on, month, data in parts:
-            key = keys.clean_index_part(self.dataset, seen_on, month, commit_name(commit))
-            self.lake.put_bytes(key, data)
-            written.append(key)
+        written = [
+            keys.clean_index_part(self.dataset, on, month, commit_name(commit)) for on, month, _ in parts
+        ]
+        # A part is small: what it costs is the request, so a few are put at once (a batch dated over two
+        # years has some fifty). All are written before the summary that names them.
+        with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+            list(pool.map(self.lake.put_bytes, written, [data for _, _, data in parts]))
         return tuple(written)
 
     # ------------------------------------------------------------------ summaries
