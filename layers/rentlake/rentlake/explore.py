@@ -8,13 +8,19 @@ received (duplicates kept) whose rent is below 10 000 € (:func:`rentlake.model
 its diagnostics run on the same rows. Every hypothesis takes its verdict from its own test (named in
 ``test``), so no tick on the page contradicts a test printed beside it: "rent grows linearly" is
 supported only when the correlation is strong *and* Ramsey's RESET finds no curvature; "the spread
-grows" only when Breusch–Pagan says so. The figures and the page are
+grows" only when Breusch–Pagan says so.
+
+A lake too big for one function is explored on a hash sample of its clean rows (the explore stage draws
+it, :mod:`rentlake.stages.explore`): :func:`analyse` then records the sample (``sampling``, with
+:func:`sample_statement`'s words) and the exact counts of every clean row (``lake``, :class:`LakeTotals`),
+and labels the course line as fitted on the sample. The figures and the page are
 drawn by :func:`rentlake.reporting.exploration_files`, and the explore stage
 (:mod:`rentlake.stages.explore`) stores them in the lake.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +33,16 @@ from rentlake.model.intervals import OLSFit, fit_ols, ols_intervals
 from rentlake.model.reference import COURSE_MAX_RENT, course_rows
 from rentlake.reporting import jsonable
 
-__all__ = ["Exploration", "ReferenceRents", "analyse", "reference_rents", "LEVEL"]
+__all__ = [
+    "Exploration",
+    "LakeTotals",
+    "ReferenceRents",
+    "analyse",
+    "reference_rents",
+    "sample_statement",
+    "usable_mask",
+    "LEVEL",
+]
 
 LEVEL = 0.9
 #: The surface of the course's worked example.
@@ -83,12 +98,107 @@ class Exploration:
     reference: ReferenceRents | None = None
 
 
+@dataclass
+class LakeTotals:
+    """Exact counts over every clean row of a lake, added up file by file while a sample is drawn.
+
+    Counts are cheap to stream, so what the report states as the lake's totals is exact even when its
+    statistics are computed on a sample.
+
+    Attributes
+    ----------
+    columns : list of str
+        The contract's columns (a file without one counts its rows as missing there).
+    rows, rows_usable : int
+        Clean rows, and those with a positive finite rent and surface (:func:`usable_mask`).
+    missing : dict
+        ``column -> rows without a value``.
+    listed_at : dict
+        ``count``, ``min`` and ``max`` of the listing dates (None without any).
+    groups : collections.Counter
+        Rows per district (``""`` for none).
+    duplicates_quarantined : int
+        Rows quarantined as duplicates of a clean row (the course's view counts them).
+    """
+
+    columns: list[str]
+    rows: int = 0
+    rows_usable: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    listed_at: dict[str, Any] = field(default_factory=lambda: {"count": 0, "min": None, "max": None})
+    groups: Counter[str] = field(default_factory=Counter)
+    duplicates_quarantined: int = 0
+
+    def add(self, frame: pd.DataFrame, groups: np.ndarray) -> None:
+        """Count one clean file's rows.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Its rows (the contract's columns it has).
+        groups : numpy.ndarray
+            Each row's district label (:func:`rentlake.stages.clean_rows.group_labels`).
+        """
+        n = len(frame)
+        self.rows += n
+        for col in self.columns:
+            absent = int(frame[col].isna().sum()) if col in frame.columns else n
+            self.missing[col] = self.missing.get(col, 0) + absent
+        if n and {"rent_eur", "surface_m2"} <= set(frame.columns):
+            self.rows_usable += int(usable_mask(frame).sum())
+        self.groups.update(pd.Series(groups).value_counts().to_dict())
+        if n and "listed_at" in frame.columns:
+            t = pd.to_datetime(frame["listed_at"], errors="coerce", utc=True).dropna()
+            if len(t):
+                d = self.listed_at
+                d["count"] += int(len(t))
+                d["min"] = t.min() if d["min"] is None else min(d["min"], t.min())
+                d["max"] = t.max() if d["max"] is None else max(d["max"], t.max())
+
+    def to_json(self) -> dict[str, Any]:
+        """``rows``, ``rows_usable``, ``rows_unusable``, ``missing``, ``listed_at`` (ISO dates),
+        ``districts`` and ``duplicates_quarantined``."""
+        out: dict[str, Any] = {
+            "rows": self.rows,
+            "rows_usable": self.rows_usable,
+            "rows_unusable": self.rows - self.rows_usable,
+            "missing": {c: self.missing.get(c, 0) for c in self.columns},
+            "districts": sum(1 for g in self.groups if g != ""),
+            "duplicates_quarantined": self.duplicates_quarantined,
+        }
+        if "listed_at" in self.columns:
+            out["listed_at"] = jsonable(self.listed_at)
+        return out
+
+
+def sample_statement(sampling: dict[str, Any]) -> str:
+    """The words the summary and the page use for the rows the statistics are computed on.
+
+    Parameters
+    ----------
+    sampling : dict
+        The explore stage's sampling record: ``all_rows`` and ``clean``
+        (:func:`rentlake.model.sample.describe`: ``rows`` in the lake, ``sampled``).
+
+    Returns
+    -------
+    str
+        "statistics on a hash sample of N of M clean rows", or "statistics on all M clean rows".
+    """
+    clean = sampling["clean"]
+    if sampling.get("all_rows"):
+        return f"statistics on all {int(clean['rows']):,} clean rows"
+    return f"statistics on a hash sample of {int(clean['sampled']):,} of {int(clean['rows']):,} clean rows"
+
+
 def analyse(
     df: pd.DataFrame,
     *,
     run_id: str,
     reference: pd.DataFrame | None = None,
     as_received: pd.DataFrame | None = None,
+    sampling: dict[str, Any] | None = None,
+    lake: dict[str, Any] | None = None,
 ) -> Exploration:
     """Explore clean listings and state what the data suggests.
 
@@ -105,6 +215,12 @@ def analyse(
     as_received : pandas.DataFrame, optional
         The listings as the course takes them (duplicates kept): ``rent_eur`` and ``surface_m2``. The
         course line is fitted on its rows with a rent below 10 000 €; default: ``df``'s rows.
+    sampling : dict, optional
+        When ``df`` (and ``as_received``) are a hash sample of the lake, the explore stage's record of it
+        (``all_rows``, ``clean``, ``duplicates``, ``rule``): stored as ``sampling`` with its
+        :func:`sample_statement`, and the course line is said to be fitted on the sample.
+    lake : dict, optional
+        :meth:`LakeTotals.to_json`: exact counts over every clean row, stored as ``lake``.
 
     Returns
     -------
@@ -125,6 +241,13 @@ def analyse(
         )
     fit = fit_ols(course["surface_m2"], course["rent_eur"])
     summary["ols"] = course_line(fit, duplicates=int(course.duplicated().sum()))
+    sampled = sampling is not None and not sampling.get("all_rows", True)
+    if sampling is not None:
+        summary["sampling"] = {**sampling, "statement": sample_statement(sampling)}
+    if lake is not None:
+        summary["lake"] = lake
+    if sampled:
+        summary["ols"]["fitted_on"] = "a hash sample of " + summary["ols"]["fitted_on"]
     by_district = rent_per_m2_by_district(d)
     summary["rent_per_m2_by_district"] = by_district
     diag = diagnose(course["surface_m2"], course["rent_eur"]) if len(course) >= 4 else None
@@ -156,7 +279,7 @@ def usable_rows(df: pd.DataFrame) -> pd.DataFrame:
         )
     rent = pd.to_numeric(df["rent_eur"], errors="coerce").astype(float)
     surface = pd.to_numeric(df["surface_m2"], errors="coerce").astype(float)
-    ok = (rent > 0) & (surface > 0) & np.isfinite(rent) & np.isfinite(surface)
+    ok = _usable(rent, surface)
     d = pd.DataFrame({"rent_eur": rent[ok], "surface_m2": surface[ok]})
     if len(d) < 3:
         raise InsufficientDataError(
@@ -169,6 +292,17 @@ def usable_rows(df: pd.DataFrame) -> pd.DataFrame:
         district = df.loc[d.index, "district"]
         d["district"] = district.astype("object").where(district.notna(), None)
     return d
+
+
+def _usable(rent: pd.Series, surface: pd.Series) -> pd.Series:
+    return (rent > 0) & (surface > 0) & np.isfinite(rent) & np.isfinite(surface)
+
+
+def usable_mask(df: pd.DataFrame) -> np.ndarray:
+    """Rows with a finite positive rent and surface (those :func:`usable_rows` keeps), as a bool array."""
+    rent = pd.to_numeric(df["rent_eur"], errors="coerce").astype(float)
+    surface = pd.to_numeric(df["surface_m2"], errors="coerce").astype(float)
+    return _usable(rent, surface).to_numpy(dtype=bool)
 
 
 def _stats(s: pd.Series) -> dict[str, Any]:

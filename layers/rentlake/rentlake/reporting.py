@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Scatter plots and histograms use a seeded subsample beyond this many rows (plotting 1 M points is slow
-#: and unreadable); statistics always use every row.
+#: and unreadable); statistics use every row explored (all the clean rows, or the explore stage's sample).
 MAX_PLOT_POINTS = 20_000
 #: Districts shown in the per-district figure (the most frequent ones).
 MAX_DISTRICTS_PLOTTED = 25
@@ -308,10 +308,7 @@ def _exploration_sections(ex: Exploration) -> Sections:
         for h in ex.hypotheses
     )
     return [
-        (
-            "Data",
-            f"<p>{s['rows']} rows, {s['rows_usable']} usable, {s['duplicate_rows']} exact duplicates.</p>",
-        ),
+        ("Data", _data_text(s)),
         (
             "Course line",
             f"<p>Fitted as the course does, on {fit.n} listings: "
@@ -322,6 +319,25 @@ def _exploration_sections(ex: Exploration) -> Sections:
         ),
         ("Hypotheses", _bullets(verdicts)),
     ]
+
+
+def _data_text(s: dict[str, Any]) -> str:
+    """The rows explored; for a sample, what it is drawn from and the lake's exact counts beside it."""
+    rows = f"{s['rows']} rows, {s['rows_usable']} usable, {s['duplicate_rows']} exact duplicates"
+    sampling = s.get("sampling") or {}
+    if not sampling or sampling.get("all_rows"):
+        return f"<p>{rows}.</p>"
+    lake, dup = s.get("lake") or {}, sampling.get("duplicates") or {}
+    missing = ", ".join(f"{html.escape(c)} {n:,}" for c, n in (lake.get("missing") or {}).items() if n)
+    return (
+        f"<p><b>{html.escape(sampling['statement'].capitalize())}</b> (stratified by district, the same "
+        "rows every run): the statistics, the figures, the course line and the hypotheses below are "
+        f"computed on them, and on {dup.get('sampled', 0):,} of the {dup.get('rows', 0):,} rows "
+        f"quarantined as duplicates. In the sample: {rows}.</p>"
+        f"<p>The whole lake (exact counts): {lake.get('rows', 0):,} clean rows, "
+        f"{lake.get('rows_usable', 0):,} usable, {lake.get('duplicates_quarantined', 0):,} quarantined as "
+        f"duplicates; missing values: {missing or 'none'}.</p>"
+    )
 
 
 def reference_figure(ref: ReferenceRents) -> bytes:

@@ -160,10 +160,21 @@ def group_rates(counts: Mapping[Any, int], rule: SampleRule) -> dict[Any, float]
     return rates
 
 
-def row_rates(groups: np.ndarray, rates: Mapping[Any, float]) -> np.ndarray:
-    """The rate of each row's group (0 for a group without a rate)."""
+def row_rates(groups: np.ndarray, rates: Mapping[Any, float], default: float = 0.0) -> np.ndarray:
+    """The rate of each row's group (``default``, 0 unless given, for a group without a rate).
+
+    Parameters
+    ----------
+    groups : numpy.ndarray
+        Each row's group label.
+    rates : mapping
+        :func:`group_rates`.
+    default : float
+        The rate of a group :func:`group_rates` was not given (rows counted elsewhere, such as the
+        exploration's quarantined duplicates, sampled at the base rate of the groups that were).
+    """
     codes, labels = pd.factorize(np.asarray(groups, dtype=object), use_na_sentinel=False)
-    table = np.array([rates.get(label, 0.0) for label in labels.tolist()], dtype=np.float64)
+    table = np.array([rates.get(label, default) for label in labels.tolist()], dtype=np.float64)
     return table[codes] if len(codes) else np.zeros(0, dtype=np.float64)
 
 

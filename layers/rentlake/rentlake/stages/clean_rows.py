@@ -1,7 +1,8 @@
-"""The clean rows the train stage reads: a few columns of each committed file, one file at a time.
+"""The clean rows the train and explore stages read: a few columns of each committed file, one at a time.
 
-The review and the training sample read the clean zone file by file and keep only what they need (a
-batch's prices, a hash sample), so their memory is bounded by what they keep, not by the lake. A file is
+The review, the training sample and the exploration sample read the clean zone file by file and keep only
+what they need (a batch's prices, a hash sample), so their memory is bounded by what they keep, not by the
+lake. A file is
 read whole from the lake (:meth:`rentlake.lake.Lake.get_bytes`) and only the wanted columns are decoded;
 the district is decoded as a dictionary (a few distinct strings), which costs a byte or two a row instead
 of a Python string's ~60.
@@ -27,7 +28,9 @@ from rentlake.records import CleanCommit
 TRAIN_COLUMNS = ("rent_eur", "surface_m2", "district", "listed_at", "row_hash")
 
 
-def read_file(lake: Lake, key: str, columns: Sequence[str]) -> pd.DataFrame:
+def read_file(
+    lake: Lake, key: str, columns: Sequence[str], *, dictionary: Sequence[str] = ("district",)
+) -> pd.DataFrame:
     """The wanted columns of one clean Parquet file (those it has), plus what its rows' identity needs.
 
     Parameters
@@ -39,11 +42,14 @@ def read_file(lake: Lake, key: str, columns: Sequence[str]) -> pd.DataFrame:
     columns
         Wanted columns; ``row_hash`` among them brings the identity columns when the file has no
         ``row_hash``.
+    dictionary
+        Columns of few distinct strings, decoded as dictionaries (a quarantine file's ``reasons`` too).
 
     Returns
     -------
     pandas.DataFrame
-        ``district`` as a pandas Categorical; other columns as pyarrow converts them.
+        The ``dictionary`` columns (``district``) as pandas Categoricals; other columns as pyarrow
+        converts them.
     """
     import pyarrow.parquet as pq
 
@@ -53,8 +59,7 @@ def read_file(lake: Lake, key: str, columns: Sequence[str]) -> pd.DataFrame:
     if "row_hash" in wanted and "row_hash" not in names:
         wanted += [c for c in IDENTITY_COLUMNS if c not in wanted]
     present = [c for c in dict.fromkeys(wanted) if c in names]
-    dictionary = [c for c in ("district",) if c in present]
-    source = pq.ParquetFile(data, read_dictionary=dictionary)
+    source = pq.ParquetFile(data, read_dictionary=[c for c in dictionary if c in present])
     return source.read(columns=present, use_threads=False).to_pandas()
 
 
