@@ -16,6 +16,10 @@ Usage::
 
     .venv/bin/python bench/bench_explore.py --rows 20000000 --batches 40 [--caps 1000000,2000000] [--record]
     .venv/bin/python bench/bench_explore.py --rows 2000000 --batches 4 --caps 2000000,500000 --before
+    .venv/bin/python bench/bench_explore.py --rows 20000000 --batches 40 --backend moto [--record]
+
+``--backend moto`` puts the lake in a bucket of a moto S3 server running in its own process (closer to
+S3: every file read is an HTTP GET; the server's memory is not the stage's).
 
 Targets: peak RSS within the explore function's 3 008 MB, wall well under its 900 s timeout.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -153,7 +158,7 @@ def hwm_mib() -> float:
     return float("nan")
 
 
-def fresh_process(folder: Path, max_rows: int | None, before: bool = False) -> dict[str, Any]:
+def fresh_process(folder: Path | str, max_rows: int | None, before: bool = False) -> dict[str, Any]:
     """:func:`measure` in a new Python process (its peak RSS is the stage's alone)."""
     cmd = [sys.executable, __file__, "--measure", "--lake", str(folder)]
     cmd += ["--before"] if before else ["--caps", str(max_rows)]
@@ -161,7 +166,9 @@ def fresh_process(folder: Path, max_rows: int | None, before: bool = False) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def table(rows: int, batches: int, built: dict[str, float], runs: list[dict[str, Any]]) -> str:
+def table(
+    rows: int, batches: int, built: dict[str, float], runs: list[dict[str, Any]], where: str = "local folder"
+) -> str:
     yes = {True: "yes", False: "**no**"}
     lines = [
         "| explore stage | rows explored | wall / CPU | peak RSS | < 3 008 MB | course line (n, slope) |",
@@ -192,7 +199,7 @@ def table(rows: int, batches: int, built: dict[str, float], runs: list[dict[str,
         )
     made = f", built in {built['build_s']:.0f} s" if built["build_s"] else ""
     head = (
-        f"Lake: {rows:,} clean rows in {batches} committed batches (local folder) and "
+        f"Lake: {rows:,} clean rows in {batches} committed batches ({where}) and "
         f"{int(built['duplicates']):,} rows quarantined as duplicates{made}. "
         f"Each line is one fresh process (timeout of the function: {EXPLORE_TIMEOUT_S} s).\n\n"
     )
@@ -209,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caps", default="1000000", help="comma-separated caps, one fresh process each")
     parser.add_argument("--before", action="store_true", help="also the stage before the sample")
     parser.add_argument("--lake", default="/tmp/rentlake-bench-explore", help="the local lake's folder")
+    parser.add_argument(
+        "--backend", choices=["local", "moto"], default="local", help="moto: a moto S3 server's bucket"
+    )
     parser.add_argument("--reuse", action="store_true", help="explore the lake already in --lake")
     parser.add_argument("--keep-lake", action="store_true", help="leave the lake in --lake afterwards")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
@@ -219,16 +229,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.lake, None if args.before else caps[0], args.before), default=str))
         return 0
-    folder = Path(args.lake)
+    folder: Path | str = Path(args.lake) if not args.lake.startswith("s3://") else args.lake
     if args.build:
         import shutil
 
-        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(folder, Path):
+            shutil.rmtree(folder, ignore_errors=True)
         t = time.perf_counter()
         bench_train.build_lake(folder, args.rows, args.batches)
         added = add_duplicates(folder, args.duplicates)
         print(json.dumps({"build_s": time.perf_counter() - t, "duplicates": added}))
         return 0
+    server = None
+    if args.backend == "moto":
+        # The lake in a bucket of a moto S3 server (another process): every file read is an HTTP GET, and
+        # the server's memory is not the stage's.
+        server, endpoint = bench_train.start_moto()
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": "eu-west-3",
+                "AWS_REGION": "eu-west-3",
+                "AWS_ENDPOINT_URL": endpoint,
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        import boto3
+
+        boto3.client("s3").create_bucket(
+            Bucket="bench-explore", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
+        )
+        folder, args.reuse = "s3://bench-explore", False
+    try:
+        return run_and_report(args, folder, caps)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+
+
+def run_and_report(args: argparse.Namespace, folder: Path | str, caps: list[int]) -> int:
+    """Build the lake (unless reused) in its own process, explore it once per cap in fresh processes."""
     built = {"build_s": 0.0, "duplicates": 0.0}
     if not args.reuse:
         # In its own process: Linux carries a process's peak RSS over fork and exec, so the measuring
@@ -244,19 +286,25 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(r, default=str), file=sys.stderr)
     if args.reuse:
         built["duplicates"] = float(runs[0]["lake"]["duplicates_quarantined"])
-    elif not args.keep_lake:
+    elif not args.keep_lake and isinstance(folder, Path):
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
-    body = table(args.rows, args.batches, built, runs)
+    moto = args.backend == "moto"
+    body = table(args.rows, args.batches, built, runs, "moto S3 server" if moto else "local folder")
     print(body)
     if args.record:
         cmd = (
             f".venv/bin/python bench/bench_explore.py --rows {args.rows} --batches {args.batches} "
-            f"--caps {args.caps}" + (" --before" if args.before else "") + " --record"
+            f"--caps {args.caps}" + (" --before" if args.before else "") + (" --backend moto" if moto else "")
         )
+        where = "a moto S3 server in its own process" if moto else "local folder"
         bench_train.record(
-            cmd, body, title=TITLE, level="##", backend="lake = local folder, one fresh process per run"
+            cmd + " --record",
+            body,
+            title=TITLE + (", moto S3 server" if moto else ""),
+            level="##",
+            backend=f"lake = {where}, one fresh process per run",
         )
     return 0
 
