@@ -17,9 +17,10 @@ from tests.support import ROOT, SAMPLES
 ANSCOMBE = SAMPLES / "anscombe.csv"
 
 
-def rentlake(lake_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command in a fresh process on an embedded lake (no AWS, no network)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RENTLAKE_"))}
+def rentlake(lake_dir: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run the command in a fresh process on an embedded lake (no AWS, no network); ``settings`` are
+    environment variables (``RENTLAKE_...``) for that process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RENTLAKE_"))} | settings
     return subprocess.run(
         [sys.executable, "-m", "rentlake.cli.main", "--lake-dir", str(lake_dir), "-q", *args],
         capture_output=True,
@@ -83,6 +84,20 @@ def test_pipeline_human_summary_says_where_to_look(tmp_path: Path) -> None:
     tail = res.stdout.split("where to look:", 1)[1]
     assert "report.html" in tail and "card.html" in tail and "(promoted by this run)" in tail
     assert "30 m²: about" in tail and "90 % interval" in tail
+
+
+def test_explore_says_when_its_statistics_come_from_a_sample(tmp_path: Path) -> None:
+    # GIVEN the course file cleaned into an embedded lake (481 clean rows)
+    lake_dir = tmp_path / "lake"
+    for step in (("ingest", str(SAMPLES / "house_intact.csv")), ("clean",)):
+        assert rentlake(lake_dir, *step).returncode == 0
+    # WHEN it is explored with a cap of 200 rows
+    capped = rentlake(lake_dir, "explore", RENTLAKE_EXPLORE_MAX_ROWS="200")
+    # THEN the summary line names the lake's rows and the sample the statistics were computed on
+    assert capped.returncode == 0, capped.stderr
+    line = next(x for x in capped.stdout.splitlines() if x.strip().startswith("report "))
+    sampled = int(line.split("hash sample of ")[1].rstrip(")").replace(",", ""))
+    assert "(481 rows, statistics on a hash sample of " in line and 0 < sampled <= 200
 
 
 def test_too_little_data_is_refused_with_its_reason_and_no_traceback(tmp_path: Path) -> None:

@@ -54,7 +54,12 @@ def print_explore(ctx: Context, result: dict[str, Any]) -> None:
     if not result.get("explored"):
         print(f"  no report: {result.get('reason')}", file=ctx.out)
         return
-    how = "unchanged data, report reused" if result.get("reused") else f"{result.get('rows'):,} rows"
+    rows, sampled = result.get("rows"), result.get("rows_sampled")
+    how = f"{rows:,} rows"
+    if isinstance(rows, int) and isinstance(sampled, int) and sampled < rows:
+        how += f", statistics on a hash sample of {sampled:,}"
+    if result.get("reused"):
+        how = "unchanged data, report reused"
     print(f"  report {result['run_id']} ({how})", file=ctx.out)
     for hid, supported in (result.get("hypotheses") or {}).items():
         print(f"    {'supported' if supported else 'not supported':13}  {hid}", file=ctx.out)
