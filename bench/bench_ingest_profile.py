@@ -16,6 +16,8 @@ Usage::
 
     .venv/bin/python bench/bench_ingest_profile.py --rows 4000000 [--modes cli handler moto] [--repeat 3]
     .venv/bin/python bench/bench_ingest_profile.py --rows 4000000 --profile   # pyinstrument, handler mode
+    git archive <commit> | tar -x -C /tmp/before    # then, before and after in one session:
+    .venv/bin/python bench/bench_ingest_profile.py --rows 4000000 --baseline /tmp/before [--record]
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def environment(lake: str, endpoint: str | None = None) -> dict[str, str]:
 
 
 def timed(cmd: list[str], env: dict[str, str], *, show_stderr: bool = False) -> dict[str, Any]:
-    """Run ``cmd``; wall and CPU seconds of the child, its peak RSS, and its last stdout line."""
+    """Run ``cmd``; wall and CPU seconds of the child, and its last stdout line (a JSON object)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     env = {**env, "BENCH_SPAWNED_AT": repr(time.time())}
@@ -88,19 +90,26 @@ def timed(cmd: list[str], env: dict[str, str], *, show_stderr: bool = False) -> 
         "seconds": round(wall, 2),
         "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
     }
-    if after.ru_maxrss > before.ru_maxrss:  # the largest child so far: this one's peak
-        out["peak_rss_mb"] = round(after.ru_maxrss / 1024)
     lines = proc.stdout.strip().splitlines()
     if lines and lines[-1].startswith("{"):
         out["child"] = json.loads(lines[-1])
     return out
 
 
-def run_cli(csv: Path, workdir: Path) -> dict[str, Any]:
+# ``rentlake`` as its console script runs it, then the process's peak RSS on stderr.
+_CLI = (
+    "import json, resource, sys\n"
+    "from rentlake.cli.main import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))\n"
+    "sys.exit(rc)"
+)
+
+
+def run_cli(csv: Path, workdir: Path, tree: dict[str, str]) -> dict[str, Any]:
     lake = workdir / "cli-lake"
-    shutil.rmtree(lake, ignore_errors=True)
-    cmd = [str(ROOT / ".venv/bin/rentlake"), "--lake-dir", str(lake), "-q", "ingest", "--json", str(csv)]
-    res = timed(cmd, environment(str(lake)))
+    cmd = [sys.executable, "-c", _CLI, "--lake-dir", str(lake), "-q", "ingest", str(csv)]
+    res = timed(cmd, {**environment(str(lake)), **tree})
     shutil.rmtree(lake, ignore_errors=True)
     return res
 
@@ -135,7 +144,7 @@ def handler_child(event_path: str, profile: bool) -> None:
     import time as _time
 
     started = float(os.environ["BENCH_SPAWNED_AT"])
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("BENCH_TREE", str(ROOT)))  # its tests.support loads its functions/
     from tests.support import FakeContext, load_function
 
     event = json.loads(Path(event_path).read_text())
@@ -163,8 +172,10 @@ def handler_child(event_path: str, profile: bool) -> None:
     )
 
 
-def run_handler(csv: Path, workdir: Path, lake: str, endpoint: str | None, profile: bool) -> dict[str, Any]:
-    env = environment(lake, endpoint)
+def run_handler(
+    csv: Path, workdir: Path, lake: str, endpoint: str | None, profile: bool, tree: dict[str, str]
+) -> dict[str, Any]:
+    env = {**environment(lake, endpoint), **tree}
     event = land(csv, env)
     event_path = workdir / "event.json"
     event_path.write_text(json.dumps(event))
@@ -186,6 +197,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bench-ingest-profile")
     ap.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the handler")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the code of this tree (e.g. `git archive <commit> | tar -x -C DIR`), interleaved",
+    )
+    ap.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md")
     ap.add_argument("--handler-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.handler_child:
@@ -194,23 +211,79 @@ def main() -> int:
     csv = csv_file(args.rows, args.cache)
     size_mb = csv.stat().st_size / 2**20
     print(f"{csv}: {args.rows:,} rows, {size_mb:.1f} MB", flush=True)
+    trees = {"this tree": {}}
+    if args.baseline:
+        base = args.baseline.resolve()
+        trees = {
+            "baseline": {"PYTHONPATH": str(base / "layers" / "rentlake"), "BENCH_TREE": str(base)},
+            **trees,
+        }
     server, endpoint = start_moto() if "moto" in args.modes else (None, None)
+    results: list[dict[str, Any]] = []
     try:
         for i in range(args.repeat):
             for mode in args.modes:
-                with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=args.cache) as tmp:
-                    work = Path(tmp)
-                    if mode == "cli":
-                        res = run_cli(csv, work)
-                    elif mode == "handler":
-                        res = run_handler(csv, work, str(work / "lake"), None, args.profile)
-                    else:
-                        res = run_handler(csv, work, f"s3://bench-ingest-{i}", endpoint, args.profile)
-                print(json.dumps({"mode": mode, "run": i, "rows": args.rows, **res}), flush=True)
+                for code, tree in trees.items():  # interleaved: a busy spell of the machine falls on both
+                    with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=args.cache) as tmp:
+                        work = Path(tmp)
+                        if mode == "cli":
+                            res = run_cli(csv, work, tree)
+                        elif mode == "handler":
+                            res = run_handler(csv, work, str(work / "lake"), None, args.profile, tree)
+                        else:
+                            # A bucket and a Glue database of its own: a Glue table lives in one bucket.
+                            run = {**tree, "RENTLAKE_GLUE_DATABASE": f"bench_ingest_{len(results)}"}
+                            bucket = f"s3://bench-ingest-{i}-{len(results)}"
+                            res = run_handler(csv, work, bucket, endpoint, args.profile, run)
+                    results.append({"mode": mode, "code": code, "run": i, "rows": args.rows, **res})
+                    print(json.dumps(results[-1]), flush=True)
     finally:
         if server is not None:
             server.terminate()
+    body = table(results, size_mb, args.rows)
+    print(body)
+    if args.record:
+        from bench_results import record_section
+
+        command = f".venv/bin/python bench/bench_ingest_profile.py --rows {args.rows}"
+        command += (
+            f" --modes {' '.join(args.modes)} --repeat {args.repeat}"
+            + (" --baseline DIR" if args.baseline else "")
+            + " --record"
+        )
+        record_section("Ingest of one large CSV, end to end (bench/bench_ingest_profile.py)", command, body)
     return 0
+
+
+MODES = {
+    "cli": "`rentlake ingest FILE` (local lake): upload to landing/, then the ingest handler",
+    "handler": "ingest handler, local lake (object already in landing/)",
+    "moto": "ingest handler, S3 lake on a moto server",
+}
+
+
+def table(results: list[dict[str, Any]], size_mb: float, rows: int) -> str:
+    """The runs as a Markdown table: wall and CPU seconds of the whole process, and its peak RSS."""
+    lines = [
+        f"One CSV of {rows:,} listings ({size_mb:.0f} MB, bench_scale's generator), each run a fresh process "
+        "timed from its spawn to its exit (interpreter start and imports included).",
+        "",
+        "| way in | code | run | wall s | CPU s | handler s | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        child = r.get("child", {})
+        lines.append(
+            f"| {MODES[r['mode']]} | {r['code']} | {r['run'] + 1} | {r['seconds']} | {r['cpu_seconds']} | "
+            f"{child.get('handler_s', '')} | {child.get('peak_rss_mb', r.get('peak_rss_mb', ''))} |"
+        )
+    lines += [
+        "",
+        "CPU s: user + system of the process (the moto server's own work is not in it). handler s: the "
+        "handler call alone. The machine (2 cores) is shared: wall seconds vary with its load, CPU seconds "
+        "less.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
