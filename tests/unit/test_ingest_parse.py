@@ -445,3 +445,26 @@ def test_raw_chunks_as_arrow_tables_are_the_frames_they_become() -> None:
         '{"ville": "Lyon"}',
         '{"line": "1200,40,oops,extra"}',
     ]
+
+
+def test_a_csv_is_read_into_raw_tables_without_importing_pandas() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    # GIVEN a CSV with a column no contract knows, a value over the cut, a malformed row and a quote
+    code = textwrap.dedent(
+        """
+        import sys
+        from rentlake.parsing import parse_object
+        data = (b'loyer,surface,ville\\n1000,30,"Paris"\\n1200,40,oops,extra\\n'
+                b'900,20,' + b'z' * 10050 + b'\\n')
+        tables = list(parse_object(data, 'x.csv').tables)
+        assert sum(t.num_rows for t in tables) == 3
+        print('pandas' in sys.modules)
+        """
+    )
+    # WHEN it is read into raw tables in a fresh process
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # THEN pandas was not imported (a quarter of a second of every ingest's start)
+    assert done.stdout.strip() == "False"

@@ -411,6 +411,35 @@ def int64_array(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
+def string_array(values: list[str | None]) -> pa.Array:
+    """An Arrow string array of Python strings (None: null), built from its buffers (``pa.array`` would
+    import pandas to check its argument: a quarter of a second for the few malformed rows of a CSV)."""
+    import pyarrow as pa
+
+    encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+    data = b"".join(encoded)
+    if len(data) >= 2**31:  # beyond int32 offsets: let Arrow say so
+        return pa.array(values, pa.string())
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    nulls = len(values) - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data), bitmap, nulls)
+
+
+def scalar(value: str | int | bool) -> pa.Scalar:
+    """An Arrow scalar of a Python value for a compute function, taken from an array built from buffers
+    (the conversion of a Python value imports pandas, as :func:`string_array` says)."""
+    import pyarrow as pa
+
+    if isinstance(value, bool):
+        return pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(bytes([value]))])[0]
+    if isinstance(value, int):
+        return int64_array(np.array([value], dtype=np.int64))[0]
+    return string_array([value])[0]
+
+
 def _frame(table: pa.Table) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
@@ -439,7 +468,7 @@ class _Problems:
 
         if self.values is None:
             return pa.nulls(self.n, pa.string())
-        return pa.array(self.values.tolist(), pa.string())
+        return string_array(self.values.tolist())
 
 
 def _as_text(column: Any) -> Any:
@@ -462,10 +491,14 @@ def _cut(column: Any, label: str, problems: _Problems, code: str) -> Any:
     """
     import pyarrow.compute as pc
 
-    too_long = pc.fill_null(pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS), False)
-    mask = np.asarray(too_long.to_numpy(zero_copy_only=False), dtype=bool)
-    if not mask.any():
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(column), scalar(MAX_FIELD_CHARS)), scalar(False))
+    if not pc.any(too_long).as_py():
         return column
+    # By the rows' indices, read from their buffer: pyarrow's to_numpy imports pandas.
+    rows = pc.indices_nonzero(too_long)
+    rows = rows.combine_chunks() if hasattr(rows, "combine_chunks") else rows
+    mask = np.zeros(len(too_long), dtype=bool)
+    mask[np.frombuffer(rows.buffers()[1], dtype=np.uint64, count=len(rows), offset=rows.offset * 8)] = True
     problems.note(mask, f"{code} ({label})", first_only=code != "field_too_long")
     return pc.if_else(too_long, pc.utf8_slice_codeunits(column, 0, MAX_FIELD_CHARS), column)
 
@@ -513,11 +546,12 @@ def _dense_json(extra: dict[str, Any]) -> Any:
 
     fragments = []
     for key, column in extra.items():
+        name = json.dumps(key, ensure_ascii=False)
         escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
-        quoted = pc.binary_join_element_wise(f'{json.dumps(key, ensure_ascii=False)}: "', escaped, '"', "")
-        fragments.append(pc.fill_null(quoted, f"{json.dumps(key, ensure_ascii=False)}: null"))
-    body = pc.binary_join_element_wise(*fragments, ", ") if len(fragments) > 1 else fragments[0]
-    return pc.binary_join_element_wise("{", body, "}", "").cast(pa.string())
+        quoted = pc.binary_join_element_wise(scalar(f'{name}: "'), escaped, scalar('"'), scalar(""))
+        fragments.append(pc.fill_null(quoted, scalar(f"{name}: null")))
+    body = pc.binary_join_element_wise(*fragments, scalar(", ")) if len(fragments) > 1 else fragments[0]
+    return pc.binary_join_element_wise(scalar("{"), body, scalar("}"), scalar("")).cast(pa.string())
 
 
 def _present(extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -540,9 +574,9 @@ def malformed_table(rows: list[tuple[int, str]], mapping: HeaderMapping) -> pa.T
     n = len(rows)
     out: dict[str, Any] = {c: pa.nulls(n, pa.string()) for c in contract.column_names}
     texts = [text.split("\n", 1) for _, text in rows]
-    out["extra"] = pa.array([json.dumps({"line": t[-1][:MAX_FIELD_CHARS]}) for t in texts], pa.string())
+    out["extra"] = string_array([json.dumps({"line": t[-1][:MAX_FIELD_CHARS]}) for t in texts])
     out["source_row"] = int64_array(np.array([r for r, _ in rows], dtype="int64"))
-    out["raw_problem"] = pa.array([t[0] for t in texts], pa.string())
+    out["raw_problem"] = string_array([t[0] for t in texts])
     return pa.table(out)
 
 
