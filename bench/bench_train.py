@@ -326,6 +326,16 @@ def fresh_process(stage: str, folder: Path | str, version: str | None = None) ->
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def fresh_build(folder: Path | str, rows: int, batches: int) -> dict[str, float]:
+    """:func:`build_lake` in a new Python process (this one stays small: see :func:`run_scale`)."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--build", "--rows", str(rows), "--batches", str(batches)]
+    done = subprocess.run(cmd + ["--lake", str(folder)], check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_scale(rows: int, batches: int, folder: Path, backend: str = "local") -> dict[str, object]:
     """Build the lake (a local folder, or a bucket of a moto S3 server in another process), then train and
     evaluate in two fresh processes."""
@@ -354,7 +364,9 @@ def run_scale(rows: int, batches: int, folder: Path, backend: str = "local") -> 
         shutil.rmtree(folder, ignore_errors=True)
         address = folder
     try:
-        built = build_lake(address, rows, batches)
+        # Built in a process of its own: Linux carries a process's peak RSS over fork and exec, so a
+        # measuring process started by a parent that built the lake would report the parent's peak.
+        built = fresh_build(address, rows, batches)
         trained = fresh_process("train", address)
         evaluated = fresh_process("evaluate", address, str(trained["version"]))
     finally:
@@ -444,8 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake", default="/tmp/rentlake-bench-train", help="the local lake's folder")
     parser.add_argument("--measure", choices=["train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--version", help=argparse.SUPPRESS)
+    parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args(argv)
+    if args.build:
+        import json
+
+        print(json.dumps(build_lake(args.lake, args.rows, args.batches)))
+        return 0
     if args.measure:
         import json
 
