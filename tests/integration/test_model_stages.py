@@ -179,6 +179,24 @@ def test_second_run_with_no_new_data_changes_nothing(
     assert {p: snapshot(course_lake, p) for p in ("models/", "reports/")} == before
 
 
+def test_two_trainings_of_the_same_data_in_the_same_second_write_two_versions(course_lake: Any) -> None:
+    from rentlake import registry
+    from rentlake.events import TrainRequest
+    from rentlake.stages import train
+
+    # GIVEN a version trained on the course data at T (its id: T and the data's hash)
+    at = datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC)
+    first = train.run(course_lake, TrainRequest(force=True), now=lambda: at)
+    files = snapshot(course_lake, f"models/{first['version']}/")
+    # WHEN another training of the same data asks for the same second
+    second = train.run(course_lake, TrainRequest(force=True), now=lambda: at)
+    # THEN it took the next second's id and wrote its own version; the first is untouched
+    assert first["version"].startswith("20310504T030201Z-")
+    assert second["version"] == first["version"].replace("030201Z", "030202Z")
+    assert registry.list_versions(course_lake) == [first["version"], second["version"]]
+    assert snapshot(course_lake, f"models/{first['version']}/") == files
+
+
 def test_new_clean_data_trains_a_challenger_judged_on_the_same_rows(
     champion: dict[str, Any], function: Any, put_landing: Any, course_lake: Any, lambda_context: Any
 ) -> None:

@@ -60,6 +60,23 @@ def test_only_complete_versions_are_listed(lake: Any) -> None:
     assert card.version == v1 and card.feature_ranges["district"] == [] and card.districts == ()
 
 
+def test_a_version_id_is_written_by_one_writer_only(lake: Any) -> None:
+    from rentlake import registry
+    from rentlake.model.train import train
+
+    # GIVEN a stored version, and another training of other data that got the same id (same second)
+    v1 = new_version(lake, 1)
+    files = {k: lake.get_bytes(k) for k in lake.list_keys(f"models/{v1}/")}
+    other = train(listings(7), seed=7, trained_at=T0, make_files=False)
+    other.version = v1
+    # WHEN the second writer stores it
+    with pytest.raises(registry.VersionTaken, match=v1):
+        registry.save_version(lake, other, lineage={"dataset": "listings", "batches": []})
+    # THEN nothing of the first version was overwritten
+    assert {k: lake.get_bytes(k) for k in lake.list_keys(f"models/{v1}/")} == files
+    assert registry.read_card(lake, v1).sha256 == hashlib.sha256(files[f"models/{v1}/model.onnx"]).hexdigest()
+
+
 def test_promotion_writes_the_history_then_the_whole_pointer_last(
     lake: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

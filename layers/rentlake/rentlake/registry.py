@@ -69,6 +69,8 @@ CARD_HTML = "card.html"
 METRICS = "metrics.json"
 TEST_SET = "test_set.parquet"
 EVALUATION = "evaluation.json"
+#: Created first, only if absent: the writer that creates it owns ``models/<version>/``.
+CLAIM = "claim.json"
 #: Held-out metrics copied into listings and history entries (the full set is in metrics.json).
 HEADLINE = ("n", "mae", "rmse", "r2", "mape", "coverage", "mean_width")
 #: Module and function of the reference-rents colleague, called at every promotion when present.
@@ -79,6 +81,14 @@ MAX_ATTEMPTS = 5
 
 class RegistryError(RuntimeError):
     """A registry operation cannot be done (unknown version, broken artifacts, nothing to roll back)."""
+
+
+class VersionTaken(RegistryError):
+    """Another writer claimed this version id first (same data, same second): nothing was written."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"version {version} was claimed by another writer: train again for a new id")
+        self.version = version
 
 
 class ChampionMoved(RegistryError):
@@ -139,9 +149,20 @@ def save_version(
     -------
     dict
         ``name -> key`` of every file written.
+
+    Raises
+    ------
+    VersionTaken
+        Another writer claimed ``result.version`` first; nothing was written.
     """
     v = result.version
-    written: dict[str, str] = {}
+    # Two trainings on the same data in the same second get the same id; the second must not overwrite
+    # the first one's files under the card (or the pointer) it has already written.
+    try:
+        lake.create_json(keys.model_file(v, CLAIM), {"version": v, "claimed_at": _now().isoformat()})
+    except PreconditionFailed:
+        raise VersionTaken(v) from None
+    written: dict[str, str] = {CLAIM: keys.model_file(v, CLAIM)}
 
     def put(name: str, data: bytes, content_type: str) -> None:
         written[name] = keys.model_file(v, name)

@@ -27,7 +27,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,8 @@ from rentlake.stages.lineage import Lineage, batch_ids, lineage_of, require_batc
 from rentlake.stages.review import Reviews, review_batches
 
 Progress = Callable[[str], None]
+#: Trainings whose version id another writer claimed first, before giving up.
+VERSION_ATTEMPTS = 3
 PLOT_SAMPLE_SIZE = 500  # listings drawn on the tenant page (kept in the card: a few KB)
 #: Environment variable: the training sample's cap (rows), default :data:`DEFAULT_MAX_ROWS`.
 MAX_ROWS_ENV = "RENTLAKE_TRAIN_MAX_ROWS"
@@ -207,14 +209,26 @@ def _fit_and_store(
         raise InsufficientDataError(
             f"the clean zone of {request.dataset!r} holds no rows: nothing to train on"
         )
-    progress(f"train {request.dataset}: fitting candidates on {len(df):,} rows")
     options = {"split": "hash", **fit_options}
-    trained = fit(df, seed=request.seed, trained_at=now(), lineage=lineage, sampling=sampling, **options)
-    progress(f"train {request.dataset}: writing version {trained.version}")
     sample = plot_sample(df, request.seed)
-    del df
-    written = registry.save_version(lake, trained, lineage=lineage, plot_sample=sample)
-    return {**result(registry.read_card(lake, trained.version)), "keys": written}
+    trained_at = now()
+    for attempt in range(1, VERSION_ATTEMPTS + 1):
+        progress(f"train {request.dataset}: fitting candidates on {len(df):,} rows")
+        trained = fit(
+            df, seed=request.seed, trained_at=trained_at, lineage=lineage, sampling=sampling, **options
+        )
+        progress(f"train {request.dataset}: writing version {trained.version}")
+        try:
+            written = registry.save_version(lake, trained, lineage=lineage, plot_sample=sample)
+        except registry.VersionTaken:
+            if attempt == VERSION_ATTEMPTS:
+                raise
+            # Another training of the same data in the same second owns this id (it is the training time
+            # and the data's hash): a later second gives this one its own.
+            trained_at = max(now(), trained_at + timedelta(seconds=1))
+            continue
+        return {**result(registry.read_card(lake, trained.version)), "keys": written}
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def sample_rules(
