@@ -2,6 +2,8 @@
 
 Layout (keys from :mod:`rentlake.lake`)::
 
+    models/<version>/claim.json         created FIRST, only if absent: one writer owns the version id
+                                        (:class:`VersionTaken` for the other)
     models/<version>/model.onnx         the served graph
     models/<version>/model.onnx.sha256  its digest, ``sha256sum`` format
     models/<version>/metrics.json       held-out metrics of training
