@@ -73,6 +73,30 @@ def test_the_etag_kept_with_a_file_is_used_only_while_the_file_is_unchanged(loca
     assert lake.head("landing/a.csv")["etag"] == hashlib.md5(b"loyersurface\n1000,30\n").hexdigest()
 
 
+def test_without_extended_attributes_etags_are_computed(
+    local_lake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from rentlake.lake import local
+
+    # GIVEN a system without extended attributes (macOS, Windows: no os.setxattr)
+    monkeypatch.setattr(local, "_XATTRS", False)
+    monkeypatch.delattr(os, "setxattr", raising=False)
+    monkeypatch.delattr(os, "getxattr", raising=False)
+    lake = local_lake
+    # WHEN the lake writes objects, small and large (hashed while written), and compares-and-swaps one
+    small = lake.put_bytes("landing/a.csv", b"rent,surface\n1000,30\n")
+    large_bytes = b"x" * (5 << 20)
+    large = lake.put_bytes("landing/big.bin", large_bytes)
+    first = lake.create_json("models/champion.json", {"version": "v1"})
+    lake.replace_json("models/champion.json", {"version": "v2"}, etag=first)
+    # THEN every ETag is the content's MD5, as with them
+    assert lake.head("landing/a.csv")["etag"] == small == hashlib.md5(b"rent,surface\n1000,30\n").hexdigest()
+    assert lake.head("landing/big.bin")["etag"] == large == hashlib.md5(large_bytes).hexdigest()
+    assert lake.get_json("models/champion.json") == {"version": "v2"}
+
+
 def test_delete_prunes_empty_folders_and_keeps_the_lock(local_lake: Any) -> None:
     lake = local_lake
     lake.put_bytes("raw/objects/ingest_date=D/ingestion_id=I/a.csv", b"a")

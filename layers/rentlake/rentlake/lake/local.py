@@ -99,9 +99,15 @@ def md5_hex(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+# Extended attributes are Linux's (os.setxattr is missing on macOS and Windows): elsewhere each HEAD hashes.
+_XATTRS = hasattr(os, "setxattr") and hasattr(os, "getxattr")
+
+
 def _remember_md5(fh: BinaryIO, digest: str) -> None:
     """Keep ``digest``, the MD5 of what ``fh`` holds, on the file itself (an extended attribute, which
     follows it through the rename into place), with the size and modification time it belongs to."""
+    if not _XATTRS:
+        return
     fh.flush()
     stat = os.fstat(fh.fileno())
     try:
@@ -112,6 +118,8 @@ def _remember_md5(fh: BinaryIO, digest: str) -> None:
 
 def _remembered_md5(path: Path, stat: os.stat_result) -> str | None:
     """The MD5 :func:`_remember_md5` kept on ``path``, if the file is still as it was then."""
+    if not _XATTRS:
+        return None
     try:
         size, mtime, digest = os.getxattr(path, _MD5_ATTR).decode().split(":")
         same = (int(size), int(mtime)) == (stat.st_size, stat.st_mtime_ns)
