@@ -350,6 +350,7 @@ def main() -> int:
 
         sizes = " ".join(str(n) for n in args.rows)
         before = f" --before {args.before}" if args.before else ""
+        before += f" --before-commit {args.before_commit}" if args.before_commit else ""
         command = f".venv/bin/python bench/bench_ingest_clean.py --rows {sizes}{before} --record"
         record_section("Ingest + clean", command, body)
     return 0
