@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -244,23 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "moto":
         # The lake in a bucket of a moto S3 server (another process): every file read is an HTTP GET, and
         # the server's memory is not the stage's.
-        server, endpoint = bench_train.start_moto()
-        os.environ.update(
-            {
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "eu-west-3",
-                "AWS_REGION": "eu-west-3",
-                "AWS_ENDPOINT_URL": endpoint,
-            }
-        )
-        os.environ.pop("AWS_PROFILE", None)
-        import boto3
+        from moto_lake import moto_lake
 
-        boto3.client("s3").create_bucket(
-            Bucket="bench-explore", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
-        )
-        folder, args.reuse = "s3://bench-explore", False
+        server, folder = moto_lake("bench-explore")
+        args.reuse = False
     try:
         return run_and_report(args, folder, caps)
     finally:

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -188,12 +187,6 @@ def run_child(args: list[str], stdin: str = "") -> dict[str, Any]:
     return {"process": measured, **json.loads(out.strip().splitlines()[-1])}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cli(n: int, csv_path: Path, lake: Path, tree: Path | None = None) -> dict[str, Any]:
     """``rentlake ingest`` then ``rentlake clean`` on a new local lake (with the code of ``tree``, another
     checkout, when given: the same commands before a change)."""
@@ -317,23 +310,14 @@ def main() -> int:
     if args.handlers:
         print(json.dumps(child_handlers(args.handlers, args.endpoint, json.loads(sys.stdin.read()))))
         return 0
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from moto.server import ThreadedMotoServer as S; import time; "
-            f"s=S('127.0.0.1',{port},verbose=False); s.start(); time.sleep(1e9)",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    from moto_lake import start_moto
+
+    server, endpoint = start_moto(wait_s=2)
     results = []
     try:
-        time.sleep(2)
         with tempfile.TemporaryDirectory(prefix="bench-ingest-clean-") as work:
             for n in args.rows:
-                results.append(measure(n, Path(work), f"http://127.0.0.1:{port}", args.before))
+                results.append(measure(n, Path(work), endpoint, args.before))
                 print(json.dumps(results[-1]), flush=True)
     finally:
         server.terminate()

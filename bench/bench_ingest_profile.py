@@ -185,7 +185,7 @@ def run_handler(
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     sys.path.insert(0, str(BENCH))
-    from bench_scale import start_moto as start
+    from moto_lake import start_moto as start
 
     return start()
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from moto_lake import start_moto
 
 ROOT = Path(__file__).resolve().parents[1]
 WEEK_ROWS = 100_000
@@ -282,28 +283,6 @@ def summarise(lake: dict[str, Any]) -> dict[str, Any]:
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from moto.server import ThreadedMotoServer as S; import time; "
-            f"s=S('127.0.0.1',{port},verbose=False); s.start(); time.sleep(1e9)",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(2)
-    return server, f"http://127.0.0.1:{port}"
 
 
 def table(backend: str, results: list[dict[str, Any]]) -> str:

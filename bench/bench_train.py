@@ -49,7 +49,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -342,24 +342,11 @@ def run_scale(rows: int, batches: int, folder: Path, backend: str = "local") -> 
     import shutil
 
     server = None
+    address: Path | str
     if backend == "moto":
-        server, endpoint = start_moto()
-        os.environ.update(
-            {
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "eu-west-3",
-                "AWS_REGION": "eu-west-3",
-                "AWS_ENDPOINT_URL": endpoint,
-            }
-        )
-        os.environ.pop("AWS_PROFILE", None)
-        import boto3
+        from moto_lake import moto_lake
 
-        boto3.client("s3").create_bucket(
-            Bucket="bench-train", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"}
-        )
-        address: Path | str = "s3://bench-train"
+        server, address = moto_lake("bench-train")
     else:
         shutil.rmtree(folder, ignore_errors=True)
         address = folder
@@ -381,28 +368,6 @@ def run_scale(rows: int, batches: int, folder: Path, backend: str = "local") -> 
         "train": trained,
         "evaluate": evaluated,
     }
-
-
-def start_moto() -> tuple[Any, str]:
-    """A moto S3 server in its own process (its memory is not the measured process's)."""
-    import socket
-    import subprocess
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from moto.server import ThreadedMotoServer as S; import time; "
-            f"s=S('127.0.0.1',{port},verbose=False); s.start(); time.sleep(1e9)",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(3)
-    return server, f"http://127.0.0.1:{port}"
 
 
 def scale_table(r: dict[str, object]) -> str:
