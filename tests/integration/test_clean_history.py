@@ -87,7 +87,7 @@ def test_each_commit_writes_its_index_and_a_cumulative_summary(new_lake: Callabl
     assert summaries[1]["groups"]["(none)"]["n"] == 482
     # AND its own index parts: the rows of an undated file are seen on their ingestion day
     (part,) = summaries[0]["index_parts"]
-    assert part == "clean/_index/listings/seen_on=ingest_date/month=2025-03/0000000001.parquet"
+    assert part == "clean/_index/listings/seen_on=ingest_date/month=2025-03/0000000001.arrow"
     assert second.history_rows == 481 and second.reasons == {"duplicate": 1}
 
 
@@ -110,7 +110,7 @@ def test_a_batch_reads_only_the_index_months_its_rows_can_match_in(
         lake, ingest(lake, "jun2.csv", b"loyer,surface,date\n1200,40,2025-06-02\n900,30,2025-06-20\n")
     )
     # THEN only the June part was read, and the copy was found in it
-    assert read == ["clean/_index/listings/seen_on=row_date/month=2025-06/0000000002.parquet"]
+    assert read == ["clean/_index/listings/seen_on=row_date/month=2025-06/0000000002.arrow"]
     assert later.reasons == {"duplicate": 1}
 
 
@@ -189,6 +189,41 @@ def test_a_lake_cleaned_before_the_index_existed_is_indexed_once(
     # AND the next clean builds nothing
     clean(lake, ingest(lake, "d.csv", b"loyer,surface\n1111,33\n"))
     assert len(builds) == 2
+
+
+def test_an_index_written_in_parquet_before_is_still_read(new_lake: Callable[[str], Any]) -> None:
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rentlake.lake import keys
+
+    lake = new_lake("p")
+    clean(lake, ingest(lake, "jan.csv", b"loyer,surface,date\n1000,30,2025-01-10\n1100,35,2025-01-12\n"))
+    # GIVEN the commit's index part rewritten as parts were written before Arrow files: Parquet, and
+    # named in the summary by the commit alone
+    summary_key = keys.clean_summary("listings", "0000000001")
+    summary = lake.get_json(summary_key)
+    (arrow_key,) = summary["index_parts"]
+    table = pa.ipc.open_file(pa.py_buffer(lake.get_bytes(arrow_key))).read_all()
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    parquet_key = arrow_key.removesuffix(".arrow") + ".parquet"
+    lake.put_bytes(parquet_key, buf.getvalue())
+    lake.delete_keys([arrow_key])
+    summary["index_parts"] = [parquet_key]
+    summary["partitions"] = {"row_date/2025-01": ["0000000001"]}
+    lake.put_bytes(summary_key, json.dumps(summary).encode())
+    # WHEN a batch with a copy of one of its listings is cleaned
+    later = clean(
+        lake, ingest(lake, "jan2.csv", b"loyer,surface,date\n1100,35,2025-01-12\n900,30,2025-01-20\n")
+    )
+    # THEN the copy is found in the Parquet part, and the new commit's part is an Arrow file
+    assert later.reasons == {"duplicate": 1} and later.rows_clean == 1
+    newer = lake.get_json(keys.clean_summary("listings", "0000000002"))
+    assert newer["partitions"]["row_date/2025-01"] == ["0000000001", "0000000002.arrow"]
 
 
 def test_commits_named_by_their_batch_are_indexed_too(new_lake: Callable[[str], Any]) -> None:

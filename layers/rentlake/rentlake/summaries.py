@@ -43,8 +43,10 @@ SUMMARY_FORMAT = 3
 SEEN_ON_ROW_DATE = "row_date"
 SEEN_ON_INGEST_DATE = "ingest_date"
 _EPOCH = np.datetime64("1970-01-01", "D")
-_FILTER_BITS = 24
-_FILTER_MASK = (1 << _FILTER_BITS) - 1
+# The lookup's filter has about this many slots per distinct hash of the batch (about 1 in 16 of the
+# index's rows pass it by chance), as a power of two within these bounds.
+_FILTER_SLOTS_PER_HASH = 16
+_FILTER_MIN_BITS, _FILTER_MAX_BITS = 16, 24
 # Bin numbers are int64: |value / width| must stay well inside that range.
 _MAX_BIN = 2**60
 # Largest table of counts (groups x bins) sketch_groups makes at once (32 MB of int64).
@@ -319,7 +321,10 @@ class BatchLookup:
     Rows with equal hashes are seen the same day: dated rows hash their date, undated rows of one batch
     all have its ingestion day. So one seen day per distinct hash says it all. Hashes and keys are kept
     sorted and searched (13 bytes a row), not in a hash table (several times that); a table of the hashes'
-    low bits (:data:`_FILTER_BITS`, 16 MB) first rules out most of a part's rows at the cost of one lookup.
+    low bits first rules out most of a part's rows at the cost of one lookup. The table is sized to the
+    batch (about 16 slots a hash: 2 MB for 100 000 rows, at most 16 MB): a fixed 16 MB one cost a 100 k
+    batch more to touch, in a fresh process, than everything it saved, and is slower to look up in
+    (it does not stay in the cache).
     """
 
     hashes: np.ndarray
@@ -348,8 +353,9 @@ class BatchLookup:
         distinct[1:] = ordered[1:] != ordered[:-1]
         hashes, first = ordered[distinct], order[distinct]
         keys = None if key_hash is None else np.unique(np.asarray(key_hash, dtype=np.int64))
-        maybe = np.zeros(1 << _FILTER_BITS, dtype=bool)
-        maybe[hashes & _FILTER_MASK] = True
+        bits = int(len(hashes) * _FILTER_SLOTS_PER_HASH).bit_length()
+        maybe = np.zeros(1 << min(max(bits, _FILTER_MIN_BITS), _FILTER_MAX_BITS), dtype=bool)
+        maybe[hashes & (maybe.size - 1)] = True
         return cls(hashes, seen[first], dated[first], keys, window_days, maybe)
 
     def partitions(self) -> list[tuple[str, str]]:
@@ -381,7 +387,9 @@ class BatchLookup:
             Row hashes of the batch seen within the window, and the (key hash, row hash) pairs of the
             clean rows that share a key with the batch.
         """
-        within = self.maybe[row_hash & _FILTER_MASK] if self.maybe.size else np.ones(len(row_hash), bool)
+        within = (
+            self.maybe[row_hash & (self.maybe.size - 1)] if self.maybe.size else np.ones(len(row_hash), bool)
+        )
         candidates = np.flatnonzero(within)
         position, hit = _search(self.hashes, row_hash[candidates])
         gap = np.abs(seen[candidates].astype(np.int64) - self.seen[position].astype(np.int64))

@@ -12,7 +12,7 @@ Zones are key prefixes::
     raw/<dataset>/ingest_date=D/ingestion_id=I/*.parquet    rows as received, header mapped, as strings
     clean/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  typed rows (Glue table ``clean_<dataset>``)
     clean/_batches/<dataset>/<n>.json                       clean commit n (its files) + quality summary
-    clean/_index/<dataset>/seen_on=S/month=M/<n>.parquet    hashes + day seen of commit n's clean rows
+    clean/_index/<dataset>/seen_on=S/month=M/<n>.arrow      hashes + day seen of commit n's clean rows
     clean/_summaries/<dataset>/<n>.json                     per-group sketches of the clean rows up to n
     quarantine/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  rejected rows with ``reasons``
     quarantine/objects/ingestion_id=I/<name>                 objects rejected whole (+ ``.reason.json``)
@@ -152,9 +152,14 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
         return f"{base}seen_on={seen_on}/" + ("" if month is None else f"month={month}/")
 
     @staticmethod
-    def clean_index_part(dataset: str, seen_on: str, month: str, commit: str) -> str:
-        """The seen index of one clean commit's rows seen on ``seen_on`` in one month (Parquet)."""
-        return f"{keys.clean_index_prefix(dataset, seen_on, month)}{commit}.parquet"
+    def clean_index_part(dataset: str, seen_on: str, month: str, name: str) -> str:
+        """The seen index of one clean commit's rows seen on ``seen_on`` in one month.
+
+        ``name`` is the part's file name (``<commit>.arrow``, Arrow IPC), or, for a part written before
+        those, the commit's name alone: such a part is ``<commit>.parquet``.
+        """
+        file = name if name.endswith((".arrow", ".parquet")) else f"{name}.parquet"
+        return f"{keys.clean_index_prefix(dataset, seen_on, month)}{file}"
 
     @staticmethod
     def clean_summary(dataset: str, commit: str) -> str:
