@@ -12,7 +12,7 @@ from rentlake.handlers import BatchFunction
 from rentlake.runtime.champion import ChampionCache
 from rentlake.stages import score
 
-FUNCTION = BatchFunction("score")
+FUNCTION = BatchFunction("score", catalog=False)
 CHAMPION = ChampionCache(FUNCTION.lake, refresh_seconds=FUNCTION.settings.model_refresh_seconds)
 CHUNK_ROWS = min(FUNCTION.settings.chunk_rows, score.CHUNK_ROWS)
 

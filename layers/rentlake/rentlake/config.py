@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    import boto3
+
     from rentlake.lake import Lake
 
 DEFAULT_REGION = "eu-west-3"
@@ -100,13 +102,15 @@ def lake_address(env: Mapping[str, str]) -> str:
     return f"s3://{bucket}" if bucket else ""
 
 
-def open_lake(settings: Settings | None = None) -> Lake:
+def open_lake(settings: Settings | None = None, boto3_session: boto3.Session | None = None) -> Lake:
     """Open the lake the settings name (the one way a function gets its lake).
 
     Parameters
     ----------
     settings
         The settings (default: :data:`SETTINGS`, read when this module was imported).
+    boto3_session
+        The session of an S3 lake's clients (default: one made by the lake on first use).
 
     Returns
     -------
@@ -116,7 +120,7 @@ def open_lake(settings: Settings | None = None) -> Lake:
     from rentlake.lake import open_lake as open_address
 
     settings = SETTINGS if settings is None else settings
-    return open_address(settings.lake, database=settings.glue_database)
+    return open_address(settings.lake, database=settings.glue_database, boto3_session=boto3_session)
 
 
 SETTINGS = load()

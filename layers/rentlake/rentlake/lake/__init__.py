@@ -347,6 +347,12 @@ class Lake(ABC):
         """Copy an object within the lake."""
         self._copy(src_key, dst_key)
 
+    def warm_up(self, catalog: bool = True) -> None:
+        """Make now, at a function's cold start, what its first invocation would otherwise make: a remote
+        lake's clients (their service models stay loaded in its boto3 session) and, with ``catalog``, the
+        library that writes and registers its tables. A local lake has nothing to make."""
+        return None
+
     # ------------------------------------------------------------------ Parquet tables (batch side)
     def ensure_database(self) -> None:
         """Create the table catalog if it does not exist (the Glue database, or the local catalog file)."""
