@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import boto3
+from typing import TYPE_CHECKING, Any
 
 from rentlake.config import Settings, load, open_lake
 from rentlake.events import BadEvent
 from rentlake.lake import Lake, is_s3_address
 from rentlake.model import InsufficientDataError
 from rentlake.observability import logger, metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    import boto3
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -74,8 +75,11 @@ class BatchFunction:
         # One boto3 session for the container: each invocation's lake makes its clients from it in a few
         # ms, where a new session reads the service models again (50-75 ms for S3, 25 for Glue, on every
         # invocation). The clients and libraries are made once, here, at cold start.
-        self.session = boto3.Session() if is_s3_address(self.settings.lake) else None
-        if self.session is not None:
+        self.session: boto3.Session | None = None
+        if is_s3_address(self.settings.lake):
+            import boto3  # here: a function on a local lake does without it (100 ms to import)
+
+            self.session = boto3.Session()
             self.lake().warm_up(catalog=catalog)
 
     def lake(self) -> Lake:
