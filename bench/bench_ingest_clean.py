@@ -8,8 +8,10 @@ For each size, in this order, each step in a fresh process whose peak RSS is its
 * **CLI**: ``rentlake --lake-dir D ingest FILE`` then ``rentlake --lake-dir D clean`` on a new local lake,
   each command a subprocess timed from outside (interpreter start and imports included).
 * **handlers**: the real ingest and clean handlers (``functions/ingest``, ``functions/clean``), S3 event
-  in, against a moto S3 + Glue server in another process (S3 is remote to a Lambda function), both
-  handlers in one process (a warm container after its cold start: imports not timed).
+  in, both handlers in one process (a warm container after its cold start: imports and the clients made
+  at cold start not timed), twice: on a local folder lake (the handlers' own work), and against a moto
+  S3 + Glue server in another process (S3 is remote to a Lambda function, but moto's Python server
+  shares this machine's cores: its CPU seconds are reported beside the handlers').
 
 Every run checks that every row ended clean or quarantined (clean + quarantined == rows).
 
@@ -92,11 +94,17 @@ def child_floor(path: str, out: str) -> dict[str, Any]:
     return {"import_s": t1 - t0, "work_s": t2 - t1, "rows_out": kept.num_rows}
 
 
-def child_handlers(n: int, endpoint: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Ingest + clean n landed rows through the handlers in this fresh process."""
+def child_handlers(
+    n: int, endpoint: str | None, event: dict[str, Any], lake: str | None = None
+) -> dict[str, Any]:
+    """Ingest + clean n landed rows through the handlers in this fresh process (on the moto server at
+    ``endpoint``, or on the local lake ``lake``)."""
     import resource
 
-    _env(n, endpoint)
+    if lake is not None:
+        _local_env(lake)
+    else:
+        _env(n, str(endpoint))
     sys.path.insert(0, str(ROOT))
     from tests.support import FakeContext, load_function
 
@@ -135,6 +143,30 @@ def _env(n: int, endpoint: str) -> None:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
+
+
+def _local_env(lake: str) -> None:
+    os.environ.update(
+        {"RENTLAKE_LAKE": lake, "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    )
+    os.environ.pop("RENTLAKE_BUCKET", None)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def child_land_local(lake: str, path: str) -> dict[str, Any]:
+    """Put the CSV under landing/ of a new local lake; returns the S3-style event (not measured)."""
+    from rentlake.cli.stages import s3_put_event
+    from rentlake.lake import open_lake
+
+    data = Path(path).read_bytes()
+    etag = open_lake(lake).put_bytes("landing/bench.csv", data)
+    return s3_put_event("local", "landing/bench.csv", etag=etag, size=len(data))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_land(n: int, endpoint: str, path: str) -> dict[str, Any]:
@@ -204,7 +236,9 @@ def cli(n: int, csv_path: Path, lake: Path, tree: Path | None = None) -> dict[st
     return {"ingest": ingest, "clean": clean, "rows": rows}
 
 
-def measure(n: int, work: Path, endpoint: str, before_tree: Path | None = None) -> dict[str, Any]:
+def measure(
+    n: int, work: Path, endpoint: str, server_pid: int, before_tree: Path | None = None
+) -> dict[str, Any]:
     """The floor, the CLI and the handlers for n rows (the same CSV); the CLI of ``before_tree`` too."""
     csv_path = work / f"listings-{n}.csv"
     run_child(["--generate", str(n), "--path", str(csv_path)])
@@ -215,8 +249,17 @@ def measure(n: int, work: Path, endpoint: str, before_tree: Path | None = None) 
     if before_tree is not None:
         result["before"] = cli(n, csv_path, work / f"lake-before-{n}", before_tree)
 
+    lake = str(work / f"lake-handlers-{n}")
+    event = run_child(["--land-local", lake, "--path", str(csv_path)])["event"]
+    local = run_child(["--handlers", str(n), "--lake", lake], json.dumps(event))
+    _check_rows(n, local, "handlers, local lake")
+    result["handlers_local"] = local
+    shutil.rmtree(lake, ignore_errors=True)
+
     event = run_child(["--land", str(n), "--endpoint", endpoint, "--path", str(csv_path)])["event"]
+    server_cpu = cpu_seconds(server_pid)
     handlers = run_child(["--handlers", str(n), "--endpoint", endpoint], json.dumps(event))
+    handlers["server_cpu_s"] = cpu_seconds(server_pid) - server_cpu
     _check_rows(n, handlers, "handlers")
     result["handlers"] = handlers
     csv_path.unlink()
@@ -258,13 +301,17 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{cli['ingest']['rss_mb']:.0f} / {cli['clean']['rss_mb']:.0f} | {total / base:.1f} | "
                 f"{cli['rows']['clean']:,} | {cli['rows']['quarantined']:,} |"
             )
-        h = r["handlers"]
-        total = h["ingest_s"] + h["clean_s"]
-        lines.append(
-            f"| {n:,} | handlers, moto S3 | {h['ingest_s']:.2f} | {h['clean_s']:.2f} | {total:.2f} | "
-            f"{n / total:,.0f} | {h['cpu_s']:.2f} | {h['rss_mb']:.0f} | {total / base:.1f} | "
-            f"{h['clean']:,} | {h['quarantined']:,} |"
-        )
+        for key, path in (("handlers_local", "handlers, local lake"), ("handlers", "handlers, moto S3")):
+            if key not in r:
+                continue
+            h = r[key]
+            total = h["ingest_s"] + h["clean_s"]
+            cpu = f"{h['cpu_s']:.2f}" + (f" + {h['server_cpu_s']:.2f} moto" if "server_cpu_s" in h else "")
+            lines.append(
+                f"| {n:,} | {path} | {h['ingest_s']:.2f} | {h['clean_s']:.2f} | {total:.2f} | "
+                f"{n / total:,.0f} | {cpu} | {h['rss_mb']:.0f} | {total / base:.1f} | "
+                f"{h['clean']:,} | {h['quarantined']:,} |"
+            )
     return "\n".join(lines)
 
 
@@ -274,7 +321,9 @@ seconds). Floor: pyarrow alone reads the CSV, keeps the rents that are numbers w
 Parquet (no contract, lineage, quarantine or commit), timed from outside the process like the commands.
 CLI: each command a subprocess timed from outside, interpreter start and imports included (ingest / clean
 RSS). Handlers: the real ingest and clean handlers, S3 event in, in one process (timed from inside: a warm
-container after its cold start), against a moto S3 + Glue server in another process. x floor: total
+container after its cold start), on a local folder lake, then against a moto S3 + Glue server in another
+process, whose CPU seconds during the handlers are given after the handlers' own ('+ N moto'): the two
+share this machine's two cores, where a Lambda function's S3 runs on AWS's machines. x floor: total
 seconds over the floor's process seconds, measured in the same run. Synthetic CSV like the course's (rent
 ~ 30 €/m², log-normal noise, 20 arrondissements, dates), 1 % of rents written 'n/a': those are the
 quarantined rows, with the outliers the generator makes; every run checks clean + quarantined == rows.
@@ -295,6 +344,8 @@ def main() -> int:
     ap.add_argument("--floor", help=argparse.SUPPRESS)
     ap.add_argument("--land", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--handlers", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--land-local", help=argparse.SUPPRESS)
+    ap.add_argument("--lake", help=argparse.SUPPRESS)
     ap.add_argument("--endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -307,8 +358,12 @@ def main() -> int:
     if args.land:
         print(json.dumps({"event": child_land(args.land, args.endpoint, args.path)}))
         return 0
+    if args.land_local:
+        print(json.dumps({"event": child_land_local(args.land_local, args.path)}))
+        return 0
     if args.handlers:
-        print(json.dumps(child_handlers(args.handlers, args.endpoint, json.loads(sys.stdin.read()))))
+        event = json.loads(sys.stdin.read())
+        print(json.dumps(child_handlers(args.handlers, args.endpoint, event, args.lake)))
         return 0
     from moto_lake import start_moto
 
@@ -317,7 +372,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ingest-clean-") as work:
             for n in args.rows:
-                results.append(measure(n, Path(work), endpoint, args.before))
+                results.append(measure(n, Path(work), endpoint, server.pid, args.before))
                 print(json.dumps(results[-1]), flush=True)
     finally:
         server.terminate()
