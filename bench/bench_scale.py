@@ -178,8 +178,8 @@ def measure(step: str, event: dict[str, Any]) -> dict[str, Any]:
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     result: dict[str, Any] = {
-        "seconds": round(seconds, 2),
-        "cpu_seconds": round(cpu, 2),
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu, 3),
         "peak_rss_mb": round(after.ru_maxrss / 1024),
     }
     if step == "clean":

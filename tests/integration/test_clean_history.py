@@ -197,7 +197,6 @@ def test_an_index_written_in_parquet_before_is_still_read(new_lake: Callable[[st
 
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from rentlake.lake import keys
 
     lake = new_lake("p")
