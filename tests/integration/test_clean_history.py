@@ -101,9 +101,9 @@ def test_a_batch_reads_only_the_index_months_its_rows_can_match_in(
     clean(lake, ingest(lake, "jan.csv", b"loyer,surface,date\n1000,30,2025-01-10\n1100,35,2025-01-12\n"))
     clean(lake, ingest(lake, "jun.csv", b"loyer,surface,date\n1200,40,2025-06-02\n1300,45,2025-06-03\n"))
     read: list[str] = []
-    real = clean_history._read_part
+    real = clean_history._read_part_table
     monkeypatch.setattr(
-        clean_history, "_read_part", lambda lk, key, cols: read.append(key) or real(lk, key, cols)
+        clean_history, "_read_part_table", lambda lk, key, cols: read.append(key) or real(lk, key, cols)
     )
     # WHEN a June batch is cleaned, one of its listings seen before
     later = clean(
@@ -111,6 +111,40 @@ def test_a_batch_reads_only_the_index_months_its_rows_can_match_in(
     )
     # THEN only the June part was read, and the copy was found in it
     assert read == ["clean/_index/listings/seen_on=row_date/month=2025-06/0000000002.arrow"]
+    assert later.reasons == {"duplicate": 1}
+
+
+def test_a_month_read_in_many_parts_is_compacted_into_one(
+    new_lake: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rentlake.lake import keys
+    from rentlake.stages import clean_history
+
+    lake = new_lake("k")
+    # GIVEN four batches of listings dated in June, each cleaned: four index parts in that month
+    for n in range(4):
+        rows = f"loyer,surface,date\n{1000 + n},30,2025-06-0{n + 1}\n{1500 + n},40,2025-06-1{n}\n"
+        clean(lake, ingest(lake, f"jun{n}.csv", rows.encode()))
+    fourth = lake.get_json(keys.clean_summary("listings", "0000000004"))
+    assert len(fourth["partitions"]["row_date/2025-06"]) == 4
+    # WHEN a fifth June batch is cleaned
+    clean(lake, ingest(lake, "jun4.csv", b"loyer,surface,date\n900,25,2025-06-20\n"))
+    # THEN its summary names one part holding the four, then its own
+    fifth = lake.get_json(keys.clean_summary("listings", "0000000005"))
+    assert fifth["partitions"]["row_date/2025-06"] == ["upto-0000000004.arrow", "0000000005.arrow"]
+    key = keys.clean_index_part("listings", "row_date", "2025-06", "upto-0000000004.arrow")
+    assert len(clean_history._read_part(lake, key, ["row_hash"])["row_hash"]) == 8
+    # AND a later batch reads those two parts, and finds in them a copy of the first batch's listing
+    read: list[str] = []
+    real = clean_history._read_part_table
+
+    def reading(lk: Any, key: str, cols: Any) -> Any:
+        read.append(key.rsplit("/", 1)[-1])
+        return real(lk, key, cols)
+
+    monkeypatch.setattr(clean_history, "_read_part_table", reading)
+    later = clean(lake, ingest(lake, "jun5.csv", b"loyer,surface,date\n1000,30,2025-06-01\n"))
+    assert sorted(read) == ["0000000005.arrow", "upto-0000000004.arrow"]
     assert later.reasons == {"duplicate": 1}
 
 

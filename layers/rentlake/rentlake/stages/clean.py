@@ -64,7 +64,14 @@ from rentlake.parsing import LINEAGE
 from rentlake.progress import report as report_progress
 from rentlake.records import CleanCommit, IngestedBatch, RecordError, ingestion_record_from_json
 from rentlake.stages import discard_uncommitted
-from rentlake.stages.clean_history import CleanHistory, CommitLog, Prepared, group_labels_of, read_commit_log
+from rentlake.stages.clean_history import (
+    CleanHistory,
+    CommitLog,
+    Merged,
+    Prepared,
+    group_labels_of,
+    read_commit_log,
+)
 from rentlake.summaries import seen_column, seen_days
 
 log = logging.getLogger(__name__)
@@ -257,11 +264,13 @@ def clean_batch(
     batch = cleaner.scan()
     history = cleaner.store.load(commits, batch)
     decisions = decide(batch, history, params)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The commit's index is worked out while the rows are written (it needs only the decisions).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # The commit's index is worked out (it needs only the decisions), and the history's partitions
+        # read whole are compacted, while the rows are written.
         prepared = pool.submit(cleaner.store.prepare, batch, decisions)
+        compacted = pool.submit(cleaner.store.compact)
         written = cleaner.write(batch, decisions)
-        return cleaner.commit(batch, history, decisions, written, commits.next_seq, prepared)
+        return cleaner.commit(batch, history, decisions, written, commits.next_seq, prepared, compacted)
 
 
 @dataclass
@@ -488,6 +497,7 @@ class _BatchCleaner:
         written: _Written,
         seq: int,
         prepared: Future[Prepared] | None = None,
+        compacted: Future[list[Merged]] | None = None,
     ) -> CleanCommit | None:
         """Create commit ``seq``; on losing it, catch up with the commit that took it and try the next.
 
@@ -512,7 +522,9 @@ class _BatchCleaner:
                 discard_uncommitted(self.lake, written.files)
                 written = self.write(batch, again)
             decisions, seq = again, seq + 1
-        self.store.record(commit, batch, decisions, prepared.result() if prepared is not None else None)
+        self.store.record(
+            commit, batch, decisions, prepared.result() if prepared is not None else None, compacted
+        )
         self.lake.put_json(keys.quality_report(dataset, self.record.ingestion_id), commit.to_json())
         return commit
 

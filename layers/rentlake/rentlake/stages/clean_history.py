@@ -31,7 +31,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,6 +58,11 @@ from rentlake.summaries import (
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 INDEX_SUFFIX = ".arrow"
+COMPACT_AT = 4
+"""A partition read whole with this many index parts or more is compacted (:meth:`CleanHistory.compact`)."""
+MERGED = "upto-"
+Merged = tuple[str, tuple[str, ...], str]
+"""A compacted partition: ``"<seen on>/<month>"``, the names of the parts merged, the merged part's name."""
 PARALLEL_READS = 8
 """Index parts read (or written) at once (within botocore's default pool of 10 connections)."""
 
@@ -197,6 +202,8 @@ class CleanHistory:
     progress: Progress
     summary: Summary = field(default_factory=Summary)
     """The summary through the last commit the history holds (set by :meth:`load`)."""
+    to_compact: dict[str, dict[str, pa.Table]] = field(default_factory=dict)
+    """Partitions read whole that are worth compacting: their parts, by name (set by :meth:`load`)."""
 
     @property
     def dataset(self) -> str:
@@ -217,7 +224,10 @@ class CleanHistory:
         if not summary.partitions:  # no clean row indexed yet: nothing to look the batch's rows up in
             return History().extend(self._coded(summary))
         lookup = self._lookup(batch)
-        return self._matched(self._parts_for(lookup, summary), lookup).extend(self._coded(summary))
+        parts = self._parts_for(lookup, summary)
+        self.to_compact = {}
+        matched = self._matched(parts, lookup, self._compactable(summary, parts))
+        return matched.extend(self._coded(summary))
 
     def catch_up(self, history: History, other: CleanCommit, batch: BatchChecks) -> History:
         """``history`` followed by ``other``, the commit that took the slot after it (for re-deciding)."""
@@ -240,18 +250,26 @@ class CleanHistory:
         return Prepared(decisions, parts, int(clean.sum()), own)
 
     def record(
-        self, commit: CleanCommit, batch: BatchChecks, decisions: Decisions, prepared: Prepared | None = None
+        self,
+        commit: CleanCommit,
+        batch: BatchChecks,
+        decisions: Decisions,
+        prepared: Prepared | None = None,
+        compacted: Future[list[Merged]] | None = None,
     ) -> None:
         """Write the index parts and the summary of the commit just made from the batch's own rows
-        (``prepared`` when made for these decisions, see :meth:`prepare`).
+        (``prepared`` when made for these decisions, see :meth:`prepare`); the summary names the merged
+        parts ``compacted`` wrote (see :meth:`compact`).
 
         A failure is logged, not raised: the commit stands, and the next clean of the dataset writes them.
         """
         if prepared is None or prepared.decisions is not decisions:
             prepared = self.prepare(batch, decisions)
+        merged = compacted.result() if compacted is not None else []
         try:
             parts = self._write_index(commit, prepared.parts)
-            self._put_summary(commit, _next(self.summary, prepared.rows, prepared.sketches, parts, commit))
+            summary = _next(self.summary, prepared.rows, prepared.sketches, parts, commit, merged)
+            self._put_summary(commit, summary)
         except LakeError as exc:
             log.warning(
                 "%s: index of commit %s not written (the next clean will): %s",
@@ -284,18 +302,25 @@ class CleanHistory:
             for name in summary.partitions.get(where, ())
         ]
 
-    def _matched(self, parts: list[str], lookup: BatchLookup) -> History:
+    def _matched(
+        self, parts: list[str], lookup: BatchLookup, compact: frozenset[str] = frozenset()
+    ) -> History:
         """The hashes and keys of the index parts that concern the batch.
 
         Parts are small (one commit's rows of one month): what they cost is the request, so a few are
-        read at once; each is matched as soon as it is read and only its matches are kept.
+        read at once; each is matched as soon as it is read and only its matches are kept, but for the
+        parts in ``compact`` (whole partitions worth compacting), kept in :attr:`to_compact`.
         """
         if not parts:
             return History()
         columns = ["row_hash", "seen", *(["key_hash"] if self.contract.key else [])]
 
         def match(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            part = _read_part(self.lake, key, columns)
+            table = _read_part_table(self.lake, key, columns)
+            if key in compact:
+                where, name = _where_and_name(key)
+                self.to_compact.setdefault(where, {})[name] = table
+            part = {name: table.column(name).to_numpy() for name in table.column_names}
             key_hash = part["key_hash"] if self.contract.key else None
             return lookup.match(part["row_hash"], part["seen"], key_hash)
 
@@ -306,6 +331,47 @@ class CleanHistory:
         # whatever its age: keys are compared with the whole history.
         row_hash = np.concatenate([*seen_rows, *key_rows])
         return History(row_hash, np.concatenate(key_hashes), np.concatenate(key_rows))
+
+    # ------------------------------------------------------------------ compaction
+    # Each commit adds one part to each partition it has rows in: a month that every batch of a window
+    # reads gathers one part per commit, and a batch pays one request per part (the ingestion months of
+    # undated rows, one part a week, most of all). A batch that reads a partition of COMPACT_AT parts or
+    # more writes, while its rows are written, one part holding them all, "upto-<newest commit>": every
+    # row of the partition through that commit, whichever batch writes it. Its summary names that part
+    # instead of the ones merged; those stay, as an older summary names them.
+    def _compactable(self, summary: Summary, parts: list[str]) -> frozenset[str]:
+        """The parts of ``parts`` in partitions worth compacting: read whole, of Arrow parts only (none for
+        a dataset with a key, whose batches read every partition: holding them would hold the index)."""
+        if self.contract.key:
+            return frozenset()
+        wanted = set(parts)
+        out: set[str] = set()
+        for where, names in summary.partitions.items():
+            if len(names) < COMPACT_AT or any(_commit_number(n) is None for n in names):
+                continue
+            part_keys = {keys.clean_index_part(self.dataset, *where.split("/"), n) for n in names}
+            if part_keys <= wanted:
+                out |= part_keys
+        return frozenset(out)
+
+    def compact(self) -> list[Merged]:
+        """Write one merged part for each partition :meth:`load` kept; (partition, names merged, merged
+        name) of each. It may run while the batch's rows are written: what it writes depends on the
+        history only, and no summary names it before the commit's. A failure is logged: no compaction."""
+        merged, data = [], []
+        for where, tables in sorted(self.to_compact.items()):
+            newest = max(int(_commit_number(n) or 0) for n in tables)
+            names = tuple(sorted(tables))
+            merged.append((where, names, f"{MERGED}{newest:010d}{INDEX_SUFFIX}"))
+            data.append(_ipc_bytes(pa.concat_tables([tables[n] for n in names])))
+        written = [keys.clean_index_part(self.dataset, *where.split("/"), name) for where, _, name in merged]
+        try:
+            with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+                list(pool.map(self.lake.put_bytes, written, data))
+        except LakeError as exc:
+            log.warning("%s: index parts not compacted (a later clean will): %s", self.dataset, exc)
+            return []
+        return merged
 
     def _write_index(self, commit: CleanCommit, parts: list[tuple[str, str, bytes]]) -> tuple[str, ...]:
         name = f"{commit_name(commit)}{INDEX_SUFFIX}"
@@ -370,10 +436,21 @@ class CleanHistory:
 
 
 def _next(
-    previous: Summary, rows: int, groups: dict[str, Sketch], parts: tuple[str, ...], commit: CleanCommit
+    previous: Summary,
+    rows: int,
+    groups: dict[str, Sketch],
+    parts: tuple[str, ...],
+    commit: CleanCommit,
+    merged: Iterable[Merged] = (),
 ) -> Summary:
-    """The summary after ``previous``, with one more commit's rows, sketches and index parts."""
+    """The summary after ``previous``, with one more commit's rows, sketches and index parts, and the
+    partitions compacted (``merged``) named by their merged part, unless ``previous`` no longer names
+    every part merged (another writer's commit compacted the partition first)."""
     partitions = dict(previous.partitions)
+    for where, names, name in merged:
+        current = partitions.get(where, ())
+        if set(names) <= set(current):
+            partitions[where] = (name, *(n for n in current if n not in names))
     for key in parts:  # clean/_index/<dataset>/seen_on=S/month=M/<commit>.arrow
         *_, on, month, name = key.split("/")
         where = f"{on.partition('=')[2]}/{month.partition('=')[2]}"
@@ -409,7 +486,11 @@ def _index_files(
 
 def _part_bytes(frame: pd.DataFrame) -> bytes:
     """An index part as an Arrow IPC file, uncompressed (see the module's note)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    return _ipc_bytes(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None))
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC file, uncompressed."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -418,10 +499,27 @@ def _part_bytes(frame: pd.DataFrame) -> bytes:
 
 def _read_part(lake: Lake, key: str, columns: Iterable[str]) -> dict[str, np.ndarray]:
     """The columns of one index part (Arrow IPC, or Parquet for a part written before)."""
-    data = lake.get_bytes(key)
-    if key.endswith(".parquet"):
-        table = pq.read_table(io.BytesIO(data), columns=list(columns))
-    else:
-        table = pa.ipc.open_file(pa.py_buffer(data)).read_all().select(list(columns))
+    table = _read_part_table(lake, key, columns)
     # One chunk: the columns are views of the bytes read, not copies.
     return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+def _read_part_table(lake: Lake, key: str, columns: Iterable[str]) -> pa.Table:
+    """One index part as a table of one chunk (Arrow IPC, or Parquet for a part written before)."""
+    data = lake.get_bytes(key)
+    if key.endswith(".parquet"):
+        return pq.read_table(io.BytesIO(data), columns=list(columns)).combine_chunks()
+    return pa.ipc.open_file(pa.py_buffer(data)).read_all().select(list(columns)).combine_chunks()
+
+
+def _where_and_name(key: str) -> tuple[str, str]:
+    """``("<seen on>/<month>", "<file name>")`` of an index part's key."""
+    *_, on, month, name = key.split("/")
+    return f"{on.partition('=')[2]}/{month.partition('=')[2]}", name
+
+
+def _commit_number(name: str) -> int | None:
+    """The commit number of an Arrow index part's name (``0000000012.arrow``, ``upto-0000000012.arrow``);
+    None for the others (Parquet parts, commits named by their batch), which are never compacted."""
+    stem = name.removeprefix(MERGED).removesuffix(INDEX_SUFFIX)
+    return int(stem) if name.endswith(INDEX_SUFFIX) and _numbered(stem) else None
