@@ -4,6 +4,7 @@ What a batch is checked against, without reading the clean rows (the rules are i
 :mod:`rentlake.summaries`)::
 
     clean/_index/<dataset>/seen_on=S/month=YYYY-MM/<commit>.arrow  row_hash, seen (day), key_hash
+    clean/_index/<dataset>/seen_on=S/month=YYYY-MM/upto-<commit>.arrow  the month's rows through <commit>
     clean/_summaries/<dataset>/<commit>.json                  sketches through <commit>, its index parts
 
 ``<commit>`` is the commit's number (10 digits), or ``batch-<ingestion id>`` for a commit written before
@@ -20,9 +21,11 @@ in each partition. So the clean stage learns which batches are committed, and un
 next commit goes, from one listing of the commit keys and one summary (:func:`read_commit_log`), not by
 opening every commit; and it finds the index parts it needs without listing them.
 
-Index parts are Arrow IPC files, uncompressed: a batch reads some of them whole, and the hashes (random,
-incompressible) are then used where they lie in the bytes read, with no decoding (Parquet, which parts
-were first written in and are still read in, cost a 100 k batch 20 ms to decode 650 k hashes).
+A month's parts are compacted into one ``upto-`` part once a batch reads four or more of them (see
+"compaction" below). Index parts are Arrow IPC files, uncompressed: a batch reads some of them whole, and
+the hashes (random, incompressible) are then used where they lie in the bytes read, with no decoding
+(Parquet, which parts were first written in and are still read in, cost a 100 k batch 20 ms to decode
+650 k hashes).
 """
 
 from __future__ import annotations
