@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -46,7 +47,16 @@ def start(lake: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 600) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
+    """Wait for the process to end; one that does not end in ``timeout`` s is asked for its threads'
+    stacks (``rentlake serve`` prints them on SIGUSR1), killed, and the test fails with them."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running after {timeout} s; its stderr:\n{err[-8000:]}") from None
     return proc.returncode, out, err
 
 
@@ -161,6 +171,35 @@ def _wait_for(condition: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an answer all the same
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 on this system")
+def test_serve_prints_its_threads_stacks_on_sigusr1(tmp_path: Path) -> None:
+    # GIVEN `rentlake serve` answering on an empty lake
+    port = _free_port()
+    server = start(tmp_path / "lake", "serve", "--port", str(port))
+    try:
+        _wait_for(lambda: _answers(port), 60, "the server")
+        # WHEN it gets SIGUSR1 (what a test does with a server that stops answering)
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        answering = _answers(port)
+    finally:
+        server.send_signal(signal.SIGINT)
+        code, _, err = finish(server, timeout=60)
+    # THEN it printed where each of its threads is, the main one in its serving loop, and served on
+    assert "serve_forever" in err and "thread 0x" in err
+    assert answering and code == 0
 
 
 @pytest.mark.slow

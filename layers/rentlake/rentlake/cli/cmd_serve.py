@@ -12,13 +12,18 @@ its port, so it keeps its own limits (each refusal has the API's JSON error shap
   ``Retry-After: 1`` and closed at once (it does not wait for a slot);
 * every response carries :data:`rentlake.runtime.page.SECURITY_HEADERS` (the API sets them; the server
   adds them to its own refusals).
+
+``kill -USR1 <pid>`` prints the stack of every thread of the server to stderr: a server that stops
+answering can say where it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import re
+import signal
 import socket
 import sys
 import threading
@@ -277,6 +282,8 @@ def make_server(
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Serve until interrupted."""
+    if hasattr(signal, "SIGUSR1"):  # not on Windows
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     server = make_server(predict_handler(ctx), args.host, args.port)
     host, port = server.server_address[:2]
     print(
