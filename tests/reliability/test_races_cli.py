@@ -34,8 +34,14 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "POWERTOOLS_METRICS_DISABLED": "true", **extra}
 
 
+def _ctrl_c_stops() -> None:
+    # A test run started in the background by a script (`make test &`) ignores SIGINT, its children
+    # inherit that, and Python then leaves Ctrl-C ignored: the processes here stop on it, as in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(lake: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    """A ``rentlake`` process on ``lake``, running in the background."""
+    """A ``rentlake`` process on ``lake``, running in the background (Ctrl-C, SIGINT, stops it)."""
     return subprocess.Popen(
         [*RENTLAKE, "--lake-dir", str(lake), *args],
         stdout=subprocess.PIPE,
@@ -43,6 +49,7 @@ def start(lake: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
         env=_env(**env),
+        preexec_fn=_ctrl_c_stops if os.name == "posix" else None,  # noqa: PLW1509 - signal.signal only
     )
 
 
