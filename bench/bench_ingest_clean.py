@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from moto_lake import lake_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = (
     "Before (this section on 2026-11-30, same generator): through the handlers on moto, 1 M rows 1.44 s "
@@ -130,27 +132,13 @@ def child_handlers(
 
 
 def _env(n: int, endpoint: str) -> None:
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "eu-west-3",
-            "AWS_REGION": "eu-west-3",
-            "AWS_ENDPOINT_URL": endpoint,
-            "RENTLAKE_BUCKET": f"bench-{n}",
-            "RENTLAKE_GLUE_DATABASE": f"bench_{n}",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
-    )
+    os.environ.clear()
+    os.environ.update(lake_environment(f"s3://bench-{n}", f"bench_{n}", endpoint))
 
 
 def _local_env(lake: str) -> None:
-    os.environ.update(
-        {"RENTLAKE_LAKE": lake, "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    )
-    os.environ.pop("RENTLAKE_BUCKET", None)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.clear()
+    os.environ.update(lake_environment(lake, "bench_local"))
 
 
 def child_land_local(lake: str, path: str) -> dict[str, Any]:

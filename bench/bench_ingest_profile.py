@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from moto_lake import lake_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 
@@ -57,21 +59,7 @@ def csv_file(rows: int, cache: Path) -> Path:
 
 
 def environment(lake: str, endpoint: str | None = None) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-3",
-        "AWS_REGION": "eu-west-3",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "RENTLAKE_GLUE_DATABASE": "bench_ingest",
-        "RENTLAKE_LAKE": lake,
-    }
-    env.pop("RENTLAKE_BUCKET", None)
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    return env
+    return lake_environment(lake, "bench_ingest", endpoint)
 
 
 def timed(cmd: list[str], env: dict[str, str], *, show_stderr: bool = False) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from moto_lake import start_moto
+from moto_lake import lake_environment, start_moto
 
 ROOT = Path(__file__).resolve().parents[1]
 WEEK_ROWS = 100_000
@@ -228,22 +227,9 @@ def child(args: list[str], env: dict[str, str], stdin: str = "") -> dict[str, An
 
 
 def environment(backend: str, name: str, workdir: Path, endpoint: str | None) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-3",
-        "AWS_REGION": "eu-west-3",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "RENTLAKE_GLUE_DATABASE": name.replace("-", "_"),
-    }
-    env.pop("RENTLAKE_BUCKET", None)
     if backend == "moto":
-        env.update(AWS_ENDPOINT_URL=str(endpoint), RENTLAKE_LAKE=f"s3://{name}")
-    else:
-        env["RENTLAKE_LAKE"] = str(workdir / name)
-    return env
+        return lake_environment(f"s3://{name}", name.replace("-", "_"), endpoint)
+    return lake_environment(str(workdir / name), name.replace("-", "_"))
 
 
 def prepare(backend: str, history: int, batch: int, workdir: Path, endpoint: str | None) -> dict[str, Any]:

@@ -22,6 +22,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def lake_environment(lake: str, database: str, endpoint: str | None = None) -> dict[str, str]:
+    """This process's environment for a child working on the lake at ``lake`` (a folder or ``s3://``),
+    its tables in the Glue database ``database``: fake credentials, quiet Powertools, and the moto server
+    at ``endpoint`` when given."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "RENTLAKE_GLUE_DATABASE": database,
+        "RENTLAKE_LAKE": lake,
+    }
+    env.pop("RENTLAKE_BUCKET", None)
+    env.pop("AWS_ENDPOINT_URL", None)
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return env
+
+
 def start_moto(wait_s: float = 3.0) -> tuple[subprocess.Popen[bytes], str]:
     """Start a threaded moto server on a free port; returns the process and its endpoint URL."""
     port = free_port()
