@@ -94,6 +94,94 @@ def test_a_fault_read_after_chunks_were_written_rejects_the_object_and_leaves_no
     assert raw_parquet(lake) == [] and lake.list_keys("raw/objects/") == []
 
 
+@pytest.fixture
+def copied_while_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every object counts as large: its copy to raw/objects/ runs in a thread from the start of the parse."""
+    from rentlake.stages import ingest
+
+    monkeypatch.setattr(ingest, "_APART_BYTES", 0)
+
+
+def test_a_large_object_is_copied_while_parsed_to_a_folder_of_its_attempt(
+    lake: Any, copied_while_parsed: None
+) -> None:
+    from rentlake.stages import ingest
+
+    # GIVEN 25 rows landed, ingested twice as two attempts would (the ledger entry removed in between)
+    data = csv_rows(25)
+    lake.put_bytes("landing/many.csv", data)
+    first = ingest.ingest_object(lake, "landing/many.csv", chunk_rows=4, progress=lambda _: None)
+    record = lake.get_json(f"raw/_ingestions/{first.ingestion_id}.json")
+    lake.delete_keys([f"raw/_ingestions/{first.ingestion_id}.json"])
+    # WHEN ingested again
+    second = ingest.ingest_object(lake, "landing/many.csv", chunk_rows=4, progress=lambda _: None)
+    again = lake.get_json(f"raw/_ingestions/{second.ingestion_id}.json")
+    # THEN each attempt's copy holds the object's bytes, under the name it landed with, in its own folder
+    copies = [record["raw_object"], again["raw_object"]]
+    assert sorted(copies) == lake.list_keys("raw/objects/") and copies[0] != copies[1]
+    assert [lake.get_bytes(k) for k in copies] == [data, data]
+    assert {k.rsplit("/", 1)[1] for k in copies} == {"many.csv"}
+    assert {k.rsplit("/", 2)[0] for k in copies} == {
+        f"raw/objects/ingest_date={record['ingest_date']}/ingestion_id={first.ingestion_id}"
+    }
+
+
+def test_a_write_failing_while_the_copy_runs_deletes_the_copy_once_made(
+    lake: Any, monkeypatch: pytest.MonkeyPatch, copied_while_parsed: None
+) -> None:
+    import threading
+
+    from rentlake.lake import Lake, LakeError
+    from rentlake.stages import ingest
+
+    # GIVEN a copy that ends only after the fourth chunk's write has failed
+    failed = threading.Event()
+    real_copy, real_write = Lake.copy, Lake.write_batch
+
+    def copy(self: Any, src: str, dst: str) -> None:
+        assert failed.wait(10), "the write never failed"
+        real_copy(self, src, dst)
+
+    def write_batch(self: Any, df: Any, *args: Any, **kw: Any) -> list[str]:
+        if kw["part"] == 3:
+            failed.set()
+            raise LakeError("disk full")
+        return real_write(self, df, *args, **kw)
+
+    monkeypatch.setattr(Lake, "copy", copy)
+    monkeypatch.setattr(Lake, "write_batch", write_batch)
+    lake.put_bytes("landing/many.csv", csv_rows(25))
+    # WHEN ingested THEN the write's error fails the ingestion
+    with pytest.raises(LakeError, match="disk full"):
+        ingest.ingest_object(lake, "landing/many.csv", chunk_rows=4, progress=lambda _: None)
+    # AND the copy, made after the failure, is gone with the chunks, and nothing is recorded
+    assert lake.list_keys("raw/objects/") == []
+    assert raw_parquet(lake) == [] and lake.list_keys("raw/_ingestions/") == []
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["copied-after", "copied-while-parsed"])
+def test_a_copy_failing_fails_the_ingestion_and_leaves_no_raw_file(
+    lake: Any, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    from rentlake.lake import Lake, LakeError
+    from rentlake.stages import ingest
+
+    # GIVEN a lake that cannot copy the object to raw/objects/
+    def copy(self: Any, src: str, dst: str) -> None:
+        raise LakeError("copy refused")
+
+    monkeypatch.setattr(Lake, "copy", copy)
+    if large:
+        monkeypatch.setattr(ingest, "_APART_BYTES", 0)
+    lake.put_bytes("landing/many.csv", csv_rows(25))
+    # WHEN ingested THEN the lake's error fails the ingestion
+    with pytest.raises(LakeError, match="copy refused"):
+        ingest.ingest_object(lake, "landing/many.csv", chunk_rows=4, progress=lambda _: None)
+    # AND every chunk written is gone, and nothing is recorded
+    assert raw_parquet(lake) == [] and lake.list_keys("raw/_ingestions/") == []
+    assert lake.list_keys("raw/objects/") == []
+
+
 @pytest.mark.parametrize("rows", [3, 500_000])  # under and over the size hashed in a thread of its own
 def test_content_already_ingested_is_a_duplicate_however_it_would_be_read_now(lake: Any, rows: int) -> None:
     from rentlake.stages import ingest

@@ -7,7 +7,7 @@ opens either; both are a :class:`Lake`, so nothing above this package knows whic
 Zones are key prefixes::
 
     landing/                      uploads (an S3 event on this prefix triggers ingestion)
-    raw/objects/ingest_date=D/ingestion_id=I/<name>   immutable copy of every accepted object
+    raw/objects/ingest_date=D/ingestion_id=I/<attempt>/<name>   immutable copy of every accepted object
     raw/_ingestions/<I>.json      ingestion metadata (lineage, parse report); the idempotency ledger
     raw/<dataset>/ingest_date=D/ingestion_id=I/*.parquet    rows as received, header mapped, as strings
     clean/<dataset>/ingest_date=D/ingestion_id=I/*.parquet  typed rows (Glue table ``clean_<dataset>``)
@@ -101,9 +101,11 @@ class keys:  # noqa: N801 - a namespace of key builders, read as ``keys.champion
         return f"landing/{safe_name(name)}"
 
     @staticmethod
-    def raw_object(ingest_date: str, ingestion_id: str, name: str) -> str:
-        """Immutable copy of an accepted object."""
-        return f"raw/objects/ingest_date={ingest_date}/ingestion_id={ingestion_id}/{safe_name(name)}"
+    def raw_object(ingest_date: str, ingestion_id: str, name: str, attempt: str) -> str:
+        """Immutable copy of an accepted object, under a folder unique to the ingestion attempt that made
+        it (so an attempt that fails or loses the commit deletes its own copy, never the winner's)."""
+        prefix = f"raw/objects/ingest_date={ingest_date}/ingestion_id={ingestion_id}"
+        return f"{prefix}/{safe_name(attempt)}/{safe_name(name)}"
 
     @staticmethod
     def ingestion_record(ingestion_id: str) -> str:

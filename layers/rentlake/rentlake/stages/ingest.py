@@ -5,7 +5,8 @@ What the ``ingest`` function runs (:func:`run`), one object at a time (:func:`in
 1. read the landed object (too large: rejected where it lies, unread);
 2. look its content up in the ledger (``raw/_ingestions/<id>.json``): already ingested → ``duplicate``;
 3. parse it (:mod:`rentlake.parsing`) and write its raw rows as Parquet files whose names are unique to
-   this attempt, plus a copy of the object under ``raw/objects/``;
+   this attempt, and copy the object under ``raw/objects/`` (to a folder of this attempt; a large object
+   is copied while it is parsed);
 4. commit: create the ingestion record only if absent (or replace a rejection, compare-and-swap on its
    ETag). The record lists exactly the files written, and readers read nothing else.
 
@@ -25,6 +26,7 @@ read, for the lake's sweep.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -272,8 +274,9 @@ def ingest_object(
     return _commit_ingested(lake, record, seen, parsed)
 
 
-# Objects from this size on are hashed in a thread while they are opened (under it, a thread costs more).
-_HASH_APART_BYTES = 4 << 20
+# Objects from this size on are hashed in a thread while they are opened, and copied to the raw zone in a
+# thread while they are parsed (under it, a thread costs more than it hides).
+_APART_BYTES = 4 << 20
 
 
 def _hash_while(data: bytes, open_object: Callable[[], Parsed]) -> tuple[tuple[str, str], _Opened]:
@@ -284,7 +287,7 @@ def _hash_while(data: bytes, open_object: Callable[[], Parsed]) -> tuple[tuple[s
     in another thread; both run outside the GIL. A failure to open it waits: the ledger decides first
     (content already ingested is a duplicate, however it would be read now).
     """
-    if len(data) < _HASH_APART_BYTES:
+    if len(data) < _APART_BYTES:
         digest = ingestion_id_of(data)
         return digest, _Opened.of(open_object)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash") as pool:
@@ -352,6 +355,8 @@ def _write_raw(
             dtype=dtype,
         )
 
+    raw_copy = keys.raw_object(ingest_date, ingestion_id, name, attempt=uuid.uuid4().hex[:16])
+    copy = _ObjectCopy(lake, key, raw_copy, apart=head["size"] >= _APART_BYTES)
     writes = _ChunkWrites(lake, write)
     try:
         for part, table in enumerate(parsed.tables):
@@ -362,10 +367,9 @@ def _write_raw(
         written = writes.finish()
         if rows == 0:
             raise Rejected("no_data_rows", f"{name} has a header but no data rows")
-        raw_copy = keys.raw_object(ingest_date, ingestion_id, name)
-        lake.copy(key, raw_copy)
+        copy.finish()
     except BaseException:
-        discard_uncommitted(lake, writes.abort())
+        discard_uncommitted(lake, [*writes.abort(), *copy.abort()])
         raise
     finally:
         writes.close()
@@ -431,6 +435,47 @@ def constant_column(value: str, n: int) -> pa.DictionaryArray:
     dictionary = pa.StringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(raw))
     indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.zeros(n, dtype=np.int32))])
     return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
+class _ObjectCopy:
+    """The copy of the object to ``raw/objects/``, made while its rows are parsed and written.
+
+    The copy is the lake's (a server-side copy on S3): on a large object it runs in a thread from the start,
+    so its time hides behind the parse instead of following it; a small object is copied at the end, in
+    the calling thread (a thread would cost more than it hides). Its key is unique to this attempt, so an
+    attempt that fails deletes its own copy (:meth:`abort`) and nobody else's.
+    """
+
+    def __init__(self, lake: Lake, source: str, target: str, *, apart: bool) -> None:
+        self.lake, self.source, self.target = lake, source, target
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: Future[None] | None = None
+        if apart:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-copy")
+            self.pending = self.pool.submit(lake.copy, source, target)
+
+    def finish(self) -> None:
+        """Wait for the copy (or make it now); its failure is raised here."""
+        try:
+            if self.pending is None:
+                self.lake.copy(self.source, self.target)
+            else:
+                self.pending.result()
+        finally:
+            self._close()
+
+    def abort(self) -> list[str]:
+        """After a failure: the copy's key, if it was made (to delete), once the copy in flight has ended."""
+        pending, self.pending = self.pending, None
+        self._close()
+        if pending is None or pending.cancelled() or pending.exception() is not None:
+            return []
+        return [self.target]
+
+    def _close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 class _ChunkWrites:
@@ -507,10 +552,8 @@ def _commit_ingested(lake: Lake, record: IngestedBatch, seen: _Ledger, parsed: P
     """Commit the ingestion; the loser of a race deletes its own files and says who won."""
     won, entry = _commit(lake, record, seen)
     if not won and entry.ingested is not None:
-        mine = [*(record.raw_files or ()), record.raw_object]
-        # Only this attempt's files: the winner's copy of the object may share its key (same name, same
-        # day, same bytes), and that one the winner's record names.
-        discard_uncommitted(lake, [k for k in mine if k != entry.ingested.raw_object])
+        # Only this attempt's files (the copy of the object too: its key is the attempt's own).
+        discard_uncommitted(lake, [*(record.raw_files or ()), record.raw_object])
         return _duplicate(record.source_key, entry.ingested, "already committed by another writer:")
     if isinstance(entry.record, RejectedObject):  # rejected before, ingested now: the rejected copy goes
         lake.delete_keys(_rejected_keys(entry.record.ingestion_id, entry.record.source_key))
