@@ -42,20 +42,28 @@ BENCH = Path(__file__).resolve().parent
 
 
 def csv_file(rows: int, cache: Path) -> Path:
-    """bench_scale's new batch of ``rows`` listings as the CSV people upload (built once per count)."""
+    """bench_scale's new batch of ``rows`` listings as the CSV people upload (built once per count, in a
+    child: Linux carries a parent's peak RSS over to the children it starts, so a parent that built 4 M rows
+    itself would report its own peak for every measured process)."""
     path = cache / f"ingest-{rows}.csv"
-    if path.exists():
-        return path
-    sys.path.insert(0, str(BENCH))
+    if not path.exists():
+        code = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import bench_ingest_profile as b; "
+        code += f"b.write_csv({rows}, {str(path)!r})"
+        subprocess.run([sys.executable, "-c", code], check=True)
+    return path
+
+
+def write_csv(rows: int, path: str) -> None:
+    """Write bench_scale's new batch of ``rows`` listings as a CSV at ``path`` (in the child)."""
     from bench_scale import week
 
-    cache.mkdir(parents=True, exist_ok=True)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     frame = week(0, datetime.now(UTC).date(), rows)
     frame = frame.rename(columns={"rent_eur": "loyer", "surface_m2": "surface", "district": "arrondissement"})
-    tmp = path.with_suffix(".tmp")
+    tmp = target.with_suffix(".tmp")
     tmp.write_bytes(frame.to_csv(index=False).encode())
-    tmp.replace(path)
-    return path
+    tmp.replace(target)
 
 
 def environment(lake: str, endpoint: str | None = None) -> dict[str, str]:
