@@ -20,6 +20,7 @@ from tests.support import (
     SAMPLES,
     UNSAFE_ENV,
     FakeContext,
+    atomic_s3_objects,
     compile_legal_sample,
     fake_aws_env,
     load_function,
@@ -59,10 +60,11 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws(aws_credentials: None) -> Iterator[None]:
-    """Every AWS call in the test goes to moto, in process."""
+    """Every AWS call in the test goes to moto, in process; its objects are read and written one request at a
+    time, so that conditional writes are atomic as on S3 (see :func:`tests.support.atomic_s3_objects`)."""
     from moto import mock_aws
 
-    with mock_aws():
+    with mock_aws(), atomic_s3_objects():
         yield
 
 
@@ -111,21 +113,3 @@ def put_landing(lake: Any) -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def sample_bytes() -> Callable[[str], bytes]:
     return lambda name: (SAMPLES / name).read_bytes()
-
-
-@pytest.fixture
-def atomic_s3_puts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's PutObject atomic, as S3's is: moto checks ``If-None-Match`` / ``If-Match`` and then
-    writes in two steps, so two threads can both pass the check. Race tests test our protocol, not moto."""
-    import threading
-
-    import moto.s3.responses as s3_responses
-
-    atomic = threading.Lock()
-    real_put = s3_responses.S3Response.put_object
-
-    def put_object(self: Any) -> Any:
-        with atomic:
-            return real_put(self)
-
-    monkeypatch.setattr(s3_responses.S3Response, "put_object", put_object)

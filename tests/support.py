@@ -150,16 +150,55 @@ class MotoLake:
     env: dict[str, str]
 
 
+# moto's S3 is not safe for threads on one key: it checks a write's condition (If-None-Match, If-Match) and
+# then writes, in two steps, and a read can meet a key being replaced (twenty threads' compare-and-swap
+# increments of one counter lost up to half of them, and still some with only the writes made one at a
+# time). S3 checks and writes at once and reads what was last written, and the lake's commits, ledgers and
+# registry rely on that: in tests, moto answers the requests on objects one at a time.
+_OBJECT_REQUESTS = ("key_response",)
+
+
+@contextmanager
+def atomic_s3_objects() -> Iterator[None]:
+    """While open, moto answers S3 requests on objects (GET, HEAD, PUT, DELETE, POST) one at a time, so a
+    conditional write is checked and made at once and a read sees a whole object, as on S3 (moto in process
+    and its threaded server)."""
+    from moto.s3.responses import S3Response
+
+    lock = threading.RLock()
+    originals = {name: S3Response.__dict__[name] for name in _OBJECT_REQUESTS}
+
+    def one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
+        def answer(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(self, *args, **kwargs)
+
+        return answer
+
+    for name, method in originals.items():
+        setattr(S3Response, name, one_at_a_time(method))
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(S3Response, name, method)
+
+
 @contextmanager
 def moto_lake(extra_env: dict[str, str] | None = None) -> Iterator[MotoLake]:
     """A moto server on 127.0.0.1 (free port) holding an empty lake bucket; ``os.environ`` points boto3 at
     it while the context is open (restored afterwards), as ``rentlake serve`` does with its embedded lake."""
     import logging
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with atomic_s3_objects():
+        yield from _served_moto_lake(extra_env)
+
+
+def _served_moto_lake(extra_env: dict[str, str] | None) -> Iterator[MotoLake]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

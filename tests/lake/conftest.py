@@ -15,8 +15,7 @@ def any_lake(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
     if request.param == "local":
         return open_lake(tmp_path / "lake")
-    request.getfixturevalue("bucket")  # moto bucket, created after the fake credentials
-    request.getfixturevalue("atomic_s3_puts")  # conditional writes are atomic on S3: make moto's so too
+    request.getfixturevalue("bucket")  # moto bucket (its conditional writes atomic, as S3's)
     from tests.support import BUCKET
 
     address = f"s3://{BUCKET}" if request.param == "s3" else f"s3://{BUCKET}/team/lake"

@@ -139,12 +139,12 @@ def test_compare_and_swap_loses_no_increment_under_threads(any_lake: Any) -> Non
             except PreconditionFailed:
                 continue  # another thread moved it: read again
 
-    threads = [threading.Thread(target=add, args=(5,)) for _ in range(4)]
+    threads = [threading.Thread(target=add, args=(10,)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert lake.get_json(key) == {"n": 20}
+    assert lake.get_json(key) == {"n": 60}
 
 
 LISTINGS_DTYPE = {

@@ -31,7 +31,6 @@ def make_lake(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], An
     if request.param == "local":
         return lambda: open_lake(tmp_path / "lake")
     bucket = request.getfixturevalue("bucket")
-    request.getfixturevalue("atomic_s3_puts")
     return lambda: Lake(bucket, "rentlake")
 
 
