@@ -52,7 +52,7 @@ demo: $(STAMP)  ## run the whole cycle on the sample data in the embedded local 
 		data/samples/encadrement_loyers_paris_2025.csv
 
 test: $(STAMP) system-deps py313 lint  ## lint, then the full test suite (what CI runs)
-	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## the suite without the slow tier (network wheel checks, browser, fuzzing)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow and not browser" $(PYTEST_ARGS)
